@@ -8,7 +8,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::buf::{ByteBuf, NotEnoughBytesError};
-use kafka_protocol::protocol::{Decodable, Encodable, Message};
+use kafka_protocol::protocol::{Decodable, Encodable};
+#[cfg(test)]
+use kafka_protocol::protocol::Message;
 use std::ops::Range;
 
 /// One API the broker serves, with the versions it advertises in ApiVersions.

@@ -11,6 +11,7 @@
 //! from the same scan, so it survives a restart without a file of its own.
 
 pub(crate) mod batch;
+pub(crate) mod cleaner;
 
 use crate::error::{Error, Result};
 use batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};

@@ -1,0 +1,108 @@
+//! Request dispatch: [`handle`] routes a decoded request to the module of its API (one file
+//! per Kafka API) and returns the response body, or `None` when the client expects no answer.
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_groups;
+mod delete_records;
+mod delete_topics;
+mod describe_configs;
+mod describe_groups;
+mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
+mod list_offsets;
+mod metadata;
+mod offset_commit;
+mod offset_fetch;
+mod offset_for_leader_epoch;
+mod produce;
+mod sync_group;
+
+use crate::protocol::Request;
+use crate::state::BrokerState;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What a handler knows about the request besides its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) version: i16,
+    pub(crate) client_id: String,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Runs the handler for one request.
+pub(crate) async fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> Option<ResponseKind> {
+    let ctx = Ctx {
+        version: request.header.request_api_version,
+        client_id: request
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        peer,
+    };
+    let v = ctx.version;
+    Some(match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, v, r)),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r)?),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, v, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(state, v, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(state, r))
+        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(state, r)),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(state, v, r))
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(state, &ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(state, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(state, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(state, v, r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(state, r)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(state, v, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(state, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(state, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(state, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(state, v, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(state, r)),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(state, r))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(state, r)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(state, r))
+        }
+        other => {
+            // decode_request only produces the kinds above; anything else is a wiring bug.
+            tracing::error!(request = ?other, "no handler for request");
+            return None;
+        }
+    })
+}
+
+/// A `StrBytes` from an owned string.
+pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Logs a storage failure and turns it into the wire error clients retry on.
+pub(crate) fn storage_error(e: crate::Error) -> kafka_protocol::error::ResponseError {
+    tracing::error!(error = %e, "storage failure");
+    kafka_protocol::error::ResponseError::KafkaStorageError
+}
+
+/// The wire code of an optional error (0 for none).
+pub(crate) fn code(e: Option<kafka_protocol::error::ResponseError>) -> i16 {
+    e.map_or(0, |e| e.code())
+}

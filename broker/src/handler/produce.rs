@@ -1,0 +1,92 @@
+//! Produce: validates each partition's batch (CRC, size, idempotent sequence), assigns offsets,
+//! appends it and wakes waiting fetches. acks=0 gets no response at all.
+
+use crate::log::batch::{self, BatchHeader};
+use crate::log::SequenceCheck;
+use crate::state::BrokerState;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use std::sync::Arc;
+
+pub(crate) fn handle(state: &Arc<BrokerState>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let fsync = state.fsync_for(acks);
+    let mut appended = false;
+    let responses = req
+        .topic_data
+        .into_iter()
+        .map(|topic_data| {
+            let topic = state.topics.get(topic_data.name.as_str());
+            let partition_responses = topic_data
+                .partition_data
+                .into_iter()
+                .map(|pd| {
+                    let mut resp = PartitionProduceResponse::default()
+                        .with_index(pd.index)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1);
+                    if !valid_acks {
+                        return resp.with_error_code(ResponseError::InvalidRequiredAcks.code());
+                    }
+                    let Some(topic) = &topic else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let Some(partition) = topic.partition(pd.index) else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let Some(records) = pd.records else {
+                        return resp.with_error_code(ResponseError::InvalidRecord.code());
+                    };
+                    let max = topic.config_i64("max.message.bytes", state.config.max_message_bytes as i64);
+                    let header = match batch::validate_batch(&records, max.max(0) as usize) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            tracing::debug!(topic = %topic.name, partition = pd.index, error = %e, "rejected batch");
+                            return resp.with_error_code(e.code());
+                        }
+                    };
+                    if header.is_transactional() || header.is_control() {
+                        // Transactions arrive with exactly-once support; until then refuse
+                        // rather than expose uncommitted data to read_committed consumers.
+                        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+                    }
+                    let mut log = partition.log.lock().expect("log lock");
+                    resp.log_start_offset = log.log_start_offset();
+                    match append(&mut log, &header, &records, fsync) {
+                        Ok(base) => {
+                            appended = true;
+                            resp.with_base_offset(base)
+                        }
+                        Err(e) => resp.with_error_code(e.code()),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    if appended {
+        state.appended.notify_waiters();
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn append(
+    log: &mut crate::log::PartitionLog,
+    header: &BatchHeader,
+    records: &[u8],
+    fsync: bool,
+) -> Result<i64, ResponseError> {
+    match log.check_sequence(header)? {
+        SequenceCheck::Duplicate(base) => Ok(base),
+        SequenceCheck::Append => {
+            // Patch our own copy: the request buffer is shared and immutable.
+            let mut batch = records.to_vec();
+            log.append(&mut batch, fsync).map_err(super::storage_error)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Background log cleanup: [`run`] periodically applies time and size retention to topics whose
+//! `cleanup.policy` includes `delete`.
+
+use crate::state::BrokerState;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Runs until shutdown, cleaning every `log_cleanup_interval`.
+pub(crate) async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(state.config.log_cleanup_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let state = state.clone();
+                // File deletion and compaction do blocking I/O.
+                let _ = tokio::task::spawn_blocking(move || clean_all(&state)).await;
+            }
+            _ = crate::server::stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+/// One cleanup pass over every topic.
+pub(crate) fn clean_all(state: &BrokerState) {
+    let now = crate::util::now_ms();
+    for topic in state.topics.list() {
+        if !topic.has_retention() {
+            continue;
+        }
+        let retention_ms = topic.config_i64("retention.ms", 604_800_000);
+        let retention_bytes = topic.config_i64("retention.bytes", -1);
+        for p in topic.partitions() {
+            let mut log = p.log.lock().expect("log lock");
+            if let Err(e) = log.apply_retention(retention_ms, retention_bytes, now) {
+                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "retention failed");
+            }
+        }
+    }
+}
