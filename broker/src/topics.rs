@@ -75,6 +75,11 @@ impl Topic {
         self.configs.read().expect("configs lock").clone()
     }
 
+    /// The override of a config, if the topic has one.
+    pub(crate) fn config_override(&self, name: &str) -> Option<String> {
+        self.configs.read().expect("configs lock").get(name).cloned()
+    }
+
     /// The effective value of a config: the override, else Kafka's default.
     pub(crate) fn config(&self, name: &str) -> Option<String> {
         self.configs

@@ -40,7 +40,11 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: ProduceRequest) -> Option<Pr
                     let Some(records) = pd.records else {
                         return resp.with_error_code(ResponseError::InvalidRecord.code());
                     };
-                    let max = topic.config_i64("max.message.bytes", state.config.max_message_bytes as i64);
+                    // A topic override wins; otherwise the broker's message.max.bytes.
+                    let max = topic
+                        .config_override("max.message.bytes")
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(state.config.max_message_bytes as i64);
                     let header = match batch::validate_batch(&records, max.max(0) as usize) {
                         Ok(h) => h,
                         Err(e) => {
