@@ -6,9 +6,9 @@ use crate::handler;
 use crate::protocol::{self, DecodeError};
 use crate::state::BrokerState;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -21,7 +21,12 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Serves one connection until the client closes it, sends something malformed, or the broker
 /// shuts down.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let max = state.config.max_request_bytes;
@@ -49,15 +54,23 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<Broker
                     _ = crate::server::stopped(&mut shutdown) => return,
                 };
                 match handled {
-                    Some(body) => protocol::encode_response(api_key, version, correlation_id, &body)
-                        .map_err(|e| format!("cannot encode {api_key:?} v{version} response: {e}")),
+                    Some(body) => {
+                        protocol::encode_response(api_key, version, correlation_id, &body).map_err(
+                            |e| format!("cannot encode {api_key:?} v{version} response: {e}"),
+                        )
+                    }
                     // acks=0 produce: the client expects no answer at all.
                     None => continue,
                 }
             }
             Err(DecodeError::UnsupportedApiVersions { correlation_id }) => {
-                protocol::encode_response(ApiKey::ApiVersions, 0, correlation_id, &unsupported_version_response())
-                    .map_err(|e| e.to_string())
+                protocol::encode_response(
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation_id,
+                    &unsupported_version_response(),
+                )
+                .map_err(|e| e.to_string())
             }
             Err(DecodeError::Malformed(reason)) => {
                 tracing::warn!(%peer, %reason, "closing connection: malformed request");
@@ -96,7 +109,10 @@ fn unsupported_version_response() -> ResponseKind {
 /// Reads one frame. `Ok(None)` on a clean end of stream between frames. The length prefix is
 /// checked against the cap before any buffer is sized from it, and the buffer then grows only as
 /// bytes arrive.
-pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, max: usize) -> Result<Option<Bytes>, String> {
+pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, String> {
     let mut len_buf = [0u8; 4];
     match reader.read_exact(&mut len_buf).await {
         Ok(_) => {}
@@ -106,7 +122,9 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, max: usi
     let len = i32::from_be_bytes(len_buf);
     let len = usize::try_from(len).map_err(|_| format!("negative frame length {len}"))?;
     if len > max {
-        return Err(format!("frame of {len} bytes exceeds socket.request.max.bytes ({max})"));
+        return Err(format!(
+            "frame of {len} bytes exceeds socket.request.max.bytes ({max})"
+        ));
     }
     let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
     while buf.len() < len {
@@ -118,7 +136,10 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, max: usi
             .await
             .map_err(|e| e.to_string())?;
         if n == 0 {
-            return Err(format!("connection closed {} bytes into a {len}-byte frame", buf.len()));
+            return Err(format!(
+                "connection closed {} bytes into a {len}-byte frame",
+                buf.len()
+            ));
         }
     }
     Ok(Some(buf.freeze()))

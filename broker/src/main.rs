@@ -41,7 +41,9 @@ fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
         "always" => Ok(FlushPolicy::Always),
         "acks-all" => Ok(FlushPolicy::AcksAll),
         "never" => Ok(FlushPolicy::Never),
-        other => Err(format!("unknown flush policy {other:?} (always, acks-all, never)")),
+        other => Err(format!(
+            "unknown flush policy {other:?} (always, acks-all, never)"
+        )),
     }
 }
 

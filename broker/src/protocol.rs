@@ -8,9 +8,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::buf::{ByteBuf, NotEnoughBytesError};
-use kafka_protocol::protocol::{Decodable, Encodable};
 #[cfg(test)]
 use kafka_protocol::protocol::Message;
+use kafka_protocol::protocol::{Decodable, Encodable};
 use std::ops::Range;
 
 /// One API the broker serves, with the versions it advertises in ApiVersions.
@@ -136,9 +136,7 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, v: i16) -> anyhow::Result<RequestKi
         ApiKey::DeleteTopics => RequestKind::DeleteTopics(decode_guarded(buf, v)?),
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(decode_guarded(buf, v)?),
         ApiKey::InitProducerId => RequestKind::InitProducerId(decode_guarded(buf, v)?),
-        ApiKey::OffsetForLeaderEpoch => {
-            RequestKind::OffsetForLeaderEpoch(decode_guarded(buf, v)?)
-        }
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(decode_guarded(buf, v)?),
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(decode_guarded(buf, v)?),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(decode_guarded(buf, v)?),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(decode_guarded(buf, v)?),

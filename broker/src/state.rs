@@ -66,7 +66,12 @@ pub(crate) struct BrokerState {
 
 impl BrokerState {
     /// Opens the data directory: identity, topics and their logs, committed offsets.
-    pub(crate) fn open(config: BrokerConfig, data_dir: &Path, host: String, port: u16) -> Result<BrokerState> {
+    pub(crate) fn open(
+        config: BrokerConfig,
+        data_dir: &Path,
+        host: String,
+        port: u16,
+    ) -> Result<BrokerState> {
         let identity_path = data_dir.join("broker.json");
         let identity = match persist::read_json::<Identity>(&identity_path)? {
             Some(identity) => identity,
@@ -118,7 +123,11 @@ fn cluster_id_from(id: uuid::Uuid) -> String {
     (0..22)
         .map(|i| {
             let shift = 128i32 - 6 * (i + 1);
-            let v = if shift >= 0 { (bits >> shift) & 0x3f } else { (bits << -shift) & 0x3f };
+            let v = if shift >= 0 {
+                (bits >> shift) & 0x3f
+            } else {
+                (bits << -shift) & 0x3f
+            };
             ALPHABET[v as usize] as char
         })
         .collect()

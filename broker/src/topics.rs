@@ -58,7 +58,9 @@ impl Topic {
     /// The partition with this index, if it exists.
     pub(crate) fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().expect("partitions lock");
-        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
     }
 
     /// All partitions in index order.
@@ -77,7 +79,11 @@ impl Topic {
 
     /// The override of a config, if the topic has one.
     pub(crate) fn config_override(&self, name: &str) -> Option<String> {
-        self.configs.read().expect("configs lock").get(name).cloned()
+        self.configs
+            .read()
+            .expect("configs lock")
+            .get(name)
+            .cloned()
     }
 
     /// The effective value of a config: the override, else Kafka's default.
@@ -196,7 +202,12 @@ impl Topics {
         }
     }
 
-    fn open_partition(&self, name: &str, index: i32, options: LogOptions) -> Result<Arc<Partition>> {
+    fn open_partition(
+        &self,
+        name: &str,
+        index: i32,
+        options: LogOptions,
+    ) -> Result<Arc<Partition>> {
         let log = PartitionLog::open(&self.logs_dir.join(format!("{name}-{index}")), options)?;
         Ok(Arc::new(Partition {
             index,
@@ -204,7 +215,13 @@ impl Topics {
         }))
     }
 
-    fn build_topic(&self, name: &str, id: Uuid, partitions: i32, configs: BTreeMap<String, String>) -> Result<Topic> {
+    fn build_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Topic> {
         let options = self.log_options(&configs);
         let parts = (0..partitions)
             .map(|i| self.open_partition(name, i, options))
@@ -246,7 +263,13 @@ impl Topics {
 
     /// Every topic, sorted by name.
     pub(crate) fn list(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self.topics.read().expect("topics lock").values().cloned().collect();
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -313,7 +336,12 @@ impl Topics {
     }
 
     /// Grows a topic to `count` partitions (CreatePartitions).
-    pub(crate) fn grow(&self, name: &str, count: i32, validate_only: bool) -> Result<Result<(), ResponseError>> {
+    pub(crate) fn grow(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Result<(), ResponseError>> {
         let _admin = self.admin.lock().expect("admin lock");
         let Some(topic) = self.get(name) else {
             return Ok(Err(ResponseError::UnknownTopicOrPartition));
@@ -330,7 +358,11 @@ impl Topics {
         for i in current..count {
             added.push(self.open_partition(name, i, options)?);
         }
-        topic.partitions.write().expect("partitions lock").extend(added);
+        topic
+            .partitions
+            .write()
+            .expect("partitions lock")
+            .extend(added);
         self.persist()?;
         Ok(Ok(()))
     }

@@ -6,7 +6,9 @@ use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use std::time::{Duration, Instant};
 use streams_broker::{Broker, BrokerConfig, BrokerHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +58,12 @@ impl Client {
         buf
     }
 
-    async fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
         self.send(key, version, req).await;
         let mut body = self.recv_body(key.response_header_version(version)).await;
         Resp::decode(&mut body, version).unwrap()
@@ -92,7 +99,15 @@ fn batch(n: i32, producer: Option<(i64, i16, i32)>) -> Bytes {
         })
         .collect();
     let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut out,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     out.freeze()
 }
 
@@ -102,46 +117,76 @@ fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
         .with_timeout_ms(5000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, records)).await;
+    let resp: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &produce_request(topic, records))
+        .await;
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
 async fn create_topic(c: &mut Client, topic: &str) {
-    let req = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(-1)]);
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
+    ]);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
     assert_eq!(resp.topics[0].error_code, 0);
 }
 
 async fn high_watermark(c: &mut Client, topic: &str) -> i64 {
-    let req = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)])]);
+    let req = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+            ]),
+    ]);
     let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req).await;
     resp.topics[0].partitions[0].offset
 }
 
 #[tokio::test]
 async fn corrupt_and_oversized_batches_are_refused_and_not_written() {
-    let broker = Broker::start(BrokerConfig { max_message_bytes: 1000, ..Default::default() }).await.unwrap();
+    let broker = Broker::start(BrokerConfig {
+        max_message_bytes: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut c = Client::connect(&broker).await;
     create_topic(&mut c, "crc").await;
     let good = batch(2, None);
     let mut bad = BytesMut::from(&good[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0x55;
-    assert_eq!(produce(&mut c, "crc", bad.freeze()).await.0, 2, "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&mut c, "crc", bad.freeze()).await.0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
     // Truncated batch.
-    assert_eq!(produce(&mut c, "crc", good.slice(..good.len() - 3)).await.0, 2);
-    assert_eq!(produce(&mut c, "crc", batch(20, None)).await.0, 10, "MESSAGE_TOO_LARGE");
-    assert_eq!(high_watermark(&mut c, "crc").await, 0, "nothing was written");
+    assert_eq!(
+        produce(&mut c, "crc", good.slice(..good.len() - 3)).await.0,
+        2
+    );
+    assert_eq!(
+        produce(&mut c, "crc", batch(20, None)).await.0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        high_watermark(&mut c, "crc").await,
+        0,
+        "nothing was written"
+    );
     assert_eq!(produce(&mut c, "crc", good).await, (0, 0));
     assert_eq!(high_watermark(&mut c, "crc").await, 2);
     broker.shutdown().await.unwrap();
@@ -153,38 +198,63 @@ async fn idempotent_retry_gets_original_offset_and_gaps_are_refused() {
     let mut c = Client::connect(&broker).await;
     create_topic(&mut c, "idem").await;
     let init: InitProducerIdResponse = c
-        .call(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transaction_timeout_ms(60000))
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(60000),
+        )
         .await;
     assert_eq!(init.error_code, 0);
     let pid = init.producer_id.0;
     assert!(pid >= 0);
     let first = batch(3, Some((pid, init.producer_epoch, 0)));
     assert_eq!(produce(&mut c, "idem", first.clone()).await, (0, 0));
-    assert_eq!(produce(&mut c, "idem", batch(2, Some((pid, 0, 3)))).await, (0, 3));
+    assert_eq!(
+        produce(&mut c, "idem", batch(2, Some((pid, 0, 3)))).await,
+        (0, 3)
+    );
     // A retry of the first batch: same offsets, not written again.
     assert_eq!(produce(&mut c, "idem", first).await, (0, 0));
     assert_eq!(high_watermark(&mut c, "idem").await, 5);
     // A gap in sequence numbers.
-    assert_eq!(produce(&mut c, "idem", batch(1, Some((pid, 0, 9)))).await.0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    assert_eq!(
+        produce(&mut c, "idem", batch(1, Some((pid, 0, 9)))).await.0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
     assert_eq!(high_watermark(&mut c, "idem").await, 5);
     broker.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn bad_frames_close_only_their_connection() {
-    let broker = Broker::start(BrokerConfig { max_request_bytes: 1 << 20, ..Default::default() }).await.unwrap();
+    let broker = Broker::start(BrokerConfig {
+        max_request_bytes: 1 << 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut healthy = Client::connect(&broker).await;
-    let v: ApiVersionsResponse = healthy.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let v: ApiVersionsResponse = healthy
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     assert_eq!(v.error_code, 0);
 
     // A length prefix over socket.request.max.bytes: closed before anything is allocated.
     let mut huge = Client::connect(&broker).await;
-    huge.stream.write_all(&(i32::MAX).to_be_bytes()).await.unwrap();
+    huge.stream
+        .write_all(&(i32::MAX).to_be_bytes())
+        .await
+        .unwrap();
     assert!(huge.is_closed().await);
 
     // Garbage that is a valid frame but no request.
     let mut garbage = Client::connect(&broker).await;
-    garbage.stream.write_all(&[0, 0, 0, 6, 0x7f, 0x7f, 0, 0, 0, 1]).await.unwrap();
+    garbage
+        .stream
+        .write_all(&[0, 0, 0, 6, 0x7f, 0x7f, 0, 0, 0, 1])
+        .await
+        .unwrap();
     assert!(garbage.is_closed().await);
 
     // A Metadata request whose topics array claims i32::MAX entries.
@@ -205,11 +275,17 @@ async fn bad_frames_close_only_their_connection() {
 
     // A frame cut short by the client going away.
     let mut truncated = Client::connect(&broker).await;
-    truncated.stream.write_all(&[0, 0, 0, 100, 0, 18, 0, 3]).await.unwrap();
+    truncated
+        .stream
+        .write_all(&[0, 0, 0, 100, 0, 18, 0, 3])
+        .await
+        .unwrap();
     drop(truncated);
 
     // The first connection is still served.
-    let v: ApiVersionsResponse = healthy.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let v: ApiVersionsResponse = healthy
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     assert_eq!(v.error_code, 0);
     broker.shutdown().await.unwrap();
 }
@@ -218,7 +294,8 @@ async fn bad_frames_close_only_their_connection() {
 async fn unknown_api_versions_version_gets_v0_error_with_our_range() {
     let broker = Broker::start(BrokerConfig::default()).await.unwrap();
     let mut c = Client::connect(&broker).await;
-    c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
     // Same request but claiming version 42: rewrite the version field in a fresh frame.
     let mut frame = BytesMut::new();
     frame.put_i32(0);
@@ -237,7 +314,10 @@ async fn unknown_api_versions_version_gets_v0_error_with_our_range() {
     let mut body = c.recv_body(0).await;
     let resp = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(resp.error_code, 35);
-    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
     assert!(!body.has_remaining());
     broker.shutdown().await.unwrap();
 }
@@ -253,7 +333,9 @@ async fn fetch_long_polls_and_wakes_on_produce() {
         .with_max_bytes(1 << 20)
         .with_topics(vec![fetch_request::FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("poll")))
-            .with_partitions(vec![fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)])]);
+            .with_partitions(vec![
+                fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)
+            ])]);
     // An empty partition answers with records = Some(empty) once max_wait passes.
     let short = fetch.clone().with_max_wait_ms(100);
     let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &short).await;
@@ -270,9 +352,16 @@ async fn fetch_long_polls_and_wakes_on_produce() {
     let mut body = c.recv_body(ApiKey::Fetch.response_header_version(12)).await;
     let resp = FetchResponse::decode(&mut body, 12).unwrap();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.high_watermark, 3);
-    assert_eq!(p.records.as_ref().unwrap(), &sent, "stored bytes are served as sent");
+    assert_eq!(
+        p.records.as_ref().unwrap(),
+        &sent,
+        "stored bytes are served as sent"
+    );
     broker.shutdown().await.unwrap();
 }

@@ -1,7 +1,9 @@
 //! End-to-end tests: the broker started in-process, driven by rdkafka (librdkafka), a real
 //! Kafka client.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -15,7 +17,9 @@ use streams_broker::{Broker, BrokerConfig, BrokerHandle};
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn start() -> BrokerHandle {
-    Broker::start(BrokerConfig::default()).await.expect("broker starts")
+    Broker::start(BrokerConfig::default())
+        .await
+        .expect("broker starts")
 }
 
 fn producer(bootstrap: &str, idempotent: bool) -> FutureProducer {
@@ -60,7 +64,13 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(
     }
 }
 
-async fn produce(p: &FutureProducer, topic: &str, partition: Option<i32>, key: &str, value: &str) -> (i32, i64) {
+async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    value: &str,
+) -> (i32, i64) {
     let mut record = FutureRecord::to(topic).key(key).payload(value);
     if let Some(p) = partition {
         record = record.partition(p);
@@ -100,13 +110,17 @@ async fn produce_then_consume_round_trips_records() {
     // The topic does not exist: the producer's Metadata request creates it (4 partitions).
     let mut sent = BTreeMap::new();
     for i in 0..50 {
-        let (partition, offset) = produce(&p, "auto", None, &format!("k{i}"), &format!("v{i}")).await;
+        let (partition, offset) =
+            produce(&p, "auto", None, &format!("k{i}"), &format!("v{i}")).await;
         sent.insert((partition, offset), (format!("k{i}"), format!("v{i}")));
     }
     let c = consumer(&bootstrap, "g-roundtrip");
     c.subscribe(&["auto"]).unwrap();
     let got = receive(&c, 50).await;
-    let got: BTreeMap<_, _> = got.into_iter().map(|(p, o, k, v)| ((p, o), (k, v))).collect();
+    let got: BTreeMap<_, _> = got
+        .into_iter()
+        .map(|(p, o, k, v)| ((p, o), (k, v)))
+        .collect();
     assert_eq!(got, sent);
     let md = c.fetch_metadata(Some("auto"), TIMEOUT).unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 4);
@@ -124,13 +138,20 @@ async fn idempotent_producer_delivers_each_record_once_in_order() {
     let sends: Vec<_> = (0..200)
         .map(|i| {
             let value = format!("{i}");
-            let record = FutureRecord::to("idem").key("k").payload(&value).partition(0);
+            let record = FutureRecord::to("idem")
+                .key("k")
+                .payload(&value)
+                .partition(0);
             p.send_result(record).map_err(|(e, _)| e).expect("enqueue")
         })
         .collect();
     let mut offsets = Vec::new();
     for s in sends {
-        let delivery = s.await.expect("delivery future").map_err(|(e, _)| e).expect("idempotent delivery");
+        let delivery = s
+            .await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("idempotent delivery");
         offsets.push(delivery.offset);
     }
     offsets.sort_unstable();
@@ -139,7 +160,11 @@ async fn idempotent_producer_delivers_each_record_once_in_order() {
     c.subscribe(&["idem"]).unwrap();
     let got = receive(&c, 200).await;
     let values: Vec<i64> = got.iter().map(|(_, _, _, v)| v.parse().unwrap()).collect();
-    assert_eq!(values, (0..200).collect::<Vec<i64>>(), "in order, no duplicates");
+    assert_eq!(
+        values,
+        (0..200).collect::<Vec<i64>>(),
+        "in order, no duplicates"
+    );
     broker.shutdown().await.unwrap();
 }
 
@@ -151,7 +176,14 @@ async fn two_group_consumers_share_partitions() {
     let p = producer(&bootstrap, false);
     for partition in 0..4 {
         for i in 0..5 {
-            produce(&p, "shared", Some(partition), &format!("p{partition}"), &format!("{i}")).await;
+            produce(
+                &p,
+                "shared",
+                Some(partition),
+                &format!("p{partition}"),
+                &format!("{i}"),
+            )
+            .await;
         }
     }
     let a = consumer(&bootstrap, "g-shared");
@@ -168,15 +200,30 @@ async fn two_group_consumers_share_partitions() {
         if assigned_a == 2 && assigned_b == 2 && seen_a.len() + seen_b.len() >= 20 {
             break;
         }
-        assert!(Instant::now() < deadline, "no balanced assignment: a={assigned_a} b={assigned_b}");
+        assert!(
+            Instant::now() < deadline,
+            "no balanced assignment: a={assigned_a} b={assigned_b}"
+        );
         tokio::select! {
             m = a.recv() => { let m = m.unwrap(); seen_a.insert((m.partition(), m.offset())); }
             m = b.recv() => { let m = m.unwrap(); seen_b.insert((m.partition(), m.offset())); }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
-    let parts_a: BTreeSet<i32> = a.assignment().unwrap().elements().iter().map(|e| e.partition()).collect();
-    let parts_b: BTreeSet<i32> = b.assignment().unwrap().elements().iter().map(|e| e.partition()).collect();
+    let parts_a: BTreeSet<i32> = a
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    let parts_b: BTreeSet<i32> = b
+        .assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
     assert!(parts_a.is_disjoint(&parts_b), "{parts_a:?} vs {parts_b:?}");
     assert_eq!(parts_a.union(&parts_b).count(), 4);
     let all: BTreeSet<_> = seen_a.union(&seen_b).cloned().collect();
@@ -202,13 +249,18 @@ async fn committed_offsets_and_records_survive_restart() {
     let c = consumer(&bootstrap, "g-durable");
     // Metadata strings must round-trip.
     let mut tpl_with_meta = TopicPartitionList::new();
-    tpl_with_meta.add_partition_offset("durable", 0, Offset::Offset(3)).unwrap();
-    tpl_with_meta.add_partition_offset("durable", 1, Offset::Offset(4)).unwrap();
+    tpl_with_meta
+        .add_partition_offset("durable", 0, Offset::Offset(3))
+        .unwrap();
+    tpl_with_meta
+        .add_partition_offset("durable", 1, Offset::Offset(4))
+        .unwrap();
     tpl_with_meta
         .find_partition("durable", 0)
         .unwrap()
         .set_metadata("meta-zero");
-    c.commit(&tpl_with_meta, rdkafka::consumer::CommitMode::Sync).unwrap();
+    c.commit(&tpl_with_meta, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
     drop(c);
     broker.shutdown().await.unwrap();
 
@@ -244,7 +296,10 @@ async fn admin_creates_describes_grows_and_deletes_topics() {
     create_topic(&bootstrap, "adm", 2, &[("cleanup.policy", "compact")]).await;
 
     let again = admin
-        .create_topics([&NewTopic::new("adm", 2, TopicReplication::Fixed(1))], &opts)
+        .create_topics(
+            [&NewTopic::new("adm", 2, TopicReplication::Fixed(1))],
+            &opts,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -283,19 +338,31 @@ async fn delete_records_and_timestamp_lookup() {
     create_topic(&bootstrap, "times", 1, &[]).await;
     let p = producer(&bootstrap, false);
     for i in 0..10i64 {
-        let record = FutureRecord::to("times").key("k").payload("v").partition(0).timestamp(1_000_000 + i * 1000);
+        let record = FutureRecord::to("times")
+            .key("k")
+            .payload("v")
+            .partition(0)
+            .timestamp(1_000_000 + i * 1000);
         p.send(record, TIMEOUT).await.map_err(|(e, _)| e).unwrap();
     }
     let c = consumer(&bootstrap, "g-times");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("times", 0, Offset::Offset(1_004_500)).unwrap();
+    tpl.add_partition_offset("times", 0, Offset::Offset(1_004_500))
+        .unwrap();
     let found = c.offsets_for_times(tpl, TIMEOUT).unwrap();
-    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::Offset(5));
+    assert_eq!(
+        found.find_partition("times", 0).unwrap().offset(),
+        Offset::Offset(5)
+    );
 
     let mut del = TopicPartitionList::new();
-    del.add_partition_offset("times", 0, Offset::Offset(7)).unwrap();
+    del.add_partition_offset("times", 0, Offset::Offset(7))
+        .unwrap();
     let admin = admin(&bootstrap);
-    admin.delete_records(&del, &AdminOptions::new()).await.unwrap();
+    admin
+        .delete_records(&del, &AdminOptions::new())
+        .await
+        .unwrap();
     let (low, high) = c.fetch_watermarks("times", 0, TIMEOUT).unwrap();
     assert_eq!((low, high), (7, 10));
     c.subscribe(&["times"]).unwrap();

@@ -19,11 +19,9 @@ use tokio::time::Instant;
 /// A snapshot of a group for DescribeGroups / ListGroups.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupSummary {
-    pub(crate) id: String,
     pub(crate) state: GroupState,
     pub(crate) protocol_type: String,
     pub(crate) protocol_name: String,
-    /// (member id, instance id, client id, client host, metadata, assignment)
     pub(crate) members: Vec<MemberSummary>,
 }
 
@@ -126,16 +124,31 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub(crate) fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub(crate) fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock().expect("groups lock");
-        let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
         group.heartbeat(member_id, instance_id, generation, Instant::now())
     }
 
     /// LeaveGroup for one member.
-    pub(crate) fn leave(&self, group_id: &str, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    pub(crate) fn leave(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock().expect("groups lock");
-        let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
         group.leave(member_id, instance_id, Instant::now())
     }
 
@@ -175,7 +188,12 @@ impl GroupCoordinator {
     }
 
     /// One committed offset.
-    pub(crate) fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<Committed> {
+    pub(crate) fn committed(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Committed> {
         self.offsets
             .lock()
             .expect("offsets lock")
@@ -194,7 +212,6 @@ impl GroupCoordinator {
         if let Some(g) = groups.get(group_id) {
             let protocol = g.protocol_name.clone().unwrap_or_default();
             return Some(GroupSummary {
-                id: g.id.clone(),
                 state: g.state,
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 protocol_name: protocol.clone(),
@@ -218,7 +235,6 @@ impl GroupCoordinator {
             .expect("offsets lock")
             .has_group(group_id)
             .then(|| GroupSummary {
-                id: group_id.to_string(),
                 state: GroupState::Empty,
                 protocol_type: String::new(),
                 protocol_name: String::new(),
@@ -231,7 +247,13 @@ impl GroupCoordinator {
         let groups = self.groups.lock().expect("groups lock");
         let mut out: Vec<(String, GroupState, String)> = groups
             .values()
-            .map(|g| (g.id.clone(), g.state, g.protocol_type.clone().unwrap_or_default()))
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.state,
+                    g.protocol_type.clone().unwrap_or_default(),
+                )
+            })
             .collect();
         let offsets = self.offsets.lock().expect("offsets lock");
         for id in offsets.groups() {
@@ -248,17 +270,24 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock().expect("groups lock");
         let mut offsets = self.offsets.lock().expect("offsets lock");
         match groups.get(group_id) {
-            Some(g) if g.state != GroupState::Empty => return Ok(Err(ResponseError::NonEmptyGroup)),
+            Some(g) if g.state != GroupState::Empty => {
+                return Ok(Err(ResponseError::NonEmptyGroup))
+            }
             None if !offsets.has_group(group_id) => return Ok(Err(ResponseError::GroupIdNotFound)),
             _ => {}
         }
-        groups.remove(group_id);
+        if let Some(mut g) = groups.remove(group_id) {
+            g.mark_dead();
+        }
         offsets.delete_group(group_id)?;
         Ok(Ok(()))
     }
 
     /// Drops committed offsets of a deleted topic.
     pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
-        self.offsets.lock().expect("offsets lock").delete_topic(topic)
+        self.offsets
+            .lock()
+            .expect("offsets lock")
+            .delete_topic(topic)
     }
 }

@@ -70,7 +70,11 @@ impl OffsetStore {
     }
 
     /// Stores commits for a group and persists the group's file before returning.
-    pub(crate) fn commit(&mut self, group: &str, commits: Vec<((String, i32), Committed)>) -> Result<()> {
+    pub(crate) fn commit(
+        &mut self,
+        group: &str,
+        commits: Vec<((String, i32), Committed)>,
+    ) -> Result<()> {
         let offsets = self.groups.entry(group.to_string()).or_default();
         offsets.extend(commits);
         let file = GroupFile {

@@ -206,10 +206,11 @@ impl Group {
     pub(crate) fn join(&mut self, p: JoinParams, now: Instant) -> Reply<JoinOutcome> {
         if !self.members.is_empty() {
             let same_type = self.protocol_type.as_deref() == Some(p.protocol_type.as_str());
-            let common = p
-                .protocols
-                .iter()
-                .any(|(n, _)| self.members.values().all(|m| m.protocols.iter().any(|(o, _)| o == n)));
+            let common = p.protocols.iter().any(|(n, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(o, _)| o == n))
+            });
             if !same_type || !common {
                 return Reply::Now(JoinOutcome::error(
                     ResponseError::InconsistentGroupProtocol,
@@ -229,19 +230,34 @@ impl Group {
                 }
                 None if p.require_known_member_id => {
                     self.pending.insert(new_id.clone(), now + p.session_timeout);
-                    return Reply::Now(JoinOutcome::error(ResponseError::MemberIdRequired, &new_id));
+                    return Reply::Now(JoinOutcome::error(
+                        ResponseError::MemberIdRequired,
+                        &new_id,
+                    ));
                 }
                 None => {}
             }
             new_id
         } else {
             if let Some(instance) = &p.instance_id {
-                if self.statics.get(instance).is_some_and(|m| *m != p.member_id) {
-                    return Reply::Now(JoinOutcome::error(ResponseError::FencedInstanceId, &p.member_id));
+                if self
+                    .statics
+                    .get(instance)
+                    .is_some_and(|m| *m != p.member_id)
+                {
+                    return Reply::Now(JoinOutcome::error(
+                        ResponseError::FencedInstanceId,
+                        &p.member_id,
+                    ));
                 }
             }
-            if !self.members.contains_key(&p.member_id) && self.pending.remove(&p.member_id).is_none() {
-                return Reply::Now(JoinOutcome::error(ResponseError::UnknownMemberId, &p.member_id));
+            if !self.members.contains_key(&p.member_id)
+                && self.pending.remove(&p.member_id).is_none()
+            {
+                return Reply::Now(JoinOutcome::error(
+                    ResponseError::UnknownMemberId,
+                    &p.member_id,
+                ));
             }
             p.member_id.clone()
         };
@@ -342,7 +358,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined = self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        let all_joined =
+            self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
         let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
         let deadline_passed = self.rebalance_deadline.is_some_and(|t| now >= t);
         if (all_joined && delay_over) || deadline_passed {
@@ -373,7 +390,11 @@ impl Group {
             return;
         }
         self.protocol_name = self.select_protocol();
-        if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|l| !self.members.contains_key(l))
+        {
             self.leader = self.members.keys().next().cloned();
         }
         self.become_(GroupState::CompletingRebalance);
@@ -399,12 +420,20 @@ impl Group {
             .protocols
             .iter()
             .map(|(n, _)| n)
-            .find(|n| self.members.values().all(|m| m.protocols.iter().any(|(o, _)| o == *n)))
+            .find(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(o, _)| o == *n))
+            })
             .cloned()
     }
 
     /// Checks that a member id (and instance id) belongs to the group.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if let Some(instance) = instance_id {
             if let Some(current) = self.statics.get(instance) {
                 if current != member_id {
@@ -440,7 +469,10 @@ impl Group {
             GroupState::Stable => Reply::Now(self.sync_outcome_for(member_id)),
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
-                self.members.get_mut(member_id).expect("checked").sync_waiter = Some(tx);
+                self.members
+                    .get_mut(member_id)
+                    .expect("checked")
+                    .sync_waiter = Some(tx);
                 if self.leader.as_deref() == Some(member_id) {
                     let mut by_member: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for m in self.members.values_mut() {
@@ -450,7 +482,9 @@ impl Group {
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let outcome = self.sync_outcome_for(&id);
-                        if let Some(w) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                        if let Some(w) =
+                            self.members.get_mut(&id).and_then(|m| m.sync_waiter.take())
+                        {
                             let _ = w.send(outcome);
                         }
                     }
@@ -498,10 +532,19 @@ impl Group {
     }
 
     /// Handles one member of LeaveGroup; the instance id alone identifies static members.
-    pub(crate) fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> Result<(), ResponseError> {
+    pub(crate) fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), ResponseError> {
         let id = match instance_id {
             Some(instance) => {
-                let current = self.statics.get(instance).cloned().ok_or(ResponseError::UnknownMemberId)?;
+                let current = self
+                    .statics
+                    .get(instance)
+                    .cloned()
+                    .ok_or(ResponseError::UnknownMemberId)?;
                 if !member_id.is_empty() && member_id != current {
                     return Err(ResponseError::FencedInstanceId);
                 }
@@ -570,8 +613,18 @@ impl Group {
         }
     }
 
+    /// Marks a deleted group; it is never used again.
+    pub(crate) fn mark_dead(&mut self) {
+        self.become_(GroupState::Dead);
+    }
+
     /// Checks the member and generation of an OffsetCommit; `Ok` means the commit may be stored.
-    pub(crate) fn validate_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub(crate) fn validate_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
             // A commit from outside the group (admin tools, manual assignment) is only allowed
             // while nobody consumes as a member.
@@ -645,7 +698,12 @@ mod tests {
         assert_eq!(j1.generation, 1);
         assert_eq!(j1.leader, first.member_id);
         assert_eq!(j1.members.len(), 1);
-        let mut s1 = later(g.sync(&first.member_id, None, 1, vec![(first.member_id.clone(), Bytes::from_static(b"a1"))]));
+        let mut s1 = later(g.sync(
+            &first.member_id,
+            None,
+            1,
+            vec![(first.member_id.clone(), Bytes::from_static(b"a1"))],
+        ));
         assert_eq!(s1.try_recv().unwrap().assignment, Bytes::from_static(b"a1"));
         assert_eq!(g.state, GroupState::Stable);
 
@@ -653,7 +711,10 @@ mod tests {
         let second = now_or_panic(g.join(params(""), t0));
         let mut rx2 = later(g.join(params(&second.member_id), t0));
         assert_eq!(g.state, GroupState::PreparingRebalance);
-        assert_eq!(g.heartbeat(&first.member_id, None, 1, t0), Err(ResponseError::RebalanceInProgress));
+        assert_eq!(
+            g.heartbeat(&first.member_id, None, 1, t0),
+            Err(ResponseError::RebalanceInProgress)
+        );
         assert!(rx2.try_recv().is_err());
         let mut rx1 = later(g.join(params(&first.member_id), t0));
         let j1 = rx1.try_recv().unwrap();
@@ -662,10 +723,15 @@ mod tests {
         assert_eq!(j1.members.len(), 2, "leader sees every member");
         assert!(j2.members.is_empty());
         let mut s2 = later(g.sync(&second.member_id, None, 2, vec![]));
-        let mut s1 = later(g.sync(&first.member_id, None, 2, vec![
-            (first.member_id.clone(), Bytes::from_static(b"x")),
-            (second.member_id.clone(), Bytes::from_static(b"y")),
-        ]));
+        let mut s1 = later(g.sync(
+            &first.member_id,
+            None,
+            2,
+            vec![
+                (first.member_id.clone(), Bytes::from_static(b"x")),
+                (second.member_id.clone(), Bytes::from_static(b"y")),
+            ],
+        ));
         assert_eq!(s1.try_recv().unwrap().assignment, Bytes::from_static(b"x"));
         assert_eq!(s2.try_recv().unwrap().assignment, Bytes::from_static(b"y"));
 
@@ -709,7 +775,10 @@ mod tests {
         let old = later(g.join(p.clone(), t0)).try_recv().unwrap().member_id;
         let new = later(g.join(p, t0)).try_recv().unwrap().member_id;
         assert_ne!(old, new);
-        assert_eq!(g.heartbeat(&old, Some("i1"), 2, t0), Err(ResponseError::FencedInstanceId));
+        assert_eq!(
+            g.heartbeat(&old, Some("i1"), 2, t0),
+            Err(ResponseError::FencedInstanceId)
+        );
     }
 
     #[test]

@@ -5,12 +5,18 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let results = req
         .topics
         .into_iter()
         .map(|t| {
-            let code = match state.topics.grow(t.name.as_str(), t.count, req.validate_only) {
+            let code = match state
+                .topics
+                .grow(t.name.as_str(), t.count, req.validate_only)
+            {
                 Ok(Ok(())) => 0,
                 Ok(Err(e)) => e.code(),
                 Err(e) => super::storage_error(e).code(),

@@ -5,7 +5,9 @@ use super::sb;
 use crate::state::BrokerState;
 use crate::topics::Topic;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -15,7 +17,11 @@ const SOURCE_DEFAULT: i8 = 5;
 /// config_source value for a topic override (Kafka's DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC: i8 = 1;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let duplicated: HashSet<String> = req
         .topics
@@ -37,7 +43,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: CreateTopicsRe
             if t.replication_factor > 1 {
                 return result
                     .with_error_code(ResponseError::InvalidReplicationFactor.code())
-                    .with_error_message(Some(sb("this broker has a single node: replication factor must be 1 or -1")));
+                    .with_error_message(Some(sb(
+                        "this broker has a single node: replication factor must be 1 or -1",
+                    )));
             }
             let partitions = if !t.assignments.is_empty() {
                 t.assignments.len() as i32
@@ -51,7 +59,10 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: CreateTopicsRe
                 .into_iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
                 .collect();
-            match state.topics.create(t.name.as_str(), partitions, configs, req.validate_only) {
+            match state
+                .topics
+                .create(t.name.as_str(), partitions, configs, req.validate_only)
+            {
                 Ok(Ok(topic)) => {
                     result.topic_id = topic.id;
                     result.num_partitions = partitions;
@@ -61,7 +72,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: CreateTopicsRe
                     }
                     result
                 }
-                Ok(Err(e)) => result.with_error_code(e.code()).with_error_message(Some(sb(e.to_string()))),
+                Ok(Err(e)) => result
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(e.to_string()))),
                 Err(e) => result.with_error_code(super::storage_error(e).code()),
             }
         })

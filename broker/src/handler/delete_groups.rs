@@ -15,7 +15,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DeleteGroupsRequest) -> Dele
                 Ok(Err(e)) => e.code(),
                 Err(e) => super::storage_error(e).code(),
             };
-            DeletableGroupResult::default().with_group_id(g).with_error_code(code)
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code)
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)

@@ -22,11 +22,18 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DeleteRecordsRequest) -> Del
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let Some(partition) =
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let mut log = partition.log.lock().expect("log lock");
-                    let offset = if p.offset == -1 { log.next_offset() } else { p.offset };
+                    let offset = if p.offset == -1 {
+                        log.next_offset()
+                    } else {
+                        p.offset
+                    };
                     match log.delete_records_before(offset) {
                         Ok(Ok(low)) => result.with_low_watermark(low),
                         Ok(Err(e)) => result.with_error_code(e.code()),

@@ -14,7 +14,11 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DeleteTopicsRequest) -> Dele
         .into_iter()
         .map(|n| (Some(n.to_string()), Uuid::nil()))
         .collect();
-    targets.extend(req.topics.into_iter().map(|t| (t.name.map(|n| n.to_string()), t.topic_id)));
+    targets.extend(
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.to_string()), t.topic_id)),
+    );
     let responses = targets
         .into_iter()
         .map(|(name, id)| {

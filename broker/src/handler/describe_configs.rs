@@ -17,7 +17,10 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -28,7 +31,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DescribeConfigsRequest) -> D
             let entries: Vec<(String, String, i8)> = match r.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = state.topics.get(r.resource_name.as_str()) else {
-                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let overrides = topic.config_overrides();
                     let mut entries: Vec<(String, String, i8)> = TOPIC_CONFIG_DEFAULTS
@@ -52,7 +56,10 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DescribeConfigsRequest) -> D
             result.with_configs(
                 entries
                     .into_iter()
-                    .filter(|(n, _, _)| keys.as_ref().is_none_or(|k| k.iter().any(|k| k.as_str() == n)))
+                    .filter(|(n, _, _)| {
+                        keys.as_ref()
+                            .is_none_or(|k| k.iter().any(|k| k.as_str() == n))
+                    })
                     .map(|(n, v, source)| {
                         DescribeConfigsResourceResult::default()
                             .with_name(sb(n))
@@ -71,7 +78,10 @@ fn broker_configs(state: &BrokerState) -> Vec<(String, String, i8)> {
     [
         ("broker.id", c.node_id.to_string()),
         ("num.partitions", c.default_partitions.to_string()),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
         ("message.max.bytes", c.max_message_bytes.to_string()),
         ("socket.request.max.bytes", c.max_request_bytes.to_string()),
         ("log.segment.bytes", c.segment_bytes.to_string()),

@@ -2,12 +2,16 @@
 //! as Kafka does before v6.
 
 use super::sb;
+use crate::group::state::GroupState;
 use crate::state::BrokerState;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let groups = req
         .groups
         .into_iter()
@@ -33,7 +37,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DescribeGroupsRequest) -> De
                 ),
             None => DescribedGroup::default()
                 .with_group_id(id)
-                .with_group_state(sb("Dead")),
+                .with_group_state(sb(GroupState::Dead.name())),
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

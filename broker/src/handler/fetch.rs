@@ -13,7 +13,11 @@ use tokio::time::Instant;
 /// Longest wait honoured, whatever the client asks, so a stuck request cannot pin a connection.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub(crate) async fn handle(state: &Arc<BrokerState>, _version: i16, req: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    _version: i16,
+    req: FetchRequest,
+) -> FetchResponse {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     loop {
@@ -62,7 +66,8 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
                         .with_aborted_transactions(read_committed.then(Vec::new))
                         // librdkafka rejects the whole response if any records field is null.
                         .with_records(Some(bytes::Bytes::new()));
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition))
+                    else {
                         errors = true;
                         return pd.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
@@ -105,7 +110,9 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
         })
         .collect();
     (
-        FetchResponse::default().with_session_id(0).with_responses(responses),
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(responses),
         total,
         errors,
     )

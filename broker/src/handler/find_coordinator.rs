@@ -6,7 +6,11 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let node = BrokerId(state.node_id());
     if version >= 4 {
         // v4+ batches keys.

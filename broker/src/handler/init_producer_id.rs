@@ -6,7 +6,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

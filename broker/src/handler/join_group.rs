@@ -9,7 +9,11 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) async fn handle(state: &Arc<BrokerState>, ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     let rebalance = if ctx.version >= 1 {
         Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64)

@@ -6,7 +6,11 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group = req.group_id.as_str();
     if version < 3 {
         let result = state.groups.leave(group, req.member_id.as_str(), None);
@@ -16,9 +20,10 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: LeaveGroupRequ
         .members
         .into_iter()
         .map(|m| {
-            let result = state
-                .groups
-                .leave(group, m.member_id.as_str(), m.group_instance_id.as_deref());
+            let result =
+                state
+                    .groups
+                    .leave(group, m.member_id.as_str(), m.group_instance_id.as_deref());
             MemberResponse::default()
                 .with_member_id(m.member_id)
                 .with_group_instance_id(m.group_instance_id)

@@ -13,9 +13,18 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: ListGroupsRequest) -> ListGr
         .into_iter()
         .filter(|(_, s, _)| {
             req.states_filter.is_empty()
-                || req.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s.name()))
+                || req
+                    .states_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(s.name()))
         })
-        .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic")))
+        .filter(|_| {
+            req.types_filter.is_empty()
+                || req
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case("classic"))
+        })
         .map(|(id, s, protocol_type)| {
             ListedGroup::default()
                 .with_group_id(GroupId(sb(id)))

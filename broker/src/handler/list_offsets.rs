@@ -14,7 +14,11 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -29,8 +33,14 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: ListOffsetsReq
                         .with_timestamp(-1)
                         .with_offset(-1)
                         // The encoder refuses a leader epoch before v4.
-                        .with_leader_epoch(if version >= 4 { crate::log::LEADER_EPOCH } else { -1 });
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                        .with_leader_epoch(if version >= 4 {
+                            crate::log::LEADER_EPOCH
+                        } else {
+                            -1
+                        });
+                    let Some(partition) =
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let log = partition.log.lock().expect("log lock");
@@ -42,7 +52,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: ListOffsetsReq
                         _ => return resp.with_error_code(ResponseError::InvalidRequest.code()),
                     };
                     match found {
-                        Ok(Some((offset, timestamp))) => resp.with_offset(offset).with_timestamp(timestamp),
+                        Ok(Some((offset, timestamp))) => {
+                            resp.with_offset(offset).with_timestamp(timestamp)
+                        }
                         Ok(None) => resp,
                         Err(e) => resp.with_error_code(super::storage_error(e).code()),
                     }

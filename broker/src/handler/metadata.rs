@@ -12,12 +12,22 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: MetadataRequest,
+) -> MetadataResponse {
     let node = BrokerId(state.node_id());
     // v0 has no null: an empty list means every topic.
-    let all = req.topics.is_none() || (version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));
+    let all =
+        req.topics.is_none() || (version == 0 && req.topics.as_ref().is_some_and(|t| t.is_empty()));
     let topics = if all {
-        state.topics.list().iter().map(|t| describe(state, t)).collect()
+        state
+            .topics
+            .list()
+            .iter()
+            .map(|t| describe(state, t))
+            .collect()
     } else {
         let allow_create = req.allow_auto_topic_creation && state.config.auto_create_topics;
         req.topics
@@ -45,10 +55,12 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: MetadataReques
                     ) {
                         Ok(Ok(topic)) => return describe(state, &topic),
                         // Lost a race with another creator: describe theirs.
-                        Ok(Err(ResponseError::TopicAlreadyExists)) => match state.topics.get(name.as_str()) {
-                            Some(topic) => return describe(state, &topic),
-                            None => ResponseError::UnknownTopicOrPartition,
-                        },
+                        Ok(Err(ResponseError::TopicAlreadyExists)) => {
+                            match state.topics.get(name.as_str()) {
+                                Some(topic) => return describe(state, &topic),
+                                None => ResponseError::UnknownTopicOrPartition,
+                            }
+                        }
                         Ok(Err(e)) => e,
                         Err(e) => super::storage_error(e),
                     }

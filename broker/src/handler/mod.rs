@@ -40,7 +40,11 @@ pub(crate) struct Ctx {
 }
 
 /// Runs the handler for one request.
-pub(crate) async fn handle(state: &Arc<BrokerState>, request: Request, peer: SocketAddr) -> Option<ResponseKind> {
+pub(crate) async fn handle(
+    state: &Arc<BrokerState>,
+    request: Request,
+    peer: SocketAddr,
+) -> Option<ResponseKind> {
     let ctx = Ctx {
         version: request.header.request_api_version,
         client_id: request
@@ -61,25 +65,35 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, request: Request, peer: Soc
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(state, r))
         }
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(state, r)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(state, r))
+        }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(state, v, r))
         }
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(state, &ctx, r).await),
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(state, &ctx, r).await)
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(state, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(state, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(state, v, r)),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(state, r)),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(state, v, r)),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(state, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(state, r))
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(state, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(state, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(state, v, r)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(state, v, r))
+        }
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(state, r)),
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(state, r))
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(state, r)),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(state, r))
+        }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions::handle(state, r))
         }

@@ -7,16 +7,18 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 use std::sync::Arc;
+
+/// Per partition: the commit to store, or the error to report.
+type PartitionResult = (i32, Result<Committed, ResponseError>);
 
 /// Kafka's offset.metadata.max.bytes default.
 const MAX_METADATA_BYTES: usize = 4096;
 
 pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.as_str();
-    // Per partition: Ok(commit) to store, or the error to report.
-    let mut results: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Result<Committed, ResponseError>)>)> = req
+    let mut results: Vec<(TopicName, Vec<PartitionResult>)> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -25,9 +27,17 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetCommitRequest) -> Offs
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let result = if topic.as_ref().and_then(|t| t.partition(p.partition_index)).is_none() {
+                    let result = if topic
+                        .as_ref()
+                        .and_then(|t| t.partition(p.partition_index))
+                        .is_none()
+                    {
                         Err(ResponseError::UnknownTopicOrPartition)
-                    } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+                    } else if p
+                        .committed_metadata
+                        .as_ref()
+                        .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+                    {
                         Err(ResponseError::OffsetMetadataTooLarge)
                     } else {
                         Ok(Committed {
@@ -79,16 +89,18 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetCommitRequest) -> Offs
         results
             .into_iter()
             .map(|(name, parts)| {
-                OffsetCommitResponseTopic::default().with_name(name).with_partitions(
-                    parts
-                        .into_iter()
-                        .map(|(i, r)| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(i)
-                                .with_error_code(r.err().map_or(0, |e| e.code()))
-                        })
-                        .collect(),
-                )
+                OffsetCommitResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(i, r)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(i)
+                                    .with_error_code(r.err().map_or(0, |e| e.code()))
+                            })
+                            .collect(),
+                    )
             })
             .collect(),
     )

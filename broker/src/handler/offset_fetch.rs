@@ -37,12 +37,20 @@ fn lookup(state: &BrokerState, group: &str, topics: Option<Vec<(String, Vec<i32>
 
 fn parts(c: &Option<Committed>) -> (i64, i32, String) {
     match c {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata.clone().unwrap_or_default()),
+        Some(c) => (
+            c.offset,
+            c.leader_epoch,
+            c.metadata.clone().unwrap_or_default(),
+        ),
         None => (-1, -1, String::new()),
     }
 }
 
-pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = req
             .groups
@@ -54,27 +62,29 @@ pub(crate) fn handle(state: &Arc<BrokerState>, version: i16, req: OffsetFetchReq
                         .collect()
                 });
                 let found = lookup(state, g.group_id.as_str(), asked);
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(
-                    found
-                        .into_iter()
-                        .map(|(topic, ps)| {
-                            OffsetFetchResponseTopics::default()
-                                .with_name(TopicName(sb(topic)))
-                                .with_partitions(
-                                    ps.iter()
-                                        .map(|(p, c)| {
-                                            let (offset, epoch, metadata) = parts(c);
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(*p)
-                                                .with_committed_offset(offset)
-                                                .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(sb(metadata)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                )
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(
+                        found
+                            .into_iter()
+                            .map(|(topic, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(sb(topic)))
+                                    .with_partitions(
+                                        ps.iter()
+                                            .map(|(p, c)| {
+                                                let (offset, epoch, metadata) = parts(c);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(*p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(sb(metadata)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);

@@ -9,7 +9,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .into_iter()
@@ -23,7 +26,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetForLeaderEpochRequest)
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition))
+                    else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     if p.current_leader_epoch > crate::log::LEADER_EPOCH {
@@ -33,7 +37,8 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetForLeaderEpochRequest)
                         return resp;
                     }
                     let end = partition.log.lock().expect("log lock").next_offset();
-                    resp.with_leader_epoch(crate::log::LEADER_EPOCH).with_end_offset(end)
+                    resp.with_leader_epoch(crate::log::LEADER_EPOCH)
+                        .with_end_offset(end)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

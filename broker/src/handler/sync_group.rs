@@ -23,9 +23,7 @@ pub(crate) async fn handle(state: &Arc<BrokerState>, req: SyncGroupRequest) -> S
         )
         .await;
     // v5+ clients name the protocol they think was chosen; a mismatch is their error.
-    let mismatch = |asked: &Option<kafka_protocol::protocol::StrBytes>, actual: &Option<String>| {
-        matches!((asked, actual), (Some(a), Some(b)) if a.as_str() != b)
-    };
+    let mismatch = |asked: &Option<kafka_protocol::protocol::StrBytes>, actual: &Option<String>| matches!((asked, actual), (Some(a), Some(b)) if a.as_str() != b);
     if outcome.error.is_none()
         && (mismatch(&req.protocol_type, &outcome.protocol_type)
             || mismatch(&req.protocol_name, &outcome.protocol_name))

@@ -213,6 +213,40 @@ pub(crate) mod tests {
         out.to_vec()
     }
 
+    /// A batch with the given keys and values (`None` value = tombstone).
+    pub(crate) fn make_keyed_batch(records: &[(&str, Option<&str>)], ts0: i64) -> Vec<u8> {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1 + i as i32,
+                timestamp: ts0 + i as i64,
+                key: Some(bytes::Bytes::from(k.to_string())),
+                value: v.map(|v| bytes::Bytes::from(v.to_string())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut out,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        out.to_vec()
+    }
+
     #[test]
     fn valid_batch_passes_and_offsets_patch_keeps_crc() {
         let mut b = make_batch(3, 1000, None);
@@ -229,7 +263,10 @@ pub(crate) mod tests {
         let mut b = make_batch(3, 1000, None);
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        assert_eq!(validate_batch(&b, 1 << 20), Err(ResponseError::CorruptMessage));
+        assert_eq!(
+            validate_batch(&b, 1 << 20),
+            Err(ResponseError::CorruptMessage)
+        );
         let b = make_batch(3, 1000, None);
         assert_eq!(validate_batch(&b, 10), Err(ResponseError::MessageTooLarge));
         assert_eq!(

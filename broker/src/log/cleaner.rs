@@ -1,5 +1,5 @@
 //! Background log cleanup: [`run`] periodically applies time and size retention to topics whose
-//! `cleanup.policy` includes `delete`.
+//! `cleanup.policy` includes `delete`, and compacts those whose policy includes `compact`.
 
 use crate::state::BrokerState;
 use std::sync::Arc;
@@ -25,6 +25,21 @@ pub(crate) async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<b
 pub(crate) fn clean_all(state: &BrokerState) {
     let now = crate::util::now_ms();
     for topic in state.topics.list() {
+        if topic.is_compacted() {
+            let delete_retention = topic.config_i64("delete.retention.ms", 86_400_000);
+            for p in topic.partitions() {
+                let mut log = p.log.lock().expect("log lock");
+                match log.compact(now.saturating_sub(delete_retention)) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!(topic = %topic.name, partition = p.index, removed = n, "compacted")
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = p.index, error = %e, "compaction failed")
+                    }
+                }
+            }
+        }
         if !topic.has_retention() {
             continue;
         }

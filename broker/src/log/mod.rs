@@ -12,6 +12,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod cleaner;
+mod compaction;
 
 use crate::error::{Error, Result};
 use batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
@@ -105,6 +106,9 @@ pub(crate) struct PartitionLog {
     log_start_offset: i64,
     producers: HashMap<i64, ProducerEntry>,
     options: LogOptions,
+    /// Closed segments below this offset were compacted already (in memory only: after a
+    /// restart the first pass redoes the work, harmlessly).
+    compacted_up_to: i64,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -121,6 +125,7 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, truncating a torn or corrupt tail.
     pub(crate) fn open(dir: &Path, options: LogOptions) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::storage(dir, e))?;
+        remove_leftovers(dir)?;
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(|e| Error::storage(dir, e))?
             .filter_map(|e| e.ok())
@@ -137,6 +142,7 @@ impl PartitionLog {
             log_start_offset: 0,
             producers: HashMap::new(),
             options,
+            compacted_up_to: 0,
         };
         let count = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
@@ -303,7 +309,11 @@ impl PartitionLog {
             return Ok(SequenceCheck::Duplicate(base));
         }
         let last_seq = entry.recent.back().map_or(-1, |(_, last, _)| *last);
-        let expected = if last_seq == i32::MAX { 0 } else { last_seq + 1 };
+        let expected = if last_seq == i32::MAX {
+            0
+        } else {
+            last_seq + 1
+        };
         if h.base_sequence == expected {
             Ok(SequenceCheck::Append)
         } else {
@@ -320,7 +330,10 @@ impl PartitionLog {
         if active.size > 0 && active.size + batch.len() as u64 > self.options.segment_bytes {
             self.roll()?;
         }
-        let active = self.segments.last_mut().expect("a log always has a segment");
+        let active = self
+            .segments
+            .last_mut()
+            .expect("a log always has a segment");
         active
             .file
             .write_all_at(batch, active.size)
@@ -359,11 +372,19 @@ impl PartitionLog {
 
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` but always at
     /// least one batch. Empty at the end of the log.
-    pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Result<Vec<u8>, ResponseError>> {
+    pub(crate) fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Result<Vec<u8>, ResponseError>> {
         if offset < self.log_start_offset || offset > self.next_offset {
             return Ok(Err(ResponseError::OffsetOutOfRange));
         }
-        let first = self.segments.partition_point(|s| s.base_offset <= offset).max(1) - 1;
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .max(1)
+            - 1;
         for segment in &self.segments[first..] {
             let start = segment.batches.partition_point(|b| b.last_offset < offset);
             if start == segment.batches.len() {
@@ -414,7 +435,10 @@ impl PartitionLog {
     }
 
     /// Moves the log start forward to `offset` (DeleteRecords), deleting segments wholly below it.
-    pub(crate) fn delete_records_before(&mut self, offset: i64) -> Result<Result<i64, ResponseError>> {
+    pub(crate) fn delete_records_before(
+        &mut self,
+        offset: i64,
+    ) -> Result<Result<i64, ResponseError>> {
         if offset < 0 || offset > self.next_offset {
             return Ok(Err(ResponseError::OffsetOutOfRange));
         }
@@ -445,18 +469,31 @@ impl PartitionLog {
 
     /// Deletes the oldest closed segments while the log is over `retention_bytes` or a segment's
     /// newest record is older than `now_ms - retention_ms` (negative limits mean unlimited).
-    pub(crate) fn apply_retention(&mut self, retention_ms: i64, retention_bytes: i64, now_ms: i64) -> Result<()> {
+    pub(crate) fn apply_retention(
+        &mut self,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut size = self.size_bytes() as i64;
         let mut new_start = self.log_start_offset;
         for segment in &self.segments[..self.segments.len() - 1] {
-            let newest = segment.batches.iter().map(|b| b.max_timestamp).max().unwrap_or(i64::MIN);
+            let newest = segment
+                .batches
+                .iter()
+                .map(|b| b.max_timestamp)
+                .max()
+                .unwrap_or(i64::MIN);
             let too_old = retention_ms >= 0 && newest < now_ms.saturating_sub(retention_ms);
             let too_big = retention_bytes >= 0 && size > retention_bytes;
             if !(too_old || too_big) {
                 break;
             }
             size -= segment.size as i64;
-            new_start = segment.batches.last().map_or(new_start, |b| b.last_offset + 1);
+            new_start = segment
+                .batches
+                .last()
+                .map_or(new_start, |b| b.last_offset + 1);
         }
         if new_start > self.log_start_offset {
             tracing::debug!(dir = %self.dir.display(), new_start, "retention deletes segments");
@@ -478,10 +515,120 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Rewrites closed segments keeping, per key, only the latest record (log compaction).
+    /// `drop_tombstones_before` is a timestamp: tombstones in batches older than it go too.
+    /// Returns how many records were removed. The active segment is never touched, and a
+    /// partition is only cleaned again once new segments have closed.
+    pub(crate) fn compact(&mut self, drop_tombstones_before: i64) -> Result<usize> {
+        let closed = self.segments.len() - 1;
+        let closed_end = self.segments[closed].base_offset;
+        if closed == 0 || self.compacted_up_to >= closed_end {
+            return Ok(0);
+        }
+        // Pass 1: the latest offset of every key, over the whole log (active segment included,
+        // so a key rewritten there drops its older copies).
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for segment in &self.segments {
+            for entry in &segment.batches {
+                let bytes = segment.read(entry.position, entry.len as usize)?;
+                if let Some(records) = compaction::records(&bytes) {
+                    for r in records {
+                        if let Some(key) = r.key {
+                            latest.insert(key.to_vec(), r.offset);
+                        }
+                    }
+                }
+            }
+        }
+        // Pass 2: rewrite each closed segment.
+        let mut removed = 0;
+        for i in 0..closed {
+            let segment = &self.segments[i];
+            let tmp = segment.path.with_extension("log.cleaned");
+            let mut out = Vec::new();
+            let mut entries = Vec::new();
+            for entry in &segment.batches {
+                let bytes = segment.read(entry.position, entry.len as usize)?;
+                let drop_tombstones = entry.max_timestamp < drop_tombstones_before;
+                let kept = compaction::retain(&bytes, |r| {
+                    let newest = r.key.is_none_or(|k| latest.get(k) == Some(&r.offset));
+                    newest && !(r.is_tombstone && drop_tombstones)
+                });
+                let (batch, dropped) = match kept {
+                    compaction::Retained::All => (Some(bytes), 0),
+                    compaction::Retained::Some(batch, dropped) => (Some(batch), dropped),
+                    compaction::Retained::None(dropped) => (None, dropped),
+                };
+                removed += dropped;
+                if let Some(batch) = batch {
+                    entries.push(BatchEntry {
+                        position: out.len() as u64,
+                        len: batch.len() as u32,
+                        ..*entry
+                    });
+                    out.extend_from_slice(&batch);
+                }
+            }
+            if entries.len() == segment.batches.len() && out.len() as u64 == segment.size {
+                continue;
+            }
+            let f = File::create(&tmp).map_err(|e| Error::storage(&tmp, e))?;
+            f.write_all_at(&out, 0)
+                .map_err(|e| Error::storage(&tmp, e))?;
+            f.sync_all().map_err(|e| Error::storage(&tmp, e))?;
+            let base = segment.base_offset;
+            self.replace_segment(base, &tmp, entries)?;
+        }
+        self.compacted_up_to = closed_end;
+        Ok(removed)
+    }
+
+    /// Replaces closed segment `base_offset` with the file at `new_path` (renamed over it, so a
+    /// crash leaves either the old or the new segment).
+    fn replace_segment(
+        &mut self,
+        base_offset: i64,
+        new_path: &Path,
+        batches: Vec<BatchEntry>,
+    ) -> Result<()> {
+        let i = self
+            .segments
+            .iter()
+            .position(|s| s.base_offset == base_offset)
+            .expect("segment being compacted exists");
+        let path = self.segments[i].path.clone();
+        std::fs::rename(new_path, &path).map_err(|e| Error::storage(&path, e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::storage(&path, e))?;
+        let size = batches.last().map_or(0, |b| b.position + u64::from(b.len));
+        self.segments[i] = Segment {
+            base_offset,
+            path,
+            file,
+            size,
+            batches,
+        };
+        Ok(())
+    }
+
     /// The directory this log lives in.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Deletes the output of a compaction that a crash interrupted before its rename.
+fn remove_leftovers(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::storage(dir, e))? {
+        let path = entry.map_err(|e| Error::storage(dir, e))?.path();
+        if path.to_str().is_some_and(|p| p.ends_with(".log.cleaned")) {
+            std::fs::remove_file(&path).map_err(|e| Error::storage(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn read_log_start(dir: &Path) -> Result<Option<i64>> {
@@ -510,7 +657,9 @@ mod tests {
     use super::*;
 
     fn options() -> LogOptions {
-        LogOptions { segment_bytes: 1 << 20 }
+        LogOptions {
+            segment_bytes: 1 << 20,
+        }
     }
 
     #[test]
@@ -528,7 +677,10 @@ mod tests {
         let read = log.read(0, 1 << 20).unwrap().unwrap();
         assert_eq!(read.len(), b1.len() + b2.len());
         assert!(log.read(5, 100).unwrap().unwrap().is_empty());
-        assert_eq!(log.read(6, 100).unwrap(), Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(
+            log.read(6, 100).unwrap(),
+            Err(ResponseError::OffsetOutOfRange)
+        );
         assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((1, 1002)));
         assert_eq!(log.offset_for_timestamp(2001).unwrap(), Some((4, 2001)));
         drop(log);
@@ -553,7 +705,10 @@ mod tests {
         let mut log = PartitionLog::open(dir.path(), options()).unwrap();
         assert_eq!(log.next_offset(), 3);
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), b1.len() as u64);
-        assert_eq!(log.append(&mut make_batch(1, 3000, None), false).unwrap(), 3);
+        assert_eq!(
+            log.append(&mut make_batch(1, 3000, None), false).unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -568,7 +723,10 @@ mod tests {
         assert_eq!(log.check_sequence(&h), Ok(SequenceCheck::Duplicate(0)));
         let gap = make_batch(1, 1000, Some((7, 0, 5)));
         let hg = BatchHeader::parse(&gap).unwrap();
-        assert_eq!(log.check_sequence(&hg), Err(ResponseError::OutOfOrderSequenceNumber));
+        assert_eq!(
+            log.check_sequence(&hg),
+            Err(ResponseError::OutOfOrderSequenceNumber)
+        );
         drop(log);
         let log = PartitionLog::open(dir.path(), options()).unwrap();
         assert_eq!(log.check_sequence(&h), Ok(SequenceCheck::Duplicate(0)));
@@ -576,10 +734,67 @@ mod tests {
         let hn = BatchHeader::parse(&next).unwrap();
         assert_eq!(log.check_sequence(&hn), Ok(SequenceCheck::Append));
         let mut log = log;
-        log.append(&mut make_batch(1, 1000, Some((7, 1, 0))), false).unwrap();
+        log.append(&mut make_batch(1, 1000, Some((7, 1, 0))), false)
+            .unwrap();
         let stale = make_batch(1, 1000, Some((7, 0, 3)));
         let hs = BatchHeader::parse(&stale).unwrap();
-        assert_eq!(log.check_sequence(&hs), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(
+            log.check_sequence(&hs),
+            Err(ResponseError::InvalidProducerEpoch)
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_value_per_key() {
+        use super::batch::tests::make_keyed_batch;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 150 };
+        let mut log = PartitionLog::open(dir.path(), opts).unwrap();
+        let batches: Vec<Vec<(&str, Option<&str>)>> = vec![
+            vec![("a", Some("1")), ("b", Some("1"))],
+            vec![("a", Some("2")), ("c", Some("1"))],
+            vec![("b", None), ("d", Some("1"))],
+            vec![("a", Some("3"))],
+            vec![("e", Some("1"))],
+        ];
+        for b in &batches {
+            log.append(&mut make_keyed_batch(b, 1000), false).unwrap();
+        }
+        assert!(log.segments.len() >= 3, "rolled: {}", log.segments.len());
+        let removed = log.compact(0).unwrap();
+        assert_eq!(removed, 3, "a@0, b@1, a@2 are superseded");
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        while offset < log.next_offset() {
+            let bytes = log.read(offset, 1 << 20).unwrap().unwrap();
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let h = BatchHeader::parse(&bytes[pos..]).unwrap();
+                let batch_bytes = &bytes[pos..pos + h.total_len()];
+                assert_eq!(crc32c::crc32c(&batch_bytes[21..]), h.crc);
+                for r in compaction::records(batch_bytes).unwrap() {
+                    if r.offset >= offset {
+                        seen.push((
+                            String::from_utf8(r.key.unwrap().to_vec()).unwrap(),
+                            r.offset,
+                        ));
+                    }
+                }
+                offset = h.last_offset() + 1;
+                pos += h.total_len();
+            }
+        }
+        let keys: Vec<(&str, i64)> = seen.iter().map(|(k, o)| (k.as_str(), *o)).collect();
+        assert_eq!(keys, vec![("c", 3), ("b", 4), ("d", 5), ("a", 6), ("e", 7)]);
+        // Tombstones older than the horizon go on the next pass over newly closed segments.
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), opts).unwrap();
+        assert_eq!(
+            log.next_offset(),
+            8,
+            "offsets survive compaction and reopen"
+        );
+        assert_eq!(log.compact(i64::MAX).unwrap(), 1, "the tombstone for b");
     }
 
     #[test]
@@ -587,13 +802,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), LogOptions { segment_bytes: 200 }).unwrap();
         for i in 0..10 {
-            log.append(&mut make_batch(2, 1000 + i, None), false).unwrap();
+            log.append(&mut make_batch(2, 1000 + i, None), false)
+                .unwrap();
         }
         assert!(log.segments.len() > 2);
         let before = log.segments.len();
         assert_eq!(log.delete_records_before(11).unwrap(), Ok(11));
         assert!(log.segments.len() < before);
-        assert_eq!(log.read(10, 1).unwrap(), Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(
+            log.read(10, 1).unwrap(),
+            Err(ResponseError::OffsetOutOfRange)
+        );
         assert!(!log.read(11, 1).unwrap().unwrap().is_empty());
         drop(log);
         let log = PartitionLog::open(dir.path(), LogOptions { segment_bytes: 200 }).unwrap();
