@@ -54,6 +54,9 @@ mod state;
 mod topics;
 mod util;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{BrokerConfig, FlushPolicy};
 pub use error::{Error, Result};
 pub use server::{Broker, BrokerHandle};
