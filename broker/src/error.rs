@@ -25,6 +25,12 @@ pub enum Error {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// Another broker process already uses the data directory.
+    #[error("data directory {path} is in use by another broker")]
+    DataDirLocked {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// A metadata file (topics, offsets, broker identity) holds something we cannot parse.
     #[error("corrupt metadata file {path}: {reason}")]
     CorruptMetadata {

@@ -32,6 +32,9 @@ pub struct BrokerHandle {
     shutdown: watch::Sender<bool>,
     /// The accept loop, which itself waits for its connections before finishing.
     tasks: JoinSet<()>,
+    /// Held (with an exclusive lock on `data_dir/.lock`) while the broker runs, so a second
+    /// broker on the same directory fails to start instead of corrupting it.
+    _lock: std::fs::File,
     /// Keeps a default temporary data directory alive until the handle goes away.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -53,6 +56,7 @@ impl Broker {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
+        let lock = lock_data_dir(&data_dir)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen {
@@ -91,6 +95,7 @@ impl Broker {
             state,
             shutdown,
             tasks,
+            _lock: lock,
             _temp_dir: temp_dir,
         })
     }
@@ -135,6 +140,22 @@ impl BrokerHandle {
         tracing::info!(addr = %self.addr, "broker stopped");
         Ok(())
     }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    use fs2::FileExt;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::storage(&path, e))?;
+    file.try_lock_exclusive()
+        .map_err(|_| Error::DataDirLocked {
+            path: dir.to_path_buf(),
+        })?;
+    Ok(file)
 }
 
 /// Resolves once shutdown is requested (or the handle is gone). Returns `()` rather than the

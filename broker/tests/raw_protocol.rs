@@ -365,3 +365,25 @@ async fn fetch_long_polls_and_wakes_on_produce() {
     );
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_broker_cannot_open_the_same_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let first = Broker::start(config.clone()).await.unwrap();
+    let second = Broker::start(config.clone()).await;
+    assert!(
+        matches!(second, Err(streams_broker::Error::DataDirLocked { .. })),
+        "{second:?}"
+    );
+    first.shutdown().await.unwrap();
+    Broker::start(config)
+        .await
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+}

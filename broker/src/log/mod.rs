@@ -798,6 +798,34 @@ mod tests {
     }
 
     #[test]
+    fn retention_by_size_and_time_deletes_oldest_closed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogOptions { segment_bytes: 200 }).unwrap();
+        for i in 0..10 {
+            log.append(&mut make_batch(2, 1000 + i, None), false)
+                .unwrap();
+        }
+        let segments = log.segments.len();
+        let size = log.size_bytes() as i64;
+        // Unlimited: nothing happens.
+        log.apply_retention(-1, -1, 10_000).unwrap();
+        assert_eq!(log.segments.len(), segments);
+        // By size: drop closed segments until under the limit; the active one always stays.
+        log.apply_retention(-1, size / 2, 10_000).unwrap();
+        assert!(log.size_bytes() as i64 <= size / 2 + 200);
+        assert!(log.log_start_offset() > 0);
+        let start = log.log_start_offset();
+        assert_eq!(
+            log.read(start - 1, 1).unwrap(),
+            Err(ResponseError::OffsetOutOfRange)
+        );
+        // By time: everything older than now - 1s goes, except the active segment.
+        log.apply_retention(1000, -1, 1_000_000).unwrap();
+        assert_eq!(log.segments.len(), 1);
+        assert_eq!(log.next_offset(), 20);
+    }
+
+    #[test]
     fn segments_roll_and_delete_records_drops_old_segments() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), LogOptions { segment_bytes: 200 }).unwrap();
