@@ -283,6 +283,11 @@ impl Group {
             let member = self.members.get_mut(&member_id).expect("member present");
             member.join_waiter = Some(tx);
         } else {
+            if self.members.is_empty() {
+                // The first member decides the type; an empty group keeps its old type for
+                // ListGroups until then, as Kafka does.
+                self.protocol_type = Some(p.protocol_type.clone());
+            }
             self.members.insert(
                 member_id.clone(),
                 Member {
@@ -299,9 +304,6 @@ impl Group {
                     sync_waiter: None,
                 },
             );
-            if self.protocol_type.is_none() {
-                self.protocol_type = Some(p.protocol_type);
-            }
         }
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now);
@@ -384,7 +386,6 @@ impl Group {
         self.generation += 1;
         if self.members.is_empty() {
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader = None;
             self.become_(GroupState::Empty);
             return;
