@@ -195,6 +195,8 @@ impl GuardedBuf {
     /// after its first byte instead.
     fn capped_varint(&self) -> Option<Vec<u8>> {
         let bytes = &self.inner[..];
+        // Mirror `kafka-protocol`'s decoder exactly: at most 5 bytes, stopping early at a byte
+        // without the continuation bit, bits beyond 32 dropped.
         let mut value: u64 = 0;
         let mut len = 0;
         for (i, b) in bytes.iter().take(5).enumerate() {
@@ -204,7 +206,8 @@ impl GuardedBuf {
                 break;
             }
         }
-        if len < 2 || bytes[len - 1] & 0x80 != 0 {
+        let value = value & u64::from(u32::MAX);
+        if len < 2 {
             return None;
         }
         let after = (bytes.len() - len) as u64;
@@ -390,6 +393,18 @@ mod tests {
         // Metadata v9 (flexible): compact topics array claiming 2^32 - 2 entries.
         let f = frame(ApiKey::Metadata, 9, &[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(matches!(decode_request(f), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn unterminated_five_byte_varint_is_capped_like_the_decoder_reads_it() {
+        // Found by cargo fuzz: the crate stops after 5 bytes even if the 5th continues.
+        let raw = [
+            0, 3, 0, 10, 152, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 0, 30,
+        ];
+        assert!(matches!(
+            decode_request(Bytes::copy_from_slice(&raw)),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]
