@@ -370,3 +370,50 @@ async fn delete_records_and_timestamp_lookup() {
     assert_eq!(got.iter().map(|m| m.1).collect::<Vec<_>>(), vec![7, 8, 9]);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_that_vanishes_is_expired_after_its_session_timeout() {
+    let broker = start().await;
+    let bootstrap = broker.bootstrap_servers();
+    create_topic(&bootstrap, "statics", 4, &[]).await;
+    let make = |instance: &str| -> StreamConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "g-static")
+            .set("group.instance.id", instance)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    let a = make("instance-a");
+    let b = make("instance-b");
+    a.subscribe(&["statics"]).unwrap();
+    b.subscribe(&["statics"]).unwrap();
+    let balanced = Instant::now() + TIMEOUT;
+    while !(a.assignment().unwrap().count() == 2 && b.assignment().unwrap().count() == 2) {
+        assert!(Instant::now() < balanced, "never balanced");
+        tokio::select! {
+            _ = a.recv() => {}
+            _ = b.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    // A static member does not send LeaveGroup on close: the broker must notice the silence.
+    let gone = Instant::now();
+    drop(a);
+    while b.assignment().unwrap().count() != 4 {
+        assert!(
+            gone.elapsed() < TIMEOUT,
+            "partitions of the vanished member never moved"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), b.recv()).await;
+    }
+    assert!(
+        gone.elapsed() >= Duration::from_secs(5),
+        "reassigned after {:?}, before the 6 s session timeout",
+        gone.elapsed()
+    );
+    broker.shutdown().await.unwrap();
+}
