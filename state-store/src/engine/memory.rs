@@ -1,0 +1,213 @@
+//! [`InMemoryEngine`]: a `BTreeMap` engine for non-persistent stores and for tests.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::{KeyValue, KeyValueEngine, Result, StoreError};
+
+/// A non-persistent engine keeping every entry in a `BTreeMap`, so ranges come out in key order.
+///
+/// Its state lives only as long as the process; on restart a task restores it entirely from the
+/// changelog.
+///
+/// ```
+/// use state_store::{InMemoryEngine, KeyValueEngine};
+///
+/// let mut engine = InMemoryEngine::new("counts");
+/// engine.put(b"apple", b"1")?;
+/// engine.put(b"banana", b"2")?;
+/// engine.put(b"cherry", b"3")?;
+/// engine.delete(b"cherry")?;
+///
+/// assert_eq!(engine.get(b"apple")?, Some(b"1".to_vec()));
+/// assert_eq!(engine.get(b"cherry")?, None);
+/// // Bounds are inclusive and either may be open.
+/// let keys: Vec<_> = engine.range(Some(b"b"), None)?.into_iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, vec![b"banana".to_vec()]);
+/// assert_eq!(engine.approximate_num_entries()?, 2);
+/// # Ok::<(), state_store::StoreError>(())
+/// ```
+#[derive(Debug)]
+pub struct InMemoryEngine {
+    name: String,
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Set by `close`, after which the map is dropped and every call fails, as for RocksDB, so
+    /// that a use-after-close bug shows up with either engine.
+    closed: bool,
+}
+
+impl InMemoryEngine {
+    /// An empty engine for the store `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        InMemoryEngine {
+            name: name.into(),
+            entries: BTreeMap::new(),
+            closed: false,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(StoreError::Closed {
+                store: self.name.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl KeyValueEngine for InMemoryEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.entries.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.entries.remove(key);
+        Ok(())
+    }
+
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<KeyValue>> {
+        self.check_open()?;
+        if let (Some(from), Some(to)) = (from, to) {
+            // BTreeMap::range panics on an inverted range; the trait promises an empty result.
+            if from > to {
+                return Ok(Vec::new());
+            }
+        }
+        let start = from.map_or(Bound::Unbounded, Bound::Included);
+        let end = to.map_or(Bound::Unbounded, Bound::Included);
+        Ok(self
+            .entries
+            .range::<[u8], _>((start, end))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn approximate_num_entries(&self) -> Result<u64> {
+        self.check_open()?;
+        Ok(self.entries.len() as u64)
+    }
+
+    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        self.check_open()?;
+        for (key, value) in batch {
+            match value {
+                Some(value) => self.entries.insert(key.clone(), value.clone()),
+                None => self.entries.remove(key),
+            };
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.check_open()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.closed = true;
+        self.entries = BTreeMap::new();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn get_put_delete() {
+        let mut e = InMemoryEngine::new("s");
+        assert_eq!(e.name(), "s");
+        assert!(!e.persistent());
+        assert_eq!(e.get(b"a").unwrap(), None);
+        e.put(b"a", b"1").unwrap();
+        e.put(b"a", b"2").unwrap();
+        assert_eq!(e.get(b"a").unwrap(), Some(b"2".to_vec()));
+        e.delete(b"a").unwrap();
+        assert_eq!(e.get(b"a").unwrap(), None);
+        // Deleting an absent key is fine.
+        e.delete(b"zz").unwrap();
+    }
+
+    #[test]
+    fn range_bounds_are_inclusive_and_optional() {
+        let mut e = InMemoryEngine::new("s");
+        for k in ["a", "b", "c", "d"] {
+            e.put(k.as_bytes(), k.to_uppercase().as_bytes()).unwrap();
+        }
+        assert_eq!(
+            e.range(Some(b"b"), Some(b"c")).unwrap(),
+            vec![kv("b", "B"), kv("c", "C")]
+        );
+        assert_eq!(
+            e.range(None, Some(b"b")).unwrap(),
+            vec![kv("a", "A"), kv("b", "B")]
+        );
+        assert_eq!(
+            e.range(Some(b"c"), None).unwrap(),
+            vec![kv("c", "C"), kv("d", "D")]
+        );
+        assert_eq!(
+            e.range(Some(b"bb"), Some(b"cc")).unwrap(),
+            vec![kv("c", "C")]
+        );
+        assert_eq!(e.range(Some(b"d"), Some(b"a")).unwrap(), vec![]);
+        assert_eq!(e.all().unwrap().len(), 4);
+        assert_eq!(e.approximate_num_entries().unwrap(), 4);
+    }
+
+    #[test]
+    fn keys_order_by_bytes() {
+        let mut e = InMemoryEngine::new("s");
+        e.put(&[0xff], b"x").unwrap();
+        e.put(&[0x00, 0x01], b"y").unwrap();
+        e.put(&[0x00], b"z").unwrap();
+        let keys: Vec<_> = e.all().unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![vec![0x00], vec![0x00, 0x01], vec![0xff]]);
+    }
+
+    #[test]
+    fn write_batch_applies_puts_and_deletes_in_order() {
+        let mut e = InMemoryEngine::new("s");
+        e.put(b"gone", b"1").unwrap();
+        e.write_batch(&[
+            (b"a".to_vec(), Some(b"1".to_vec())),
+            (b"gone".to_vec(), None),
+            (b"a".to_vec(), Some(b"2".to_vec())),
+        ])
+        .unwrap();
+        assert_eq!(e.all().unwrap(), vec![kv("a", "2")]);
+    }
+
+    #[test]
+    fn closed_engine_refuses_use() {
+        let mut e = InMemoryEngine::new("closed-store");
+        e.put(b"a", b"1").unwrap();
+        e.close().unwrap();
+        e.close().unwrap();
+        let err = e.get(b"a").unwrap_err();
+        assert!(matches!(err, StoreError::Closed { .. }));
+        assert!(err.to_string().contains("closed-store"), "{err}");
+    }
+}

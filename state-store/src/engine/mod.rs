@@ -1,0 +1,58 @@
+//! The byte-level [`KeyValueEngine`] trait and its two implementations, [`InMemoryEngine`] and
+//! [`RocksDbEngine`].
+
+mod memory;
+mod rocks;
+
+pub use memory::InMemoryEngine;
+pub use rocks::{rocksdb_dir, RocksDbConfig, RocksDbEngine};
+
+use crate::{KeyValue, Result};
+
+/// A byte-level key-value engine: RocksDB or memory. Keys are ordered lexicographically by bytes.
+///
+/// This is the innermost layer of a store; [`KeyValueStoreStack`](crate::KeyValueStoreStack) adds
+/// caching and changelogging on top. Engines know nothing of changelogs: a write here is never
+/// logged. After [`close`](Self::close) every other method fails with
+/// [`StoreError::Closed`](crate::StoreError::Closed).
+pub trait KeyValueEngine: Send {
+    /// The store's name (also the name of its changelog topic's store part).
+    fn name(&self) -> &str;
+
+    /// Whether the data survives a restart (RocksDB) or not (memory).
+    fn persistent(&self) -> bool;
+
+    /// The value stored under `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Stores `value` under `key`, replacing any previous value.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Removes `key`; removing an absent key is not an error.
+    fn delete(&mut self, key: &[u8]) -> Result<()>;
+
+    /// Entries with from <= key <= to (both inclusive, either bound may be open), in key order.
+    ///
+    /// `from > to` yields no entries.
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<KeyValue>>;
+
+    /// Every entry, in key order; the same as `range(None, None)`.
+    fn all(&self) -> Result<Vec<KeyValue>> {
+        self.range(None, None)
+    }
+
+    /// The number of entries, exact for memory and estimated by RocksDB.
+    fn approximate_num_entries(&self) -> Result<u64>;
+
+    /// Apply a batch of restored changelog records atomically-ish (value None = delete). Used by
+    /// restoration; bypasses logging and caching.
+    ///
+    /// The cache layer also uses it to write a flush in one go. Later records of the same key win.
+    fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
+
+    /// Make everything written so far durable (RocksDB: flush memtables; memory: no-op).
+    fn flush(&mut self) -> Result<()>;
+
+    /// Releases the engine's resources; persistent engines flush first. Closing twice is a no-op.
+    fn close(&mut self) -> Result<()>;
+}
