@@ -52,6 +52,8 @@ pub(crate) const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The advertised version range of `key`, if the broker serves it at all.
@@ -140,6 +142,10 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, v: i16) -> anyhow::Result<RequestKi
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(decode_guarded(buf, v)?),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(decode_guarded(buf, v)?),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(decode_guarded(buf, v)?),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(decode_guarded(buf, v)?),
+        ApiKey::IncrementalAlterConfigs => {
+            RequestKind::IncrementalAlterConfigs(decode_guarded(buf, v)?)
+        }
         other => anyhow::bail!("no decoder wired for {other:?}"),
     })
 }
@@ -357,6 +363,10 @@ mod tests {
                 ApiKey::DescribeConfigs => crate_versions::<DescribeConfigsRequest>(),
                 ApiKey::CreatePartitions => crate_versions::<CreatePartitionsRequest>(),
                 ApiKey::DeleteGroups => crate_versions::<DeleteGroupsRequest>(),
+                ApiKey::AlterConfigs => crate_versions::<AlterConfigsRequest>(),
+                ApiKey::IncrementalAlterConfigs => {
+                    crate_versions::<IncrementalAlterConfigsRequest>()
+                }
                 other => panic!("no codec check for {other:?}"),
             };
             assert!(

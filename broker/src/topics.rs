@@ -33,6 +33,14 @@ pub(crate) const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
     ("unclean.leader.election.enable", "false"),
 ];
 
+/// Kafka's default of a topic config, if it is one the broker knows.
+pub(crate) fn topic_config_default(name: &str) -> Option<&'static str> {
+    TOPIC_CONFIG_DEFAULTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+}
+
 /// Largest topic name Kafka allows.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -333,6 +341,33 @@ impl Topics {
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(Ok(topic))
+    }
+
+    /// Changes a topic's config overrides (AlterConfigs, IncrementalAlterConfigs): `change`
+    /// edits a copy of the overrides and may refuse with a wire error; the result is stored and
+    /// persisted unless `validate_only`. Settings read when a partition log is opened
+    /// (`segment.bytes`) take effect for partitions opened afterwards.
+    pub(crate) fn alter_configs(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ResponseError>,
+    ) -> Result<Result<(), ResponseError>> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let Some(topic) = self.get(name) else {
+            return Ok(Err(ResponseError::UnknownTopicOrPartition));
+        };
+        let mut configs = topic.config_overrides();
+        if let Err(e) = change(&mut configs) {
+            return Ok(Err(e));
+        }
+        if validate_only {
+            return Ok(Ok(()));
+        }
+        *topic.configs.write().expect("configs lock") = configs;
+        self.persist()?;
+        tracing::info!(topic = name, "altered topic configs");
+        Ok(Ok(()))
     }
 
     /// Grows a topic to `count` partitions (CreatePartitions).

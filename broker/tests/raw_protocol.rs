@@ -387,3 +387,91 @@ async fn a_second_broker_cannot_open_the_same_data_dir() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn incremental_alter_configs_sets_appends_and_deletes_topic_overrides() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let broker = Broker::start(BrokerConfig::default()).await.unwrap();
+    let mut c = Client::connect(&broker).await;
+    create_topic(&mut c, "alter").await;
+    let op = |name: &'static str, op: i8, value: Option<&'static str>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_config_operation(op)
+            .with_value(value.map(StrBytes::from_static_str))
+    };
+    let alter = |validate_only: bool, configs: Vec<AlterableConfig>| {
+        IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("alter"))
+                .with_configs(configs)])
+    };
+    let describe =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("alter"))
+            .with_configuration_keys(None)]);
+    // set retention.ms, append compact to cleanup.policy (default "delete")
+    let resp: IncrementalAlterConfigsResponse = c
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &alter(
+                false,
+                vec![
+                    op("retention.ms", 0, Some("5000")),
+                    op("cleanup.policy", 2, Some("compact")),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(resp.responses[0].error_code, 0);
+    // validate_only changes nothing
+    let resp: IncrementalAlterConfigsResponse = c
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &alter(true, vec![op("retention.ms", 1, None)]),
+        )
+        .await;
+    assert_eq!(resp.responses[0].error_code, 0);
+    let value = |resp: &DescribeConfigsResponse, name: &str| {
+        resp.results[0]
+            .configs
+            .iter()
+            .find(|e| e.name.as_str() == name)
+            .and_then(|e| e.value.as_ref().map(|v| v.to_string()))
+    };
+    let described: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(value(&described, "retention.ms").as_deref(), Some("5000"));
+    assert_eq!(
+        value(&described, "cleanup.policy").as_deref(),
+        Some("delete,compact")
+    );
+    // delete the override: back to the default
+    let resp: IncrementalAlterConfigsResponse = c
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            0,
+            &alter(false, vec![op("retention.ms", 1, None)]),
+        )
+        .await;
+    assert_eq!(resp.responses[0].error_code, 0);
+    let described: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(
+        value(&described, "retention.ms").as_deref(),
+        Some("604800000")
+    );
+    // an unknown topic is refused
+    let mut unknown = alter(false, vec![op("retention.ms", 0, Some("1"))]);
+    unknown.resources[0].resource_name = StrBytes::from_static_str("no-such-topic");
+    let resp: IncrementalAlterConfigsResponse =
+        c.call(ApiKey::IncrementalAlterConfigs, 1, &unknown).await;
+    assert_eq!(resp.responses[0].error_code, 3);
+    broker.shutdown().await.unwrap();
+}

@@ -2,7 +2,8 @@
 //! Kafka client.
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -315,6 +316,24 @@ async fn admin_creates_describes_grows_and_deletes_topics() {
     let entry = |name: &str| resource.get(name).and_then(|e| e.value.clone());
     assert_eq!(entry("cleanup.policy").as_deref(), Some("compact"));
     assert_eq!(entry("retention.ms").as_deref(), Some("604800000"));
+
+    // AlterConfigs replaces the whole override set: cleanup.policy falls back to its default.
+    let altered = admin
+        .alter_configs(
+            [&AlterConfig::new(ResourceSpecifier::Topic("adm")).set("retention.ms", "1000")],
+            &opts,
+        )
+        .await
+        .unwrap();
+    altered[0].as_ref().unwrap();
+    let configs = admin
+        .describe_configs([&ResourceSpecifier::Topic("adm")], &opts)
+        .await
+        .unwrap();
+    let resource = configs[0].as_ref().unwrap();
+    let entry = |name: &str| resource.get(name).and_then(|e| e.value.clone());
+    assert_eq!(entry("retention.ms").as_deref(), Some("1000"));
+    assert_eq!(entry("cleanup.policy").as_deref(), Some("delete"));
 
     let grown = admin
         .create_partitions([&NewPartitions::new("adm", 5)], &opts)

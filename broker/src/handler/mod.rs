@@ -1,6 +1,7 @@
 //! Request dispatch: [`handle`] routes a decoded request to the module of its API (one file
 //! per Kafka API) and returns the response body, or `None` when the client expects no answer.
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -93,6 +94,12 @@ pub(crate) async fn handle(
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(state, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle_alter(state, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(state, r))
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions::handle(state, r))
