@@ -1,7 +1,7 @@
 //! `streams-broker`: runs the bundled Kafka-protocol broker from the command line.
 //!
 //! ```text
-//! streams-broker --listen 127.0.0.1:9092 --data-dir ./broker-data [--partitions 4]
+//! streams-broker --listen 127.0.0.1:9092 --data-dir ./broker-data [--partitions 4] [--flush never]
 //! ```
 //! Prints `listening on HOST:PORT` once it accepts connections; SIGINT or SIGTERM shut it down
 //! cleanly (connections closed, logs flushed).
@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use streams_broker::{Broker, BrokerConfig, FlushPolicy};
 
 /// A small, persistent Kafka-protocol broker.
@@ -34,6 +35,10 @@ struct Args {
     /// Do not create topics on Metadata requests.
     #[arg(long)]
     no_auto_create_topics: bool,
+    /// How long the first rebalance of an empty group waits for more members
+    /// (Kafka's group.initial.rebalance.delay.ms, whose default there is 3000).
+    #[arg(long, default_value_t = 0)]
+    group_initial_rebalance_delay_ms: u64,
 }
 
 fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
@@ -64,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         default_partitions: args.partitions,
         flush: args.flush,
         auto_create_topics: !args.no_auto_create_topics,
+        group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         ..BrokerConfig::default()
     };
     let broker = Broker::start(config).await.context("starting the broker")?;
