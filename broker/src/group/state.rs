@@ -887,20 +887,21 @@ mod tests {
         let mut p2 = params("");
         p2.instance_id = Some("i2".into());
         let a = later(g.join(p1.clone(), t0)).try_recv().unwrap().member_id;
-        let _ = later(g.sync(
+        let mut sa = later(g.sync(
             &a,
             Some("i1"),
             1,
             vec![(a.clone(), Bytes::from_static(b"a"))],
         ));
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"a"));
         // i2 joins: generation 2 with both members.
         let mut rb = later(g.join(p2.clone(), t0));
         let mut p1_again = p1.clone();
         p1_again.member_id = a.clone();
         let _ = later(g.join(p1_again, t0)).try_recv().unwrap();
         let b = rb.try_recv().unwrap().member_id;
-        let mut sb_ = later(g.sync(&b, Some("i2"), 2, vec![]));
-        let _ = later(g.sync(
+        let mut sb = later(g.sync(&b, Some("i2"), 2, vec![]));
+        let mut sa = later(g.sync(
             &a,
             Some("i1"),
             2,
@@ -909,7 +910,8 @@ mod tests {
                 (b.clone(), Bytes::from_static(b"y")),
             ],
         ));
-        assert_eq!(sb_.try_recv().unwrap().assignment, Bytes::from_static(b"y"));
+        assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"x"));
+        assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"y"));
         assert_eq!(g.state, GroupState::Stable);
 
         // i2 restarts (no LeaveGroup, as static members do) and rejoins with an empty id.
