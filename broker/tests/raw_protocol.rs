@@ -80,6 +80,15 @@ impl Client {
 }
 
 fn batch(n: i32, producer: Option<(i64, i16, i32)>) -> Bytes {
+    batch_with_keys(n, producer, |_| true)
+}
+
+/// A batch whose record `i` has a key if `keyed(i)`.
+fn batch_with_keys(
+    n: i32,
+    producer: Option<(i64, i16, i32)>,
+    keyed: impl Fn(i32) -> bool,
+) -> Bytes {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
@@ -93,7 +102,7 @@ fn batch(n: i32, producer: Option<(i64, i16, i32)>) -> Bytes {
             offset: i64::from(i),
             sequence: seq + i,
             timestamp: 1_000 + i64::from(i),
-            key: Some(Bytes::from(format!("k{i}"))),
+            key: keyed(i).then(|| Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(vec![b'x'; 100])),
             headers: Default::default(),
         })
@@ -473,5 +482,53 @@ async fn incremental_alter_configs_sets_appends_and_deletes_topic_overrides() {
     let resp: IncrementalAlterConfigsResponse =
         c.call(ApiKey::IncrementalAlterConfigs, 1, &unknown).await;
     assert_eq!(resp.responses[0].error_code, 3);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn compacted_topics_refuse_batches_with_keyless_records() {
+    let broker = Broker::start(BrokerConfig::default()).await.unwrap();
+    let mut c = Client::connect(&broker).await;
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("compacted")))
+            .with_num_partitions(1)
+            .with_replication_factor(-1)
+            .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("cleanup.policy"))
+                .with_value(Some(StrBytes::from_static_str("compact")))]),
+    ]);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+
+    // Records 1 and 3 have no key: the whole batch is refused, naming them (KIP-467).
+    let keyless = batch_with_keys(4, None, |i| i % 2 == 0);
+    let resp: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("compacted", keyless.clone()),
+        )
+        .await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 87, "INVALID_RECORD");
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3]);
+    assert!(p.record_errors[0]
+        .batch_index_error_message
+        .as_ref()
+        .is_some_and(|m| m.contains("without key")));
+    // Before v8 there is no room for record errors: the code alone.
+    let resp: ProduceResponse = c
+        .call(ApiKey::Produce, 7, &produce_request("compacted", keyless))
+        .await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 87);
+    assert_eq!(
+        high_watermark(&mut c, "compacted").await,
+        0,
+        "nothing written"
+    );
+
+    assert_eq!(produce(&mut c, "compacted", batch(3, None)).await, (0, 0));
     broker.shutdown().await.unwrap();
 }

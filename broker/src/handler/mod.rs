@@ -60,7 +60,7 @@ pub(crate) async fn handle(
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, v, r)),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r)?),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, v, r)?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(state, v, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {

@@ -1,15 +1,25 @@
-//! Produce: validates each partition's batch (CRC, size, idempotent sequence), assigns offsets,
-//! appends it and wakes waiting fetches. acks=0 gets no response at all.
+//! Produce: validates each partition's batch (CRC, size, keys on compacted topics, idempotent
+//! sequence), assigns offsets, appends it and wakes waiting fetches. acks=0 gets no response at
+//! all.
 
 use crate::log::batch::{self, BatchHeader};
 use crate::log::SequenceCheck;
 use crate::state::BrokerState;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
 
-pub(crate) fn handle(state: &Arc<BrokerState>, req: ProduceRequest) -> Option<ProduceResponse> {
+/// First version of Produce whose response carries per-record errors (KIP-467).
+const RECORD_ERRORS_VERSION: i16 = 8;
+
+pub(crate) fn handle(
+    state: &Arc<BrokerState>,
+    version: i16,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let fsync = state.fsync_for(acks);
@@ -52,6 +62,17 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: ProduceRequest) -> Option<Pr
                             return resp.with_error_code(e.code());
                         }
                     };
+                    if topic.is_compacted() {
+                        if let Some(errors) = keyless_records(&records, &topic.name, pd.index) {
+                            tracing::debug!(topic = %topic.name, partition = pd.index, keyless = errors.len(), "rejected keyless records on a compacted topic");
+                            resp.error_code = ResponseError::InvalidRecord.code();
+                            if version >= RECORD_ERRORS_VERSION {
+                                resp.error_message = Some(super::sb("One or more records have been rejected"));
+                                resp.record_errors = errors;
+                            }
+                            return resp;
+                        }
+                    }
                     if header.is_transactional() || header.is_control() {
                         // Transactions arrive with exactly-once support; until then refuse
                         // rather than expose uncommitted data to read_committed consumers.
@@ -93,4 +114,28 @@ fn append(
             log.append(&mut batch, fsync).map_err(super::storage_error)
         }
     }
+}
+
+/// The records of a batch without a key, which a compacted topic refuses (as Kafka does), as
+/// KIP-467 record errors; `None` when every record has one. Compressed batches are not looked
+/// into: the broker has no compression codecs and stores them as sent.
+fn keyless_records(
+    batch: &[u8],
+    topic: &str,
+    partition: i32,
+) -> Option<Vec<BatchIndexAndErrorMessage>> {
+    let records = crate::log::compaction::records(batch)?;
+    let errors: Vec<BatchIndexAndErrorMessage> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i as i32)
+                .with_batch_index_error_message(Some(super::sb(format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                ))))
+        })
+        .collect();
+    (!errors.is_empty()).then_some(errors)
 }

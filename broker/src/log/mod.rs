@@ -12,7 +12,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod cleaner;
-mod compaction;
+pub(crate) mod compaction;
 
 use crate::error::{Error, Result};
 use batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
