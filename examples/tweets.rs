@@ -1,0 +1,165 @@
+//! Tweet aggregation: hashtag counts and tweets per user from JSON tweets.
+//!
+//! Shows: JSON values with a user type, event time taken from a field (`timestamp_ms`), one
+//! input feeding two aggregations through named repartition topics, and the deserialization
+//! policy for malformed records (`--config deserialization.exception.handler=log-and-continue`
+//! skips and counts them; the default stops with an error naming topic, partition and offset).
+//!
+//! Run it:
+//! - `cargo run --example tweets` starts the bundled broker in-process, generates 1000 tweets,
+//!   prints the top hashtags and users, and exits.
+//! - `cargo run --example tweets -- --bootstrap-servers HOST:PORT [--generate N]` produces N
+//!   generated tweets to `tweets` (created with 4 partitions if missing), then runs until
+//!   SIGINT or SIGTERM, writing `hashtag-counts` and `user-tweet-counts`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use streams::demos::tweets::{self, hashtags, TweetGenerator};
+use streams::testing;
+use streams::{KafkaStreams, Serdes, StreamsConfig};
+
+#[derive(Parser, Debug)]
+#[command(about = "Hashtag and per-user tweet counts on streams")]
+struct Args {
+    /// Kafka cluster to run against; without it, an in-process bundled broker is used.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Application id.
+    #[arg(long, default_value = tweets::APPLICATION_ID)]
+    application_id: String,
+    /// Topic of JSON tweets.
+    #[arg(long, default_value = tweets::INPUT_TOPIC)]
+    input_topic: String,
+    /// Produce this many generated tweets to the input topic first.
+    #[arg(long)]
+    generate: Option<u64>,
+    /// Local state directory (state.dir).
+    #[arg(long)]
+    state_dir: Option<String>,
+    /// Any other Kafka Streams or client property, as key=value (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+}
+
+fn config(args: &Args, bootstrap: &str) -> anyhow::Result<StreamsConfig> {
+    let mut c = StreamsConfig::new(&args.application_id, bootstrap);
+    if let Some(dir) = &args.state_dir {
+        c = c.set("state.dir", dir);
+    }
+    for kv in &args.config {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--config `{kv}` is not KEY=VALUE"))?;
+        c = c.set(k, v);
+    }
+    Ok(c)
+}
+
+fn generate(bootstrap: &str, topic: &str, n: u64) -> anyhow::Result<BTreeMap<String, i64>> {
+    testing::create_topic(bootstrap, topic, 4)?;
+    let mut g = TweetGenerator::new(42, 1_700_000_000_000);
+    let mut tags = BTreeMap::new();
+    let tweets: Vec<_> = (0..n).map(|_| g.next_tweet()).collect();
+    for t in &tweets {
+        for h in hashtags(&t.text) {
+            *tags.entry(h).or_insert(0) += 1;
+        }
+    }
+    testing::produce(
+        bootstrap,
+        topic,
+        tweets.iter().map(|t| {
+            (
+                Some(t.id.clone().into_bytes()),
+                Some(serde_json::to_vec(t).expect("tweet to JSON")),
+                Some(t.timestamp_ms),
+            )
+        }),
+    )?;
+    Ok(tags)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,streams_core=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let topology = tweets::topology(&args.input_topic)?;
+
+    if let Some(bootstrap) = &args.bootstrap_servers {
+        if let Some(n) = args.generate {
+            let (b, t) = (bootstrap.clone(), args.input_topic.clone());
+            tokio::task::spawn_blocking(move || generate(&b, &t, n)).await??;
+            eprintln!("produced {n} tweets to {}", args.input_topic);
+        }
+        let mut app = KafkaStreams::new(topology, config(&args, bootstrap)?)?;
+        app.start()?;
+        eprintln!("tweets running against {bootstrap}; SIGINT or SIGTERM stops it");
+        app.run_until_signal().await?;
+        return Ok(());
+    }
+
+    let broker = streams_broker::Broker::start(Default::default()).await?;
+    let bootstrap = broker.bootstrap_servers();
+    eprintln!("started the bundled broker at {bootstrap}");
+    let n = args.generate.unwrap_or(1000);
+    let (b, t) = (bootstrap.clone(), args.input_topic.clone());
+    let expected = tokio::task::spawn_blocking(move || generate(&b, &t, n)).await??;
+    let mut app = KafkaStreams::new(
+        topology,
+        config(&args, &bootstrap)?.set("commit.interval.ms", "200"),
+    )?;
+    app.start()?;
+    let (b, exp) = (bootstrap.clone(), expected.clone());
+    let counts = tokio::task::spawn_blocking(move || {
+        testing::read_table(
+            &b,
+            tweets::HASHTAG_TOPIC,
+            Serdes::string(),
+            Serdes::nullable(Serdes::i64()),
+            Duration::from_secs(60),
+            |t| exp.iter().all(|(h, n)| t.get(h) == Some(n)),
+        )
+    })
+    .await??;
+    let b = bootstrap.clone();
+    let users = tokio::task::spawn_blocking(move || {
+        testing::read_table(
+            &b,
+            tweets::USER_TOPIC,
+            Serdes::string(),
+            Serdes::nullable(Serdes::i64()),
+            Duration::from_secs(10),
+            |t| t.values().sum::<i64>() == n as i64,
+        )
+    })
+    .await??;
+    tokio::task::spawn_blocking(move || app.close()).await??;
+    broker.shutdown().await?;
+
+    let mut top: Vec<(String, i64)> = counts.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("top hashtags of {n} tweets:");
+    for (h, c) in top.iter().take(10) {
+        println!("  #{h:<18} {c}");
+    }
+    let mut users: Vec<(String, i64)> = users.into_iter().collect();
+    users.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("most active users:");
+    for (u, c) in users.iter().take(5) {
+        println!("  {u:<18} {c}");
+    }
+    anyhow::ensure!(
+        top.len() == expected.len() && top.iter().all(|(h, c)| expected.get(h) == Some(c)),
+        "hashtag counts differ from the expected ones"
+    );
+    Ok(())
+}

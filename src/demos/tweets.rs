@@ -1,0 +1,204 @@
+//! Tweet aggregation: hashtag counts and tweet counts per user from JSON tweets.
+//!
+//! Input `tweets`: JSON values `{"id", "user", "text", "timestamp_ms", "lang"}`, record
+//! timestamps taken from `timestamp_ms`. Outputs: `hashtag-counts` (key: hashtag lower-cased
+//! without `#`; value: i64 big-endian number of tweets containing it, counted once per tweet)
+//! and `user-tweet-counts` (key: user; value: i64 big-endian).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use streams_core::serde::{DefaultSerde, SerdeRef, Serdes};
+use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+
+use crate::{Result, Topology};
+
+/// Default input topic.
+pub const INPUT_TOPIC: &str = "tweets";
+/// Hashtag counts topic.
+pub const HASHTAG_TOPIC: &str = "hashtag-counts";
+/// Per-user counts topic.
+pub const USER_TOPIC: &str = "user-tweet-counts";
+/// Default application id.
+pub const APPLICATION_ID: &str = "streams-tweets";
+
+/// A tweet as it arrives on the input topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tweet {
+    /// Tweet id.
+    pub id: String,
+    /// Author.
+    pub user: String,
+    /// Text, with hashtags.
+    pub text: String,
+    /// Event time, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// Language code.
+    pub lang: String,
+}
+
+impl DefaultSerde for Tweet {
+    fn default_serde() -> SerdeRef<Self> {
+        Serdes::json()
+    }
+}
+
+/// The distinct hashtags of `text`, lower-cased, without `#`.
+///
+/// ```
+/// use streams::demos::tweets::hashtags;
+/// assert_eq!(hashtags("#Rust and #kafka, #rust again #"), vec!["kafka", "rust"]);
+/// ```
+pub fn hashtags(text: &str) -> Vec<String> {
+    let mut tags = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('#') {
+        rest = &rest[i + 1..];
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            tags.insert(rest[..end].to_lowercase());
+        }
+        rest = &rest[end..];
+    }
+    tags.into_iter().collect()
+}
+
+/// The tweets topology reading `input` and writing the default output topics.
+pub fn topology(input: &str) -> Result<Topology> {
+    topology_to(input, HASHTAG_TOPIC, USER_TOPIC)
+}
+
+/// The tweets topology reading `input` and writing `hashtag_topic` and `user_topic`.
+pub fn topology_to(input: &str, hashtag_topic: &str, user_topic: &str) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let tweets = builder.stream_with::<Option<String>, Tweet>(
+        &[input],
+        Consumed::with(Serdes::nullable(Serdes::string()), Tweet::default_serde())
+            .with_timestamp_extractor(|r, _| r.value.timestamp_ms),
+    );
+    let counts = Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64()));
+    tweets
+        .flat_map_values(|t: Tweet| hashtags(&t.text))
+        .group_by_with(|_, tag| tag.clone(), Grouped::as_name("hashtags"))
+        .count_with(Materialized::as_store("hashtag-counts-store"))
+        .to_stream()
+        .to_with(hashtag_topic, counts);
+    tweets
+        .group_by_with(|_, t| t.user.clone(), Grouped::as_name("users"))
+        .count_with(Materialized::as_store("user-tweet-counts-store"))
+        .to_stream()
+        .to_with(
+            user_topic,
+            Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
+        );
+    builder.build()
+}
+
+/// A small deterministic generator of realistic tweets (xorshift, no dependency).
+pub struct TweetGenerator {
+    state: u64,
+    next_id: u64,
+    start_ms: i64,
+}
+
+const USERS: &[&str] = &[
+    "ada", "grace", "linus", "margaret", "ken", "dennis", "barbara", "edsger", "donald", "frances",
+    "alan", "john", "radia", "leslie", "tim", "guido", "bjarne", "james", "anders", "rob",
+];
+const TAGS: &[&str] = &[
+    "rust",
+    "kafka",
+    "streaming",
+    "DataEngineering",
+    "opensource",
+    "tokio",
+    "rocksdb",
+    "async",
+    "devops",
+    "cloud",
+    "bigdata",
+    "realtime",
+    "jvm",
+    "performance",
+    "databases",
+];
+const WORDS: &[&str] = &[
+    "just",
+    "shipped",
+    "a",
+    "new",
+    "release",
+    "of",
+    "our",
+    "pipeline",
+    "today",
+    "loving",
+    "how",
+    "fast",
+    "this",
+    "is",
+    "benchmarks",
+    "look",
+    "great",
+    "reading",
+    "about",
+    "exactly-once",
+    "state",
+    "stores",
+    "and",
+    "joins",
+    "with",
+    "windows",
+    "in",
+    "production",
+    "finally",
+    "works",
+];
+const LANGS: &[&str] = &["en", "en", "en", "de", "fr", "es", "ja"];
+
+impl TweetGenerator {
+    /// A generator whose tweets start at `start_ms`, one every 250 ms.
+    pub fn new(seed: u64, start_ms: i64) -> Self {
+        TweetGenerator {
+            state: seed.max(1),
+            next_id: 0,
+            start_ms,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next_u64() % from.len() as u64) as usize]
+    }
+
+    /// The next tweet.
+    pub fn next_tweet(&mut self) -> Tweet {
+        let n_words = 4 + (self.next_u64() % 10) as usize;
+        let mut text: Vec<String> = (0..n_words).map(|_| self.pick(WORDS).to_string()).collect();
+        let n_tags = (self.next_u64() % 4) as usize;
+        for _ in 0..n_tags {
+            let pos = (self.next_u64() % (text.len() as u64 + 1)) as usize;
+            let tag = format!("#{}", self.pick(TAGS));
+            text.insert(pos, tag);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Tweet {
+            id: format!("{}", 1_000_000_000 + id),
+            user: self.pick(USERS).to_string(),
+            text: text.join(" "),
+            timestamp_ms: self.start_ms + id as i64 * 250,
+            lang: self.pick(LANGS).to_string(),
+        }
+    }
+}

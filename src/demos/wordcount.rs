@@ -1,0 +1,87 @@
+//! Kafka Streams' WordCountDemo: lines in, a running count per word out.
+//!
+//! Input `streams-plaintext-input` (any key, String lines); output `streams-wordcount-output`
+//! with String keys and 8-byte big-endian i64 values, exactly what the Java demo writes.
+
+use streams_core::serde::Serdes;
+use streams_dsl::{Consumed, Materialized, Produced, StreamsBuilder};
+
+use crate::{Result, Topology};
+
+/// Default input topic of the demo.
+pub const INPUT_TOPIC: &str = "streams-plaintext-input";
+/// Default output topic of the demo.
+pub const OUTPUT_TOPIC: &str = "streams-wordcount-output";
+/// Default application id of the demo.
+pub const APPLICATION_ID: &str = "streams-wordcount";
+/// Name of the count store (its changelog is `<application.id>-counts-store-changelog`).
+pub const STORE: &str = "counts-store";
+
+/// Java's `line.toLowerCase().split("\\W+")`: `\W` is ASCII (anything but `[A-Za-z0-9_]`
+/// separates), a leading separator gives an empty first token, trailing empty tokens are
+/// dropped, and a line without separators is one token (even an empty line).
+///
+/// ```
+/// use streams::demos::wordcount::split_words;
+/// assert_eq!(split_words("Hello, World!"), vec!["hello", "world"]);
+/// assert_eq!(split_words(" all  streams"), vec!["", "all", "streams"]);
+/// assert_eq!(split_words("naïve café"), vec!["na", "ve", "caf"]);
+/// assert_eq!(split_words(""), vec![""]);
+/// assert!(split_words("!!!").is_empty());
+/// ```
+pub fn split_words(line: &str) -> Vec<String> {
+    let is_sep = |c: char| !(c.is_ascii_alphanumeric() || c == '_');
+    let lower = line.to_lowercase();
+    if !lower.contains(is_sep) {
+        return vec![lower];
+    }
+    let mut pieces = lower.split(is_sep);
+    let first = pieces.next().unwrap_or_default();
+    let rest: Vec<&str> = pieces.filter(|p| !p.is_empty()).collect();
+    let mut words = Vec::with_capacity(rest.len() + 1);
+    // An empty first token survives only if a word follows it (trailing empties are dropped).
+    if !first.is_empty() || !rest.is_empty() {
+        words.push(first.to_string());
+    }
+    words.extend(rest.into_iter().map(str::to_string));
+    words
+}
+
+/// The WordCountDemo topology from `input` to `output`.
+///
+/// Like the Java demo it names its store `counts-store`, so its repartition topic is
+/// `<application.id>-counts-store-repartition` and its changelog
+/// `<application.id>-counts-store-changelog`.
+pub fn topology(input: &str, output: &str) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<Option<Vec<u8>>, String>(
+            &[input],
+            Consumed::with(Serdes::nullable(Serdes::bytes()), Serdes::string()),
+        )
+        .flat_map_values(|line: String| split_words(&line))
+        .group_by(|_, word| word.clone())
+        .count_with(Materialized::as_store(STORE))
+        .to_stream()
+        .to_with(
+            output,
+            Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
+        );
+    builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_java() {
+        assert_eq!(split_words("a b"), vec!["a", "b"]);
+        assert_eq!(split_words("a--b__c"), vec!["a", "b__c"]);
+        assert_eq!(split_words("trailing. "), vec!["trailing"]);
+        assert_eq!(split_words("-lead"), vec!["", "lead"]);
+        assert_eq!(split_words("  "), Vec::<String>::new());
+        assert_eq!(split_words("x"), vec!["x"]);
+        assert_eq!(split_words("Über"), vec!["", "ber"]);
+    }
+}

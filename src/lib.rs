@@ -1,0 +1,60 @@
+//! # streams
+//!
+//! Kafka Streams for Rust: build a topology with a typed DSL, keep state in RocksDB stores backed
+//! by changelog topics, and run it on any Kafka cluster with tokio and rdkafka. Instances with the
+//! same `application.id` share the work.
+//!
+//! This crate re-exports the workspace's crates:
+//! - [`dsl`] (`streams-dsl`): [`StreamsBuilder`], [`KStream`], [`KTable`] and their options.
+//! - [`core`] (`streams-core`): [`Topology`], the Processor API, serdes, [`StreamsConfig`], the
+//!   [`KafkaStreams`] runtime and the [`TopologyTestDriver`].
+//! - [`store`] (`state-store`): the byte-level stores, caches, changelogging and checkpoints.
+//!
+//! ```
+//! use streams::prelude::*;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<Option<String>, String>("streams-plaintext-input")
+//!     .flat_map_values(|line| line.to_lowercase().split_whitespace().map(str::to_string).collect::<Vec<_>>())
+//!     .group_by(|_, word| word.clone())
+//!     .count()
+//!     .to_stream()
+//!     .to("streams-wordcount-output");
+//! let topology = builder.build().unwrap();
+//!
+//! // Semantics without a broker:
+//! let driver = TopologyTestDriver::new(topology, StreamsConfig::new("wordcount", "unused:9092")).unwrap();
+//! let input = driver.create_input_topic("streams-plaintext-input", Serdes::nullable(Serdes::string()), Serdes::string());
+//! let output = driver.create_output_topic("streams-wordcount-output", Serdes::string(), Serdes::nullable(Serdes::i64()));
+//! input.pipe_input(None, "hello kafka hello".to_string());
+//! let counts = output.read_key_values_to_map();
+//! assert_eq!(counts["hello"], Some(2));
+//! assert_eq!(counts["kafka"], Some(1));
+//! ```
+
+pub mod demos;
+pub mod testing;
+
+pub use state_store as store;
+pub use streams_core as core;
+pub use streams_dsl as dsl;
+
+pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
+pub use streams_core::{
+    Change, KafkaStreams, KeyValueStore, Processor, ProcessorContext, PunctuationType, Record,
+    Result, State, StateRestoreListener, StoreBuilder, Stores, StreamsConfig, StreamsError, TaskId,
+    Topology, TopologyTestDriver,
+};
+pub use streams_dsl::{
+    Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
+    Repartitioned, StreamsBuilder,
+};
+
+/// Everything an application usually needs.
+pub mod prelude {
+    pub use crate::{
+        Consumed, Grouped, KStream, KTable, KafkaStreams, Materialized, Produced, Record, Serdes,
+        State, StreamsBuilder, StreamsConfig, Topology, TopologyTestDriver,
+    };
+}

@@ -1,0 +1,421 @@
+//! [`StreamsConfig`]: Kafka Streams' property names and defaults, checked at start.
+//!
+//! Properties Kafka Streams defines are parsed here; any other property passes through to the
+//! Kafka clients (rdkafka): unprefixed to all of them, `consumer.` / `producer.` / `admin.`
+//! prefixed to one, and `topic.` prefixed to the internal topics this application creates.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Result, StreamsError};
+
+/// `application.id`: group id, prefix of internal topics and state directory name.
+pub const APPLICATION_ID: &str = "application.id";
+/// `bootstrap.servers`.
+pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
+/// `num.stream.threads` (default 1).
+pub const NUM_STREAM_THREADS: &str = "num.stream.threads";
+/// `state.dir` (default `<temp dir>/kafka-streams`).
+pub const STATE_DIR: &str = "state.dir";
+/// `processing.guarantee`: `at_least_once` (default) or `exactly_once_v2` (not supported yet).
+pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
+/// `commit.interval.ms` (default 30000).
+pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
+/// `statestore.cache.max.bytes` (default 10485760), shared by the stream threads.
+pub const STATESTORE_CACHE_MAX_BYTES: &str = "statestore.cache.max.bytes";
+/// `deserialization.exception.handler`: log-and-fail (default) or log-and-continue.
+pub const DESERIALIZATION_EXCEPTION_HANDLER: &str = "deserialization.exception.handler";
+/// `max.task.idle.ms` (default 0).
+pub const MAX_TASK_IDLE_MS: &str = "max.task.idle.ms";
+/// `buffered.records.per.partition` (default 1000).
+pub const BUFFERED_RECORDS_PER_PARTITION: &str = "buffered.records.per.partition";
+/// `replication.factor` of internal topics (default -1: the broker's default).
+pub const REPLICATION_FACTOR: &str = "replication.factor";
+/// `poll.ms` (default 100): how long a stream thread blocks polling when it has nothing to do.
+pub const POLL_MS: &str = "poll.ms";
+/// `num.standby.replicas` (default 0; standbys come with a later release).
+pub const NUM_STANDBY_REPLICAS: &str = "num.standby.replicas";
+/// `ensure.explicit.internal.resource.naming` (default false): refuse generated store and topic names.
+pub const ENSURE_EXPLICIT_NAMING: &str = "ensure.explicit.internal.resource.naming";
+/// `task.timeout.ms` (default 300000).
+pub const TASK_TIMEOUT_MS: &str = "task.timeout.ms";
+
+/// Kafka Streams properties accepted for compatibility that this runtime does not use yet.
+const ACCEPTED_UNUSED: &[&str] = &[
+    "acceptable.recovery.lag",
+    "max.warmup.replicas",
+    "probing.rebalance.interval.ms",
+    "application.server",
+    "topology.optimization",
+    "windowstore.changelog.additional.retention.ms",
+    "repartition.purge.interval.ms",
+    "state.cleanup.delay.ms",
+    "processing.exception.handler",
+    "production.exception.handler",
+    "default.key.serde",
+    "default.value.serde",
+    "client.id",
+    "metrics.recording.level",
+];
+
+/// How a record that cannot be deserialized is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeserializationHandler {
+    /// Stop the application with an error naming the record (Kafka Streams' default).
+    LogAndFail,
+    /// Log it, count it in `dropped_records`, and go on.
+    LogAndContinue,
+}
+
+/// The configuration of a streams application: a map of Kafka Streams properties.
+///
+/// ```
+/// use streams_core::StreamsConfig;
+/// let config = StreamsConfig::new("wordcount", "127.0.0.1:9092")
+///     .set("commit.interval.ms", "1000")
+///     .set("consumer.fetch.min.bytes", "1");
+/// let resolved = config.resolve().unwrap();
+/// assert_eq!(resolved.commit_interval.as_millis(), 1000);
+/// assert_eq!(resolved.num_stream_threads, 1);
+///
+/// let bad = StreamsConfig::new("app", "b:9092").set("num.stream.threads", "many");
+/// assert!(bad.resolve().unwrap_err().to_string().contains("num.stream.threads"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamsConfig {
+    props: BTreeMap<String, String>,
+}
+
+/// A checked configuration, as the runtime uses it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResolvedConfig {
+    /// `application.id`.
+    pub application_id: String,
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `num.stream.threads`.
+    pub num_stream_threads: usize,
+    /// `state.dir`.
+    pub state_dir: PathBuf,
+    /// `commit.interval.ms`.
+    pub commit_interval: Duration,
+    /// `statestore.cache.max.bytes`.
+    pub cache_max_bytes: usize,
+    /// `deserialization.exception.handler`.
+    pub deserialization_handler: DeserializationHandler,
+    /// `max.task.idle.ms`.
+    pub max_task_idle_ms: i64,
+    /// `buffered.records.per.partition`.
+    pub buffered_records_per_partition: usize,
+    /// `replication.factor`.
+    pub replication_factor: i32,
+    /// `poll.ms`.
+    pub poll: Duration,
+    /// `task.timeout.ms`.
+    pub task_timeout: Duration,
+    /// `ensure.explicit.internal.resource.naming`.
+    pub ensure_explicit_naming: bool,
+    /// Properties for the consumers (Kafka Streams' overrides, then pass-through, then `consumer.`).
+    pub consumer: BTreeMap<String, String>,
+    /// Properties for the producers.
+    pub producer: BTreeMap<String, String>,
+    /// Properties for the admin client.
+    pub admin: BTreeMap<String, String>,
+    /// Configs for the internal topics this application creates (`topic.` prefix removed).
+    pub topic: BTreeMap<String, String>,
+}
+
+impl StreamsConfig {
+    /// A configuration with the two required properties.
+    pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
+        StreamsConfig::default()
+            .set(APPLICATION_ID, application_id)
+            .set(BOOTSTRAP_SERVERS, bootstrap_servers)
+    }
+
+    /// Sets a property (Kafka Streams' name, or a prefixed client property).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.props.insert(key.into(), value.into());
+        self
+    }
+
+    /// The property's value, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+
+    /// `application.id`, if set.
+    pub fn application_id(&self) -> Option<&str> {
+        self.get(APPLICATION_ID)
+    }
+
+    /// Checks every property and fills in defaults; errors name the property.
+    pub fn resolve(&self) -> Result<ResolvedConfig> {
+        let application_id = self.required(APPLICATION_ID)?;
+        if !application_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(StreamsError::config(
+                APPLICATION_ID,
+                format!("`{application_id}` may only contain ASCII letters, digits, '.', '_' and '-' (it prefixes topic names)"),
+            ));
+        }
+        let bootstrap_servers = self.required(BOOTSTRAP_SERVERS)?;
+        let num_stream_threads: usize = self.parse(NUM_STREAM_THREADS, 1)?;
+        if num_stream_threads == 0 {
+            return Err(StreamsError::config(
+                NUM_STREAM_THREADS,
+                "must be at least 1",
+            ));
+        }
+        match self.get(PROCESSING_GUARANTEE).unwrap_or("at_least_once") {
+            "at_least_once" => {}
+            "exactly_once_v2" | "exactly_once" | "exactly_once_beta" => {
+                return Err(StreamsError::config(
+                    PROCESSING_GUARANTEE,
+                    "exactly-once is not supported by this release yet; use at_least_once",
+                ))
+            }
+            other => {
+                return Err(StreamsError::config(
+                    PROCESSING_GUARANTEE,
+                    format!("`{other}` is not one of at_least_once, exactly_once_v2"),
+                ))
+            }
+        }
+        let standbys: u32 = self.parse(NUM_STANDBY_REPLICAS, 0)?;
+        if standbys > 0 {
+            return Err(StreamsError::config(
+                NUM_STANDBY_REPLICAS,
+                "standby replicas are not supported by this release yet; use 0",
+            ));
+        }
+        let state_dir = self
+            .get(STATE_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("kafka-streams"));
+        let commit_ms: u64 = self.parse(COMMIT_INTERVAL_MS, 30_000)?;
+        let cache_max_bytes: usize = match self.get(STATESTORE_CACHE_MAX_BYTES) {
+            Some(_) => self.parse(STATESTORE_CACHE_MAX_BYTES, 0)?,
+            None => self.parse("cache.max.bytes.buffering", 10_485_760)?,
+        };
+        let handler_key = if self.get(DESERIALIZATION_EXCEPTION_HANDLER).is_some() {
+            DESERIALIZATION_EXCEPTION_HANDLER
+        } else {
+            "default.deserialization.exception.handler"
+        };
+        let deserialization_handler = match self.get(handler_key).map(|h| h.rsplit('.').next().unwrap_or(h)) {
+            None | Some("LogAndFailExceptionHandler") | Some("log-and-fail") => {
+                DeserializationHandler::LogAndFail
+            }
+            Some("LogAndContinueExceptionHandler") | Some("log-and-continue") => {
+                DeserializationHandler::LogAndContinue
+            }
+            Some(other) => {
+                return Err(StreamsError::config(
+                    handler_key,
+                    format!("`{other}` is not one of log-and-fail (LogAndFailExceptionHandler), log-and-continue (LogAndContinueExceptionHandler)"),
+                ))
+            }
+        };
+        let max_task_idle_ms: i64 = self.parse(MAX_TASK_IDLE_MS, 0)?;
+        let buffered_records_per_partition: usize =
+            self.parse(BUFFERED_RECORDS_PER_PARTITION, 1000)?;
+        let replication_factor: i32 = self.parse(REPLICATION_FACTOR, -1)?;
+        if replication_factor == 0 || replication_factor < -1 {
+            return Err(StreamsError::config(
+                REPLICATION_FACTOR,
+                "must be -1 (broker default) or at least 1",
+            ));
+        }
+        let poll_ms: u64 = self.parse(POLL_MS, 100)?;
+        let task_timeout_ms: u64 = self.parse(TASK_TIMEOUT_MS, 300_000)?;
+        let ensure_explicit_naming: bool = self.parse(ENSURE_EXPLICIT_NAMING, false)?;
+
+        // Kafka Streams' client overrides come first; the user's settings win over them.
+        let mut consumer: BTreeMap<String, String> = [
+            ("auto.offset.reset", "earliest"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("allow.auto.create.topics", "false"),
+            // The range assignor gives partition p of every equally partitioned topic to the same
+            // member, which keeps each task's partitions together on one stream thread.
+            ("partition.assignment.strategy", "range"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut producer: BTreeMap<String, String> = [
+            ("linger.ms", "100"),
+            // Java's default partitioner, so keys land where a Java application would put them.
+            ("partitioner", "murmur2_random"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut admin = BTreeMap::new();
+        let mut topic = BTreeMap::new();
+        for (k, v) in &self.props {
+            if let Some(rest) = k.strip_prefix("consumer.") {
+                consumer.insert(rest.to_string(), v.clone());
+            } else if let Some(rest) = k.strip_prefix("producer.") {
+                producer.insert(rest.to_string(), v.clone());
+            } else if let Some(rest) = k.strip_prefix("admin.") {
+                admin.insert(rest.to_string(), v.clone());
+            } else if let Some(rest) = k.strip_prefix("topic.") {
+                topic.insert(rest.to_string(), v.clone());
+            } else if !is_streams_property(k) {
+                for m in [&mut consumer, &mut producer, &mut admin] {
+                    m.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        for m in [&mut consumer, &mut producer, &mut admin] {
+            m.insert(BOOTSTRAP_SERVERS.to_string(), bootstrap_servers.clone());
+        }
+        consumer.insert("group.id".to_string(), application_id.clone());
+
+        Ok(ResolvedConfig {
+            application_id,
+            bootstrap_servers,
+            num_stream_threads,
+            state_dir,
+            commit_interval: Duration::from_millis(commit_ms),
+            cache_max_bytes,
+            deserialization_handler,
+            max_task_idle_ms,
+            buffered_records_per_partition,
+            replication_factor,
+            poll: Duration::from_millis(poll_ms),
+            task_timeout: Duration::from_millis(task_timeout_ms),
+            ensure_explicit_naming,
+            consumer,
+            producer,
+            admin,
+            topic,
+        })
+    }
+
+    fn required(&self, key: &str) -> Result<String> {
+        match self.get(key) {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ => Err(StreamsError::config(key, "is required but not set")),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| StreamsError::config(key, format!("`{v}` is not valid: {e}"))),
+        }
+    }
+}
+
+fn is_streams_property(key: &str) -> bool {
+    [
+        APPLICATION_ID,
+        BOOTSTRAP_SERVERS,
+        NUM_STREAM_THREADS,
+        STATE_DIR,
+        PROCESSING_GUARANTEE,
+        COMMIT_INTERVAL_MS,
+        STATESTORE_CACHE_MAX_BYTES,
+        "cache.max.bytes.buffering",
+        DESERIALIZATION_EXCEPTION_HANDLER,
+        "default.deserialization.exception.handler",
+        MAX_TASK_IDLE_MS,
+        BUFFERED_RECORDS_PER_PARTITION,
+        REPLICATION_FACTOR,
+        POLL_MS,
+        NUM_STANDBY_REPLICAS,
+        ENSURE_EXPLICIT_NAMING,
+        TASK_TIMEOUT_MS,
+    ]
+    .contains(&key)
+        || ACCEPTED_UNUSED.contains(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_kafka_streams() {
+        let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
+        assert_eq!(r.commit_interval, Duration::from_secs(30));
+        assert_eq!(r.cache_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(
+            r.deserialization_handler,
+            DeserializationHandler::LogAndFail
+        );
+        assert_eq!(r.replication_factor, -1);
+        assert_eq!(r.consumer["group.id"], "app");
+        assert_eq!(r.consumer["auto.offset.reset"], "earliest");
+        assert_eq!(r.producer["linger.ms"], "100");
+        assert!(r.state_dir.ends_with("kafka-streams"));
+    }
+
+    #[test]
+    fn missing_and_invalid_values_name_the_property() {
+        let e = StreamsConfig::default().resolve().unwrap_err().to_string();
+        assert!(e.contains("application.id"), "{e}");
+        let e = StreamsConfig::default()
+            .set(APPLICATION_ID, "a")
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bootstrap.servers"), "{e}");
+        for (k, v) in [
+            (COMMIT_INTERVAL_MS, "-5"),
+            (PROCESSING_GUARANTEE, "exactly_once_v2"),
+            (PROCESSING_GUARANTEE, "maybe"),
+            (DESERIALIZATION_EXCEPTION_HANDLER, "Whatever"),
+            (REPLICATION_FACTOR, "0"),
+            (APPLICATION_ID, "a b"),
+        ] {
+            let e = StreamsConfig::new("app", "h:1")
+                .set(k, v)
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn prefixes_route_client_properties() {
+        let r = StreamsConfig::new("app", "h:1")
+            .set("consumer.fetch.wait.max.ms", "10")
+            .set("producer.linger.ms", "5")
+            .set("admin.request.timeout.ms", "1000")
+            .set("topic.min.insync.replicas", "1")
+            .set("socket.timeout.ms", "2000")
+            .set(
+                DESERIALIZATION_EXCEPTION_HANDLER,
+                "org.apache.kafka.streams.errors.LogAndContinueExceptionHandler",
+            )
+            .resolve()
+            .unwrap();
+        assert_eq!(r.consumer["fetch.wait.max.ms"], "10");
+        assert_eq!(r.producer["linger.ms"], "5");
+        assert!(!r.producer.contains_key("fetch.wait.max.ms"));
+        assert_eq!(r.admin["request.timeout.ms"], "1000");
+        assert_eq!(r.topic["min.insync.replicas"], "1");
+        assert_eq!(r.consumer["socket.timeout.ms"], "2000");
+        assert_eq!(r.producer["socket.timeout.ms"], "2000");
+        assert_eq!(
+            r.deserialization_handler,
+            DeserializationHandler::LogAndContinue
+        );
+        assert!(!r.consumer.contains_key(COMMIT_INTERVAL_MS));
+    }
+}

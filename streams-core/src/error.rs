@@ -1,0 +1,177 @@
+//! The one error type of streams-core: [`StreamsError`], whose messages name what was involved.
+
+use crate::task::TaskId;
+
+/// A failure while building, starting or running a streams application.
+///
+/// Every variant names the thing involved (topic, partition, offset, property, task, processor or
+/// store) so that the message alone says where to look.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamsError {
+    /// A configuration property is missing or has an invalid value.
+    #[error("invalid configuration property `{property}`: {message}")]
+    Config {
+        /// The property's name, as Kafka Streams spells it.
+        property: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The topology is malformed (unknown parent, duplicate name, mismatched types, ...).
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    /// A source topic the topology reads does not exist on the cluster.
+    #[error("source topic `{topic}` does not exist on the cluster (create it before starting the application)")]
+    MissingSourceTopic {
+        /// The missing topic.
+        topic: String,
+    },
+    /// An internal topic exists with a shape the topology cannot use.
+    #[error("internal topic `{topic}`: {message}")]
+    InternalTopic {
+        /// The internal (repartition or changelog) topic.
+        topic: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Topics that must be co-partitioned have different partition counts.
+    #[error(
+        "topics of sub-topology {subtopology} must have the same number of partitions: {counts}"
+    )]
+    CoPartitioning {
+        /// The sub-topology reading the topics.
+        subtopology: usize,
+        /// Each topic with its partition count.
+        counts: String,
+    },
+    /// A record's key or value could not be deserialized.
+    #[error("failed to deserialize the {part} of the record at topic `{topic}` partition {partition} offset {offset}: {source}")]
+    Deserialization {
+        /// `key` or `value`.
+        part: &'static str,
+        /// Source topic of the record.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// The serde's error.
+        source: crate::serde::SerdeError,
+    },
+    /// A record has a timestamp the application cannot use.
+    #[error("invalid timestamp {timestamp} of the record at topic `{topic}` partition {partition} offset {offset}")]
+    InvalidTimestamp {
+        /// The extracted timestamp.
+        timestamp: i64,
+        /// Source topic of the record.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+    },
+    /// A key or value could not be serialized for a sink or a store.
+    #[error("failed to serialize a record for `{target}`: {source}")]
+    Serialization {
+        /// The topic or store the bytes were for.
+        target: String,
+        /// The serde's error.
+        source: crate::serde::SerdeError,
+    },
+    /// A processor failed while processing a record or a punctuation.
+    #[error("processor `{processor}` of task {task} failed: {message}")]
+    Processing {
+        /// The task the processor runs in.
+        task: TaskId,
+        /// The processor node's name.
+        processor: String,
+        /// What the processor reported.
+        message: String,
+    },
+    /// A user processor reported an error (wrapped with its task and processor on the way out).
+    #[error("{0}")]
+    User(String),
+    /// A state store failed.
+    #[error("state store `{store}` of task {task}: {source}")]
+    Store {
+        /// The task owning the store.
+        task: TaskId,
+        /// The store's name.
+        store: String,
+        /// The store layer's error.
+        source: state_store::StoreError,
+    },
+    /// A store a processor asked for is not connected to it, or has other types.
+    #[error("state store `{store}`: {message}")]
+    StoreAccess {
+        /// The store's name.
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A record could not be produced to its topic.
+    #[error("failed to produce to topic `{topic}`: {message}")]
+    Production {
+        /// The destination topic.
+        topic: String,
+        /// The producer's error.
+        message: String,
+    },
+    /// A Kafka client operation failed.
+    #[error("{operation} failed: {source}")]
+    Kafka {
+        /// What was being done (commit offsets, create topics, ...).
+        operation: String,
+        /// The client's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// Restoring a store from its changelog failed.
+    #[error("restoring store `{store}` of task {task} from `{changelog}`: {message}")]
+    Restore {
+        /// The task owning the store.
+        task: TaskId,
+        /// The store being restored.
+        store: String,
+        /// Its changelog topic.
+        changelog: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The application is not in a state that allows the call.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
+    /// An I/O error on a local file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl StreamsError {
+    /// An error reported by user code (a processor, a punctuator or a DSL closure).
+    ///
+    /// The runtime adds the task and the processor's name when the error leaves the topology.
+    pub fn user(message: impl std::fmt::Display) -> Self {
+        StreamsError::User(message.to_string())
+    }
+
+    pub(crate) fn config(property: &str, message: impl std::fmt::Display) -> Self {
+        StreamsError::Config {
+            property: property.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn kafka(operation: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        StreamsError::Kafka {
+            operation: operation.into(),
+            source,
+        }
+    }
+}
+
+/// Result of streams-core operations.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;

@@ -1,0 +1,271 @@
+//! [`ProcessorContext`]: what a processor can do besides returning: forward, schedule
+//! punctuations, reach its stores and read where the current record came from.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::RecordCollector;
+use crate::error::{Result, StreamsError};
+use crate::record::{Record, RecordMetadata};
+use crate::state::KeyValueStore;
+use crate::task::{Punctuation, TaskCore, TaskId};
+
+/// The untyped context of one node inside a task.
+pub(crate) struct NodeContext<'a> {
+    pub(crate) task: &'a mut TaskCore,
+    pub(crate) node: usize,
+}
+
+impl NodeContext<'_> {
+    pub(crate) fn reborrow(&mut self) -> NodeContext<'_> {
+        NodeContext {
+            task: &mut *self.task,
+            node: self.node,
+        }
+    }
+
+    pub(crate) fn node_name(&self) -> &str {
+        self.task.node_name(self.node)
+    }
+
+    pub(crate) fn physical_topic(&self, topic: &str) -> String {
+        self.task
+            .topology
+            .physical_topic(&self.task.application_id, topic)
+    }
+
+    pub(crate) fn collector(&self) -> &Arc<dyn RecordCollector> {
+        &self.task.collector
+    }
+
+    /// Hands `record` to node `child`, depth-first.
+    pub(crate) fn process_child(
+        &mut self,
+        child: usize,
+        record: Box<dyn Any + Send>,
+    ) -> Result<()> {
+        self.task.process_node(child, record)
+    }
+}
+
+/// When a punctuation fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunctuationType {
+    /// On stream time: the largest record timestamp the task has seen. Fires only as records arrive.
+    StreamTime,
+    /// On the wall clock, whether records arrive or not.
+    WallClockTime,
+}
+
+/// Cancels a scheduled punctuation.
+#[derive(Debug, Clone)]
+pub struct Cancellable(pub(crate) Arc<AtomicBool>);
+
+impl Cancellable {
+    /// Stops the punctuation from firing again.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An entry written from a store's record cache to the store (on commit or eviction), typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheFlush<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value now in the store (`None`: deleted).
+    pub new_value: Option<V>,
+    /// The value the store held before the cached updates.
+    pub old_value: Option<V>,
+    /// Timestamp of the last update of the key.
+    pub timestamp: i64,
+}
+
+/// A processor's handle on its task: forwarding, punctuation, stores and record metadata.
+pub struct ProcessorContext<'a, KOut, VOut> {
+    inner: NodeContext<'a>,
+    _out: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
+    ProcessorContext<'a, KOut, VOut>
+{
+    pub(crate) fn new(inner: NodeContext<'a>) -> Self {
+        ProcessorContext {
+            inner,
+            _out: PhantomData,
+        }
+    }
+
+    /// Forwards `record` to every child, one after the other, depth-first.
+    pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
+        let children = self.inner.task.children(self.inner.node);
+        let Some((&last, rest)) = children.split_last() else {
+            return Ok(());
+        };
+        for &child in rest {
+            self.inner.process_child(child, Box::new(record.clone()))?;
+        }
+        self.inner.process_child(last, Box::new(record))
+    }
+
+    /// Forwards `record` to the child named `child` only.
+    pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<()> {
+        let children = self.inner.task.children(self.inner.node);
+        let target = children
+            .iter()
+            .copied()
+            .find(|&c| self.inner.task.node_name(c) == child)
+            .ok_or_else(|| {
+                StreamsError::Topology(format!(
+                    "`{child}` is not a child of `{}`",
+                    self.inner.node_name()
+                ))
+            })?;
+        self.inner.process_child(target, Box::new(record))
+    }
+
+    /// Calls `callback` every `interval` of stream time or wall-clock time, with the time it fires.
+    pub fn schedule<F>(
+        &mut self,
+        interval: Duration,
+        kind: PunctuationType,
+        mut callback: F,
+    ) -> Cancellable
+    where
+        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, i64) -> Result<()> + Send + 'static,
+    {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let interval_ms = (interval.as_millis() as i64).max(1);
+        let first_due = match kind {
+            // Kafka Streams fires the first stream-time punctuation with the first record.
+            PunctuationType::StreamTime => i64::MIN,
+            PunctuationType::WallClockTime => self.inner.task.clock.now_ms() + interval_ms,
+        };
+        self.inner.task.schedule(Punctuation {
+            node: self.inner.node,
+            interval_ms,
+            kind,
+            next_due: first_due,
+            cancelled: cancelled.clone(),
+            callback: Some(Box::new(move |ctx: &mut NodeContext<'_>, ts: i64| {
+                callback(&mut ProcessorContext::new(ctx.reborrow()), ts)
+            })),
+        });
+        Cancellable(cancelled)
+    }
+
+    /// The store `name`, which must be connected to this processor, with its key and value types.
+    pub fn get_state_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStore<K, V>> {
+        let node = self.inner.node;
+        let store = self
+            .inner
+            .task
+            .store(name)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: name.to_string(),
+                message: format!("no such store in task {}", self.inner.task.id),
+            })?;
+        if !self.inner.task.node_stores(node).iter().any(|s| s == name) {
+            return Err(StreamsError::StoreAccess {
+                store: name.to_string(),
+                message: format!("not connected to processor `{}`", self.inner.node_name()),
+            });
+        }
+        store
+            .handle
+            .downcast_ref::<KeyValueStore<K, V>>()
+            .cloned()
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: name.to_string(),
+                message: format!(
+                    "asked for key type {} and value type {}, which are not the store's",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ),
+            })
+    }
+
+    /// Calls `listener` with each entry the store's record cache writes to the store (on commit
+    /// or when the cache evicts it), so that the processor can forward it: this is how cached
+    /// aggregations emit one update per key per commit.
+    pub fn on_cache_flush<K, V, F>(
+        &mut self,
+        store: &KeyValueStore<K, V>,
+        mut listener: F,
+    ) -> Result<()>
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, CacheFlush<K, V>) -> Result<()>
+            + Send
+            + 'static,
+    {
+        let decoder = store.clone();
+        let node = self.inner.node;
+        self.inner.task.set_flush_listener(
+            store.name(),
+            node,
+            Box::new(move |ctx: &mut NodeContext<'_>, entry| {
+                let flush = decoder.decode_flush(entry)?;
+                listener(&mut ProcessorContext::new(ctx.reborrow()), flush)
+            }),
+        )
+    }
+
+    /// Topic, partition and offset of the record being processed (`None` in a punctuation).
+    pub fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.inner.task.meta.as_ref()
+    }
+
+    /// Topic of the record being processed.
+    pub fn topic(&self) -> Option<&str> {
+        self.record_metadata().map(|m| &*m.topic)
+    }
+
+    /// Partition of the record being processed.
+    pub fn partition(&self) -> Option<i32> {
+        self.record_metadata().map(|m| m.partition)
+    }
+
+    /// Offset of the record being processed.
+    pub fn offset(&self) -> Option<i64> {
+        self.record_metadata().map(|m| m.offset)
+    }
+
+    /// Timestamp of the record being processed (or of the punctuation).
+    pub fn timestamp(&self) -> i64 {
+        self.inner.task.current_timestamp()
+    }
+
+    /// The task this processor runs in.
+    pub fn task_id(&self) -> TaskId {
+        self.inner.task.id
+    }
+
+    /// `application.id`.
+    pub fn application_id(&self) -> &str {
+        &self.inner.task.application_id
+    }
+
+    /// The task's stream time: the largest record timestamp it has processed.
+    pub fn current_stream_time_ms(&self) -> i64 {
+        self.inner.task.stream_time
+    }
+
+    /// Wall-clock time from the task's (injected) clock.
+    pub fn current_system_time_ms(&self) -> i64 {
+        self.inner.task.clock.now_ms()
+    }
+
+    /// Name of this processor node.
+    pub fn processor_name(&self) -> &str {
+        self.inner.node_name()
+    }
+}

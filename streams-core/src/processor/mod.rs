@@ -1,0 +1,211 @@
+//! The Processor API: the [`Processor`] trait, its [`ProcessorContext`], punctuation, and the
+//! type-erased adapters the task runs (sources, user processors, sinks).
+//!
+//! Records move depth-first: `forward` calls each child's `process` before it returns, as in
+//! Kafka Streams, so the order of outputs follows the order of inputs.
+
+mod context;
+
+pub(crate) use context::NodeContext;
+pub use context::{CacheFlush, Cancellable, ProcessorContext, PunctuationType};
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{Result, StreamsError};
+use crate::record::{Headers, Record};
+use crate::serde::SerdeRef;
+
+/// A node of the topology that receives records one at a time and forwards records downstream.
+///
+/// `process` is required; `init` (called once per task before the first record, after the task's
+/// stores are restored) and `close` have empty defaults. Errors returned from any of them stop the
+/// stream thread with an error naming the task and the processor.
+pub trait Processor: Send + 'static {
+    /// Key type of incoming records.
+    type KIn: Send + 'static;
+    /// Value type of incoming records.
+    type VIn: Send + 'static;
+    /// Key type of forwarded records.
+    type KOut: Clone + Send + 'static;
+    /// Value type of forwarded records.
+    type VOut: Clone + Send + 'static;
+
+    /// Prepares the processor: look up stores, schedule punctuations.
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Self::KOut, Self::VOut>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one record, forwarding any number of records through `ctx`.
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Self::KOut, Self::VOut>,
+        record: Record<Self::KIn, Self::VIn>,
+    ) -> Result<()>;
+
+    /// Releases resources when the task closes.
+    fn close(&mut self) {}
+}
+
+/// Where processed records leave the task: the producer in the runtime, a list in the test
+/// driver. Changelog writes go through it too.
+pub trait RecordCollector: Send + Sync {
+    /// Sends a record; `partition` `None` lets the producer's partitioner (murmur2 of the key,
+    /// as in Java) choose.
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()>;
+
+    /// Records an error found where it cannot be returned (a changelog write inside a store);
+    /// the task raises it at its next check.
+    fn fail(&self, error: StreamsError);
+
+    /// The first recorded error, if any (sticky: a failed collector stays failed).
+    fn check(&self) -> Result<()>;
+}
+
+/// The task's view of one processor node, without types.
+pub(crate) trait ErasedProcessor: Send {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()>;
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()>;
+    fn close(&mut self);
+}
+
+fn downcast<T: 'static>(ctx: &NodeContext<'_>, payload: Box<dyn Any + Send>) -> Result<T> {
+    payload.downcast::<T>().map(|b| *b).map_err(|_| {
+        StreamsError::Topology(format!(
+            "node `{}` received a record that is not {}",
+            ctx.node_name(),
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Runs a typed [`Processor`] behind [`ErasedProcessor`].
+pub(crate) struct ProcessorAdapter<P> {
+    inner: P,
+}
+
+impl<P> ProcessorAdapter<P> {
+    pub(crate) fn new(inner: P) -> Self {
+        ProcessorAdapter { inner }
+    }
+}
+
+impl<P: Processor> ErasedProcessor for ProcessorAdapter<P> {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
+        self.inner.init(&mut ProcessorContext::new(ctx.reborrow()))
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        let record = downcast::<Record<P::KIn, P::VIn>>(ctx, record)?;
+        self.inner
+            .process(&mut ProcessorContext::new(ctx.reborrow()), record)
+    }
+    fn close(&mut self) {
+        self.inner.close()
+    }
+}
+
+/// A source node: the record was decoded when it was queued; forward it.
+pub(crate) struct SourceProcessor<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> SourceProcessor<K, V> {
+    pub(crate) fn new() -> Self {
+        SourceProcessor(PhantomData)
+    }
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
+    for SourceProcessor<K, V>
+{
+    fn init(&mut self, _: &mut NodeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        let record = downcast::<Record<K, V>>(ctx, record)?;
+        ProcessorContext::<K, V>::new(ctx.reborrow()).forward(record)
+    }
+    fn close(&mut self) {}
+}
+
+/// How a sink picks its topic.
+pub(crate) enum TopicChooser<K, V> {
+    Fixed(String),
+    Dynamic(Arc<dyn Fn(&Record<K, V>) -> String + Send + Sync>),
+}
+
+impl<K, V> Clone for TopicChooser<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            TopicChooser::Fixed(t) => TopicChooser::Fixed(t.clone()),
+            TopicChooser::Dynamic(f) => TopicChooser::Dynamic(f.clone()),
+        }
+    }
+}
+
+/// A sink node: serializes and hands the record to the collector.
+pub(crate) struct SinkProcessor<K, V> {
+    chooser: TopicChooser<K, V>,
+    /// The fixed topic as named on the cluster (repartition topics get the application id prefix).
+    physical: Option<String>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> SinkProcessor<K, V> {
+    pub(crate) fn new(
+        chooser: TopicChooser<K, V>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        SinkProcessor {
+            chooser,
+            physical: None,
+            key_serde,
+            value_serde,
+        }
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, V> {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
+        if let TopicChooser::Fixed(t) = &self.chooser {
+            self.physical = Some(ctx.physical_topic(t));
+        }
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        let record = downcast::<Record<K, V>>(ctx, record)?;
+        let topic = match (&self.physical, &self.chooser) {
+            (Some(t), _) => t.clone(),
+            (None, TopicChooser::Dynamic(f)) => f(&record),
+            (None, TopicChooser::Fixed(t)) => ctx.physical_topic(t),
+        };
+        let ser = |e| StreamsError::Serialization {
+            target: topic.clone(),
+            source: e,
+        };
+        let key = self.key_serde.serialize(&topic, &record.key).map_err(ser)?;
+        let value = self
+            .value_serde
+            .serialize(&topic, &record.value)
+            .map_err(ser)?;
+        ctx.collector().send(
+            &topic,
+            None,
+            key.as_deref(),
+            value.as_deref(),
+            record.timestamp,
+            &record.headers,
+        )
+    }
+    fn close(&mut self) {}
+}

@@ -1,0 +1,117 @@
+//! Records as processors see them ([`Record`]) and as they arrive from a topic ([`RawRecord`]).
+
+use std::sync::Arc;
+
+/// Record headers: an ordered list of (key, value) pairs, as Kafka carries them.
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
+
+/// A typed record flowing through the topology: key, value, timestamp and headers.
+///
+/// ```
+/// use streams_core::Record;
+/// let r = Record::new("user-1".to_string(), 3i64, 1_000);
+/// let doubled = r.clone().with_value(r.value * 2);
+/// assert_eq!(doubled.value, 6);
+/// assert_eq!(doubled.timestamp, 1_000);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// Event time in milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Headers carried along with the record.
+    pub headers: Headers,
+}
+
+impl<K, V> Record<K, V> {
+    /// A record without headers.
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        Record {
+            key,
+            value,
+            timestamp,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same record with another key.
+    pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
+        Record {
+            key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+
+    /// The same record with another value.
+    pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
+        Record {
+            key: self.key,
+            value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+
+    /// The same record with another timestamp.
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+}
+
+/// A record as consumed from a topic, before deserialization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    /// Source topic.
+    pub topic: Arc<str>,
+    /// Source partition.
+    pub partition: i32,
+    /// Offset in that partition.
+    pub offset: i64,
+    /// The record's timestamp (create or log-append time).
+    pub timestamp: i64,
+    /// Key bytes; `None` is a null key.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes; `None` is a null value (a tombstone for tables).
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Headers,
+}
+
+/// Where the record being processed came from: Kafka Streams' record context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordMetadata {
+    /// Source topic.
+    pub topic: Arc<str>,
+    /// Source partition.
+    pub partition: i32,
+    /// Offset in the source partition.
+    pub offset: i64,
+}
+
+/// A change to a table row: the new value and, where known, the one it replaces.
+///
+/// `new_value == None` is a delete. KTable processors forward `Change`s so that downstream
+/// aggregations can subtract the old value and add the new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<V> {
+    /// The value after the change (`None`: the row was deleted).
+    pub new_value: Option<V>,
+    /// The value before the change, when the upstream sends old values.
+    pub old_value: Option<V>,
+}
+
+impl<V> Change<V> {
+    /// A change from `old_value` to `new_value`.
+    pub fn new(new_value: Option<V>, old_value: Option<V>) -> Self {
+        Change {
+            new_value,
+            old_value,
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The runtime: [`KafkaStreams`] runs a topology on a Kafka cluster with rdkafka, one consumer and
+//! one producer per stream thread, and tokio for waiting on signals and states. It is the only
+//! module that does I/O.
+//!
+//! Start creates the internal topics (`<application.id>-<name>-repartition`,
+//! `<application.id>-<store>-changelog`), checks that the source topics exist, and starts
+//! `num.stream.threads` stream threads that join the consumer group `application.id`.
+
+mod collector;
+mod thread;
+mod topics;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use state_store::{RocksDbConfig, StateDirectory};
+
+use crate::config::{ResolvedConfig, StreamsConfig};
+use crate::error::{Result, StreamsError};
+use crate::task::{TaskId, TaskMetrics};
+use crate::topology::Topology;
+
+/// Lifecycle states of a [`KafkaStreams`] instance, after Kafka Streams'.
+///
+/// ```text
+///  Created ──> Rebalancing <──> Running
+///     │            │  │            │
+///     │            │  └──> Error <─┤
+///     └────────────┴──> PendingShutdown <─┘ ──> NotRunning
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Joining the group, creating tasks or restoring their stores.
+    Rebalancing,
+    /// Every stream thread is processing its tasks.
+    Running,
+    /// Closing: final commit, stores closed, group left.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A stream thread failed; see [`KafkaStreams::error`].
+    Error,
+}
+
+impl State {
+    /// Whether `self -> next` is a legal transition. All transitions are listed here.
+    pub fn can_transition_to(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Created, Rebalancing)
+                | (Created, PendingShutdown)
+                | (Created, Error)
+                | (Rebalancing, Running)
+                | (Rebalancing, PendingShutdown)
+                | (Rebalancing, Error)
+                | (Running, Rebalancing)
+                | (Running, PendingShutdown)
+                | (Running, Error)
+                | (PendingShutdown, NotRunning)
+                | (Error, PendingShutdown)
+        )
+    }
+
+    /// Whether stream threads are (or may be) working.
+    pub fn is_running_or_rebalancing(self) -> bool {
+        matches!(self, State::Running | State::Rebalancing)
+    }
+}
+
+/// Observes store restoration, per changelog partition (Kafka Streams' `StateRestoreListener`).
+pub trait StateRestoreListener: Send + Sync {
+    /// Restoration of `store` from `topic`/`partition` starts at `start_offset`; the changelog
+    /// ends at `end_offset` (exclusive).
+    fn on_restore_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        store: &str,
+        start_offset: i64,
+        end_offset: i64,
+    ) {
+        let _ = (topic, partition, store, start_offset, end_offset);
+    }
+    /// A batch of `num_restored` records up to `batch_end_offset` was written to the store.
+    fn on_batch_restored(
+        &self,
+        topic: &str,
+        partition: i32,
+        store: &str,
+        batch_end_offset: i64,
+        num_restored: u64,
+    ) {
+        let _ = (topic, partition, store, batch_end_offset, num_restored);
+    }
+    /// Restoration finished after `total_restored` records.
+    fn on_restore_end(&self, topic: &str, partition: i32, store: &str, total_restored: u64) {
+        let _ = (topic, partition, store, total_restored);
+    }
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
+
+/// What the stream threads and the handle share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    watch: tokio::sync::watch::Sender<State>,
+    listener: Mutex<Option<StateListener>>,
+    pub(crate) restore_listener: Mutex<Option<Arc<dyn StateRestoreListener>>>,
+    shutdown: AtomicBool,
+    error: Mutex<Option<StreamsError>>,
+    /// Per stream thread: whether it is rebalancing (joining, creating or restoring tasks).
+    rebalancing: Mutex<Vec<bool>>,
+    metrics: Mutex<Vec<ThreadMetrics>>,
+    tasks: Mutex<Vec<Vec<TaskId>>>,
+}
+
+/// Counters of one stream thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ThreadMetrics {
+    pub(crate) tasks: TaskMetrics,
+    pub(crate) commits: u64,
+}
+
+impl Shared {
+    fn new(threads: usize) -> Self {
+        Shared {
+            state: Mutex::new(State::Created),
+            changed: Condvar::new(),
+            watch: tokio::sync::watch::channel(State::Created).0,
+            listener: Mutex::new(None),
+            restore_listener: Mutex::new(None),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            rebalancing: Mutex::new(vec![true; threads]),
+            metrics: Mutex::new(vec![ThreadMetrics::default(); threads]),
+            tasks: Mutex::new(vec![Vec::new(); threads]),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to `next` if that is a legal transition; tells the listener and waiters.
+    pub(crate) fn transition(&self, next: State) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = *s;
+        if prev == next || !prev.can_transition_to(next) {
+            return false;
+        }
+        *s = next;
+        drop(s);
+        tracing::info!(from = ?prev, to = ?next, "state transition");
+        if let Some(l) = &*self.listener.lock().unwrap_or_else(|e| e.into_inner()) {
+            l(next, prev);
+        }
+        self.watch.send_replace(next);
+        self.changed.notify_all();
+        true
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// A stream thread failed: remember the first error, enter Error and stop the other threads.
+    pub(crate) fn fail(&self, error: StreamsError) {
+        tracing::error!(%error, "stream thread failed");
+        self.error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(error);
+        self.transition(State::Error);
+        self.request_shutdown();
+    }
+
+    pub(crate) fn set_rebalancing(&self, thread: usize, rebalancing: bool) {
+        let mut r = self.rebalancing.lock().unwrap_or_else(|e| e.into_inner());
+        r[thread] = rebalancing;
+        let any = r.iter().any(|b| *b);
+        drop(r);
+        let next = if any {
+            State::Rebalancing
+        } else {
+            State::Running
+        };
+        if self.state().is_running_or_rebalancing() {
+            self.transition(next);
+        }
+    }
+
+    pub(crate) fn publish(&self, thread: usize, metrics: ThreadMetrics, tasks: Vec<TaskId>) {
+        self.metrics.lock().unwrap_or_else(|e| e.into_inner())[thread] = metrics;
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())[thread] = tasks;
+    }
+
+    pub(crate) fn restore_listener(&self) -> Option<Arc<dyn StateRestoreListener>> {
+        self.restore_listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Metrics of a running application, summed over its stream threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamsMetrics {
+    /// Records processed.
+    pub processed: u64,
+    /// Records skipped by the deserialization handler.
+    pub dropped: u64,
+    /// Records restored into stores from changelogs.
+    pub restored: u64,
+    /// Commits completed.
+    pub commits: u64,
+}
+
+/// A streams application instance: runs a [`Topology`] on a Kafka cluster.
+///
+/// ```no_run
+/// use streams_core::{KafkaStreams, StreamsConfig, Topology, serde::Serdes};
+/// # async fn run() -> streams_core::Result<()> {
+/// let mut topology = Topology::new();
+/// topology.add_source("in", &["input"], Serdes::string(), Serdes::string())?;
+/// topology.add_sink("out", "output", Serdes::string(), Serdes::string(), &["in"])?;
+/// let mut app = KafkaStreams::new(topology, StreamsConfig::new("copy", "127.0.0.1:9092"))?;
+/// app.start()?;
+/// app.run_until_signal().await?; // SIGINT or SIGTERM: final commit, stores closed, group left
+/// # Ok(()) }
+/// ```
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    config: Arc<ResolvedConfig>,
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaStreams {
+    /// Checks the configuration and the topology; connects to nothing yet.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        let config = config.resolve()?;
+        topology.validate(config.ensure_explicit_naming)?;
+        let threads = config.num_stream_threads;
+        Ok(KafkaStreams {
+            topology: Arc::new(topology),
+            config: Arc::new(config),
+            shared: Arc::new(Shared::new(threads)),
+            threads: Vec::new(),
+        })
+    }
+
+    /// Calls `listener(new, old)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *self
+            .shared
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// Observes store restoration.
+    pub fn set_restore_listener(&self, listener: Arc<dyn StateRestoreListener>) {
+        *self
+            .shared
+            .restore_listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
+    /// Creates the internal topics, checks the source topics and starts the stream threads.
+    /// Blocks only for those admin calls; processing runs on the stream threads.
+    pub fn start(&mut self) -> Result<()> {
+        if self.shared.state() != State::Created {
+            return Err(StreamsError::IllegalState(format!(
+                "start() called in state {:?}; an instance starts once",
+                self.shared.state()
+            )));
+        }
+        let layout = match topics::prepare(&self.topology, &self.config) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                self.shared.transition(State::Error);
+                return Err(e);
+            }
+        };
+        let state_dir = Arc::new(
+            StateDirectory::new(&self.config.state_dir, &self.config.application_id).map_err(
+                |e| StreamsError::Io {
+                    path: self.config.state_dir.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            )?,
+        );
+        let rocksdb = Arc::new(RocksDbConfig::default());
+        self.shared.transition(State::Rebalancing);
+        for index in 0..self.config.num_stream_threads {
+            let setup = thread::ThreadSetup {
+                index,
+                config: self.config.clone(),
+                topology: self.topology.clone(),
+                layout: layout.clone(),
+                shared: self.shared.clone(),
+                state_dir: state_dir.clone(),
+                rocksdb: rocksdb.clone(),
+            };
+            let name = format!("{}-StreamThread-{}", self.config.application_id, index + 1);
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || thread::run(setup))
+                .map_err(|source| StreamsError::Io { path: name, source })?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// The error that put the instance in [`State::Error`], if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|e| e.to_string())
+    }
+
+    /// Blocks until the instance is in `state` (true) or `timeout` passes (false). Returns early
+    /// with false when the instance fails.
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if *s == state {
+                return true;
+            }
+            if *s == State::Error && state != State::Error {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = self
+                .shared
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Metrics summed over the stream threads.
+    pub fn metrics(&self) -> StreamsMetrics {
+        let m = self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.iter().fold(StreamsMetrics::default(), |mut acc, t| {
+            acc.processed += t.tasks.processed;
+            acc.dropped += t.tasks.dropped;
+            acc.restored += t.tasks.restored;
+            acc.commits += t.commits;
+            acc
+        })
+    }
+
+    /// The tasks each stream thread runs now.
+    pub fn tasks(&self) -> BTreeMap<usize, Vec<TaskId>> {
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .enumerate()
+            .collect()
+    }
+
+    /// Stops the stream threads cleanly: each commits, closes its tasks and stores and leaves the
+    /// group. Waits for them. Returns the error that stopped the instance, if one did.
+    pub fn close(&mut self) -> Result<()> {
+        self.shared.transition(State::PendingShutdown);
+        self.shared.request_shutdown();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let failed = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if self.shared.state() == State::Error {
+            self.shared.transition(State::PendingShutdown);
+        }
+        self.shared.transition(State::NotRunning);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM (or for a stream thread to fail), then closes.
+    pub async fn run_until_signal(&mut self) -> Result<()> {
+        let mut states = self.shared.watch.subscribe();
+        let failed = async {
+            loop {
+                if *states.borrow_and_update() == State::Error {
+                    return;
+                }
+                if states.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: closing"),
+            _ = term => tracing::info!("SIGTERM: closing"),
+            _ = failed => tracing::error!("a stream thread failed: closing"),
+        }
+        let shared = self.shared.clone();
+        let threads: Vec<_> = self.threads.drain(..).collect();
+        let mut this = KafkaStreams {
+            topology: self.topology.clone(),
+            config: self.config.clone(),
+            shared,
+            threads,
+        };
+        tokio::task::spawn_blocking(move || this.close())
+            .await
+            .map_err(|e| StreamsError::IllegalState(format!("close task failed: {e}")))?
+    }
+
+    /// Deletes this application's local state directory (`state.dir/<application.id>`), as Kafka
+    /// Streams' `cleanUp()`: the next start restores every store from its changelog. Only while
+    /// not running.
+    pub fn cleanup(&self) -> Result<()> {
+        if self.state().is_running_or_rebalancing() {
+            return Err(StreamsError::IllegalState(
+                "cleanup() while running; close first".into(),
+            ));
+        }
+        let dir = self.config.state_dir.join(&self.config.application_id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StreamsError::Io {
+                path: dir.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The topology this instance runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State::*;
+
+    #[test]
+    fn transitions_follow_kafka_streams() {
+        assert!(Created.can_transition_to(Rebalancing));
+        assert!(Rebalancing.can_transition_to(Running));
+        assert!(Running.can_transition_to(Rebalancing));
+        assert!(Running.can_transition_to(PendingShutdown));
+        assert!(PendingShutdown.can_transition_to(NotRunning));
+        assert!(!NotRunning.can_transition_to(Running));
+        assert!(!Created.can_transition_to(Running));
+        assert!(!Error.can_transition_to(Running));
+    }
+}

@@ -1,0 +1,596 @@
+//! A stream thread: one consumer in the group and one producer, the tasks of the partitions
+//! assigned to it, and the poll / process / punctuate / commit loop.
+//!
+//! Rebalances run inside `poll` (rdkafka's callbacks): on revoke the thread commits and suspends
+//! its tasks; on assign it resumes the tasks it keeps, closes the others, and creates, restores
+//! and initializes the new ones before processing their records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use state_store::{CacheBudget, RocksDbConfig, StateDirectory};
+
+use super::collector::KafkaCollector;
+use super::topics::Layout;
+use super::{Shared, ThreadMetrics};
+use crate::config::ResolvedConfig;
+use crate::error::{Result, StreamsError};
+use crate::record::RawRecord;
+use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
+use crate::time::SystemClock;
+use crate::topology::Topology;
+
+/// Records taken from the consumer per loop turn before processing them.
+const POLL_BATCH: usize = 2000;
+
+pub(crate) struct ThreadSetup {
+    pub(crate) index: usize,
+    pub(crate) config: Arc<ResolvedConfig>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) state_dir: Arc<StateDirectory>,
+    pub(crate) rocksdb: Arc<RocksDbConfig>,
+}
+
+/// Entry point of a stream thread.
+pub(crate) fn run(setup: ThreadSetup) {
+    let shared = setup.shared.clone();
+    let index = setup.index;
+    let span = tracing::info_span!("stream_thread", thread = index + 1);
+    let _g = span.enter();
+    if let Err(e) = run_loop(setup) {
+        shared.fail(e);
+    }
+    shared.set_rebalancing(index, false);
+    tracing::info!("stream thread stopped");
+}
+
+/// The consumer's context: holds the task manager so that rebalance callbacks (which run inside
+/// `poll`, on this same thread) can commit and suspend tasks. The loop never holds the lock
+/// across `poll`, so the callbacks never wait on it.
+struct ThreadContext {
+    tasks: Mutex<TaskManager>,
+    /// Partitions assigned by the last rebalance, to be turned into tasks after `poll` returns.
+    pending: Mutex<Option<Vec<(String, i32)>>>,
+    /// An error raised inside a callback, where it cannot be returned.
+    error: Mutex<Option<StreamsError>>,
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl ClientContext for ThreadContext {}
+
+impl ConsumerContext for ThreadContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "partitions revoked: committing and suspending tasks"
+                );
+                self.shared.set_rebalancing(self.index, true);
+                let mut tm = lock(&self.tasks);
+                if let Err(e) = tm.commit(consumer) {
+                    lock(&self.error).get_or_insert(e);
+                }
+                tm.suspend_all();
+            }
+            Rebalance::Assign(_) => self.shared.set_rebalancing(self.index, true),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::info!(partitions = parts.len(), "partitions assigned");
+            *lock(&self.pending) = Some(parts);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run_loop(setup: ThreadSetup) -> Result<()> {
+    let config = setup.config.clone();
+    let client_id = format!("{}-StreamThread-{}", config.application_id, setup.index + 1);
+    let collector = Arc::new(KafkaCollector::new(
+        &config,
+        &format!("{client_id}-producer"),
+    )?);
+    let cache_bytes = config.cache_max_bytes / config.num_stream_threads;
+    let env = TaskEnv {
+        application_id: config.application_id.as_str().into(),
+        collector: collector.clone(),
+        clock: Arc::new(SystemClock),
+        state_dir: Some(setup.state_dir.clone()),
+        cache_budget: (cache_bytes > 0).then(|| CacheBudget::new(cache_bytes)),
+        rocksdb: setup.rocksdb.clone(),
+        deserialization_handler: config.deserialization_handler,
+        lock_timeout: Duration::from_secs(60),
+    };
+    let tm = TaskManager {
+        config: config.clone(),
+        topology: setup.topology.clone(),
+        layout: setup.layout.clone(),
+        env,
+        collector,
+        active: BTreeMap::new(),
+        suspended: BTreeMap::new(),
+        by_partition: HashMap::new(),
+        topics: HashMap::new(),
+        closed_totals: TaskMetrics::default(),
+        commits: 0,
+        shared: setup.shared.clone(),
+        client_id: client_id.clone(),
+    };
+    let ctx = ThreadContext {
+        tasks: Mutex::new(tm),
+        pending: Mutex::new(None),
+        error: Mutex::new(None),
+        shared: setup.shared.clone(),
+        index: setup.index,
+    };
+    let mut cc = ClientConfig::new();
+    cc.set("client.id", format!("{client_id}-consumer"));
+    for (k, v) in &config.consumer {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer<ThreadContext> = cc
+        .create_with_context(ctx)
+        .map_err(|e| StreamsError::kafka("creating the consumer", e))?;
+    let topics = setup.layout.subscriptions();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| StreamsError::kafka(format!("subscribing to {topics:?}"), e))?;
+    tracing::info!(?topics, "subscribed");
+
+    let result = poll_loop(&consumer, &setup);
+    let ctx = consumer.context();
+    let mut tm = lock(&ctx.tasks);
+    match &result {
+        Ok(()) => {
+            // Clean shutdown: final commit, then stores closed; dropping the consumer leaves the group.
+            let committed = tm.commit(&consumer);
+            tm.close_all();
+            drop(tm);
+            drop(consumer);
+            committed
+        }
+        Err(_) => {
+            tm.close_all();
+            drop(tm);
+            drop(consumer);
+            result
+        }
+    }
+}
+
+fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Result<()> {
+    let ctx = consumer.context();
+    let config = &setup.config;
+    let mut last_commit = Instant::now();
+    let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
+    while !setup.shared.shutdown_requested() {
+        let idle = lock(&ctx.tasks).buffered() == 0;
+        let mut timeout = if idle { config.poll } else { Duration::ZERO };
+        batch.clear();
+        loop {
+            let msg = consumer.poll(timeout);
+            timeout = Duration::ZERO;
+            if let Some(e) = lock(&ctx.error).take() {
+                return Err(e);
+            }
+            if let Some(parts) = lock(&ctx.pending).take() {
+                // Queue what was polled before the assignment changed, then rebuild the tasks.
+                let mut tm = lock(&ctx.tasks);
+                tm.add(std::mem::take(&mut batch))?;
+                tm.assign(parts)?;
+                drop(tm);
+                setup.shared.set_rebalancing(setup.index, false);
+            }
+            match msg {
+                None => break,
+                Some(Err(e)) => {
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::Fatal)
+                    ) {
+                        return Err(StreamsError::kafka("consuming", e));
+                    }
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    batch.push(lock(&ctx.tasks).to_raw(&m));
+                    if batch.len() >= POLL_BATCH {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut tm = lock(&ctx.tasks);
+        tm.add(std::mem::take(&mut batch))?;
+        tm.process()?;
+        tm.punctuate()?;
+        if last_commit.elapsed() >= config.commit_interval {
+            tm.commit(consumer)?;
+            last_commit = Instant::now();
+        }
+        tm.publish(setup.index);
+    }
+    Ok(())
+}
+
+/// The tasks of one stream thread.
+struct TaskManager {
+    config: Arc<ResolvedConfig>,
+    topology: Arc<Topology>,
+    layout: Arc<Layout>,
+    env: TaskEnv,
+    collector: Arc<KafkaCollector>,
+    active: BTreeMap<TaskId, StreamTask>,
+    /// Tasks revoked by a rebalance in progress: kept open in case they come back.
+    suspended: BTreeMap<TaskId, StreamTask>,
+    by_partition: HashMap<(Arc<str>, i32), TaskId>,
+    /// Interned topic names, so that a record does not allocate its topic.
+    topics: HashMap<String, Arc<str>>,
+    closed_totals: TaskMetrics,
+    commits: u64,
+    shared: Arc<Shared>,
+    client_id: String,
+}
+
+impl TaskManager {
+    fn buffered(&self) -> usize {
+        self.active.values().map(StreamTask::buffered).sum()
+    }
+
+    fn to_raw(&mut self, m: &BorrowedMessage<'_>) -> RawRecord {
+        let topic = match self.topics.get(m.topic()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = m.topic().into();
+                self.topics.insert(m.topic().to_string(), t.clone());
+                t
+            }
+        };
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        RawRecord {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    fn add(&mut self, records: Vec<RawRecord>) -> Result<()> {
+        for r in records {
+            let Some(id) = self
+                .by_partition
+                .get(&(r.topic.clone(), r.partition))
+                .copied()
+            else {
+                // Not ours (any more): it was not processed, so its offset is not committed here.
+                tracing::debug!(topic = %r.topic, partition = r.partition, "record for a partition without a task");
+                continue;
+            };
+            if let Some(t) = self.active.get_mut(&id) {
+                t.add_records([r])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<usize> {
+        let mut n = 0;
+        for t in self.active.values_mut() {
+            n += t.process(usize::MAX)?;
+        }
+        Ok(n)
+    }
+
+    fn punctuate(&mut self) -> Result<()> {
+        for t in self.active.values_mut() {
+            t.punctuate_wall_clock()?;
+        }
+        Ok(())
+    }
+
+    /// At-least-once commit: flush caches and stores, wait for every produced record to be
+    /// acknowledged, write checkpoints, then commit input offsets.
+    fn commit(&mut self, consumer: &BaseConsumer<ThreadContext>) -> Result<()> {
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        for t in self.active.values_mut() {
+            t.flush()?;
+        }
+        self.collector.flush()?;
+        let acked = self.collector.take_acked();
+        let mut tpl = TopicPartitionList::new();
+        for t in self.active.values_mut() {
+            t.checkpoint(&acked)?;
+            for (topic, p, off) in t.committable_offsets() {
+                tpl.add_partition_offset(&topic, p, Offset::Offset(off))
+                    .map_err(|e| {
+                        StreamsError::kafka(
+                            format!("committing offset {off} of `{topic}` partition {p}"),
+                            e,
+                        )
+                    })?;
+            }
+        }
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                StreamsError::kafka(
+                    format!("committing offsets of {} partitions", tpl.count()),
+                    e,
+                )
+            })?;
+        }
+        self.commits += 1;
+        tracing::debug!(
+            tasks = self.active.len(),
+            partitions = tpl.count(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "committed"
+        );
+        Ok(())
+    }
+
+    fn suspend_all(&mut self) {
+        let active = std::mem::take(&mut self.active);
+        self.suspended.extend(active);
+        self.by_partition.clear();
+    }
+
+    fn close_task(&mut self, t: StreamTask) {
+        tracing::info!(task = %t.id, "closing task");
+        self.closed_totals.processed += t.metrics.processed;
+        self.closed_totals.dropped += t.metrics.dropped;
+        self.closed_totals.restored += t.metrics.restored;
+        t.close();
+    }
+
+    fn close_all(&mut self) {
+        let all: Vec<StreamTask> = std::mem::take(&mut self.active)
+            .into_values()
+            .chain(std::mem::take(&mut self.suspended).into_values())
+            .collect();
+        for t in all {
+            self.close_task(t);
+        }
+        self.by_partition.clear();
+    }
+
+    /// Turns an assignment into tasks: keeps suspended tasks that stay, closes the rest, creates
+    /// and restores new ones.
+    fn assign(&mut self, partitions: Vec<(String, i32)>) -> Result<()> {
+        // With the eager protocol every task was revoked (and committed) before an assignment;
+        // anything still active is treated like a revoked task.
+        self.suspend_all();
+        let mut wanted: BTreeMap<TaskId, Vec<(String, i32)>> = BTreeMap::new();
+        for (topic, p) in partitions {
+            let Some(&sub) = self.layout.topic_to_sub.get(&topic) else {
+                tracing::warn!(%topic, "assigned a topic the topology does not read");
+                continue;
+            };
+            wanted
+                .entry(TaskId {
+                    subtopology: sub,
+                    partition: p,
+                })
+                .or_default()
+                .push((topic, p));
+        }
+        // Close first, so that task directories are unlocked before anyone waits for them.
+        let gone: Vec<TaskId> = self
+            .suspended
+            .keys()
+            .filter(|id| !wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(t) = self.suspended.remove(&id) {
+                self.close_task(t);
+            }
+        }
+        for (id, parts) in &wanted {
+            let task = match self.suspended.remove(id) {
+                Some(t) => {
+                    tracing::info!(task = %id, "resuming task");
+                    t
+                }
+                None => {
+                    tracing::info!(task = %id, "creating task");
+                    let sub = &self.layout.subtopologies[id.subtopology as usize];
+                    let mut t =
+                        StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
+                    self.restore(&mut t)?;
+                    t.initialize()?;
+                    t
+                }
+            };
+            for (topic, p) in parts {
+                let topic: Arc<str> = topic.as_str().into();
+                self.by_partition.insert((topic, *p), *id);
+            }
+            self.active.insert(*id, task);
+        }
+        self.publish_tasks();
+        Ok(())
+    }
+
+    /// Replays each changelog of `task` from its checkpoint (or the beginning) to its end.
+    fn restore(&mut self, task: &mut StreamTask) -> Result<()> {
+        let changelogs = task.changelogs();
+        if changelogs.is_empty() {
+            return Ok(());
+        }
+        let mut cc = ClientConfig::new();
+        for (k, v) in &self.config.consumer {
+            cc.set(k, v);
+        }
+        cc.set("client.id", format!("{}-restore-consumer", self.client_id));
+        cc.set("enable.partition.eof", "true");
+        cc.remove("group.id");
+        let consumer: BaseConsumer = cc
+            .create()
+            .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
+        let listener = self.shared.restore_listener();
+        let timeout = self.config.task_timeout;
+        let task_id = task.id;
+        for cl in changelogs {
+            let err = |message: String| StreamsError::Restore {
+                task: task_id,
+                store: cl.store.clone(),
+                changelog: cl.topic.clone(),
+                message,
+            };
+            let (low, high) = consumer
+                .fetch_watermarks(&cl.topic, cl.partition, Duration::from_secs(30))
+                .map_err(|e| err(format!("reading watermarks: {e}")))?;
+            let mut start = cl.checkpoint.unwrap_or(low).max(low);
+            if cl.checkpoint.is_some_and(|c| c > high) {
+                // The changelog is shorter than our checkpoint (it was recreated): the local
+                // store cannot be trusted, rebuild it.
+                tracing::warn!(task = %task.id, store = %cl.store, checkpoint = ?cl.checkpoint, high, "checkpoint beyond changelog end: restoring from scratch");
+                task.clear_store(&cl.store)?;
+                task.forget_checkpoint(&cl.topic, cl.partition);
+                start = low;
+            }
+            if let Some(l) = &listener {
+                l.on_restore_start(&cl.topic, cl.partition, &cl.store, start, high);
+            }
+            let began = Instant::now();
+            let mut total = 0u64;
+            if start < high {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&cl.topic, cl.partition, Offset::Offset(start))
+                    .map_err(|e| err(e.to_string()))?;
+                consumer
+                    .assign(&tpl)
+                    .map_err(|e| err(format!("assigning: {e}")))?;
+                let mut next = start;
+                let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(10_000);
+                let mut last_progress = Instant::now();
+                while next < high {
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            next = m.offset() + 1;
+                            last_progress = Instant::now();
+                            if let Some(k) = m.key() {
+                                batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                            }
+                        }
+                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                        Some(Err(e)) => tracing::warn!(error = %e, "restore consumer error"),
+                        None => {
+                            if last_progress.elapsed() > timeout {
+                                return Err(err(format!(
+                                    "no progress for {timeout:?} at offset {next} of {high}"
+                                )));
+                            }
+                        }
+                    }
+                    if batch.len() >= 10_000 || (next >= high && !batch.is_empty()) {
+                        task.restore_batch(&cl.store, &batch)?;
+                        total += batch.len() as u64;
+                        if let Some(l) = &listener {
+                            l.on_batch_restored(
+                                &cl.topic,
+                                cl.partition,
+                                &cl.store,
+                                next,
+                                batch.len() as u64,
+                            );
+                        }
+                        batch.clear();
+                    }
+                }
+                if !batch.is_empty() {
+                    task.restore_batch(&cl.store, &batch)?;
+                    total += batch.len() as u64;
+                    if let Some(l) = &listener {
+                        l.on_batch_restored(
+                            &cl.topic,
+                            cl.partition,
+                            &cl.store,
+                            next,
+                            batch.len() as u64,
+                        );
+                    }
+                }
+                consumer
+                    .unassign()
+                    .map_err(|e| err(format!("unassigning: {e}")))?;
+            }
+            task.restored_to(&cl.topic, cl.partition, high);
+            tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
+                start, end = high, restored = total, took_ms = began.elapsed().as_millis() as u64, "restored");
+            if let Some(l) = &listener {
+                l.on_restore_end(&cl.topic, cl.partition, &cl.store, total);
+            }
+        }
+        Ok(())
+    }
+
+    fn totals(&self) -> TaskMetrics {
+        self.active
+            .values()
+            .chain(self.suspended.values())
+            .fold(self.closed_totals, |mut m, t| {
+                m.processed += t.metrics.processed;
+                m.dropped += t.metrics.dropped;
+                m.restored += t.metrics.restored;
+                m
+            })
+    }
+
+    fn publish(&self, index: usize) {
+        self.shared.publish(
+            index,
+            ThreadMetrics {
+                tasks: self.totals(),
+                commits: self.commits,
+            },
+            self.active.keys().copied().collect(),
+        );
+    }
+
+    fn publish_tasks(&self) {
+        let index = self
+            .client_id
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .map_or(0, |n| n - 1);
+        self.publish(index);
+    }
+}

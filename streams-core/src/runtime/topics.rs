@@ -1,0 +1,247 @@
+//! Start-up checks and internal topics: source topics must exist; repartition and changelog
+//! topics are created with as many partitions as the sub-topology that uses them has tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::ResolvedConfig;
+use crate::error::{Result, StreamsError};
+use crate::state::changelog_topic;
+use crate::topology::{NodeKind, Subtopology, Topology};
+
+/// How the topology maps onto the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) subtopologies: Vec<Subtopology>,
+    /// Physical source topic -> the sub-topology reading it.
+    pub(crate) topic_to_sub: HashMap<String, u32>,
+}
+
+impl Layout {
+    /// Every topic the stream threads subscribe to.
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
+        self.topic_to_sub.keys().cloned().collect()
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Checks sources, works out task counts and creates the internal topics.
+pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<Layout> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in &config.admin {
+        cc.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = cc
+        .create()
+        .map_err(|e| StreamsError::kafka("creating the admin client", e))?;
+    let existing = topic_partitions(&admin)?;
+    let app = &config.application_id;
+
+    for t in topology.source_topics() {
+        if !existing.contains_key(&t) {
+            return Err(StreamsError::MissingSourceTopic { topic: t });
+        }
+    }
+
+    let subs = topology.subtopologies();
+    // Partition counts of the topics sub-topologies read, by unprefixed name; repartition topics
+    // get the count of the sub-topology writing them unless the user fixed one.
+    let mut counts: HashMap<String, i32> = HashMap::new();
+    for t in topology.source_topics() {
+        counts.insert(t.clone(), existing[&t]);
+    }
+    for (t, fixed) in &topology.repartition_topics {
+        if let Some(n) = fixed {
+            counts.insert(t.clone(), *n);
+        }
+    }
+    let writers: Vec<(u32, String)> = subs
+        .iter()
+        .flat_map(|s| {
+            s.nodes
+                .iter()
+                .filter_map(move |&i| match &topology.nodes[i].kind {
+                    NodeKind::Sink { topic: Some(t) }
+                        if topology.repartition_topics.contains_key(t) =>
+                    {
+                        Some((s.id, t.clone()))
+                    }
+                    _ => None,
+                })
+        })
+        .collect();
+    let mut task_counts = vec![0i32; subs.len()];
+    // Sub-topologies form a DAG through repartition topics: iterate until every count is known.
+    for _ in 0..=subs.len() {
+        for s in &subs {
+            let known: Vec<i32> = s
+                .source_topics
+                .iter()
+                .filter_map(|t| counts.get(t).copied())
+                .collect();
+            if known.len() == s.source_topics.len() {
+                task_counts[s.id as usize] = known.into_iter().max().unwrap_or(1);
+            }
+        }
+        for (sub, topic) in &writers {
+            let n = task_counts[*sub as usize];
+            if n > 0 {
+                counts.entry(topic.clone()).or_insert(n);
+            }
+        }
+    }
+    for s in &subs {
+        if task_counts[s.id as usize] == 0 {
+            return Err(StreamsError::Topology(format!(
+                "cannot work out the partition count of sub-topology {} (topics {:?})",
+                s.id, s.source_topics
+            )));
+        }
+        // A stateful sub-topology's tasks must find partition p of every input on one member.
+        let distinct: std::collections::BTreeSet<i32> =
+            s.source_topics.iter().map(|t| counts[t]).collect();
+        if !s.stores.is_empty() && distinct.len() > 1 {
+            let list: Vec<String> = s
+                .source_topics
+                .iter()
+                .map(|t| format!("{t}: {}", counts[t]))
+                .collect();
+            return Err(StreamsError::CoPartitioning {
+                subtopology: s.id as usize,
+                counts: list.join(", "),
+            });
+        }
+    }
+
+    // Internal topics to have: physical name -> (partitions, configs).
+    let mut wanted: BTreeMap<String, (i32, BTreeMap<String, String>)> = BTreeMap::new();
+    for t in topology.repartition_topics.keys() {
+        let mut cfg = config.topic.clone();
+        cfg.insert("cleanup.policy".into(), "delete".into());
+        cfg.insert("retention.ms".into(), "-1".into());
+        wanted.insert(topology.physical_topic(app, t), (counts[t], cfg));
+    }
+    for s in &subs {
+        for store in &s.stores {
+            let f = &topology.stores[store].factory;
+            if !f.logging() {
+                continue;
+            }
+            let mut cfg = config.topic.clone();
+            cfg.insert("cleanup.policy".into(), "compact".into());
+            cfg.extend(f.log_config().clone());
+            wanted.insert(
+                changelog_topic(app, store),
+                (task_counts[s.id as usize], cfg),
+            );
+        }
+    }
+
+    let missing: Vec<(&String, &(i32, BTreeMap<String, String>))> = wanted
+        .iter()
+        .filter(|(t, _)| !existing.contains_key(*t))
+        .collect();
+    for (t, (n, _)) in &wanted {
+        if let Some(have) = existing.get(t.as_str()) {
+            if have != n {
+                return Err(StreamsError::InternalTopic {
+                    topic: t.to_string(),
+                    message: format!("has {have} partitions but the topology needs {n}; delete it or reset the application"),
+                });
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|(t, (n, cfg))| {
+                let mut nt =
+                    NewTopic::new(t, *n, TopicReplication::Fixed(config.replication_factor));
+                for (k, v) in cfg {
+                    nt = nt.set(k, v);
+                }
+                nt
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = futures::executor::block_on(admin.create_topics(&new_topics, &opts))
+            .map_err(|e| StreamsError::kafka("creating internal topics", e))?;
+        for r in results {
+            match r {
+                Ok(t) => tracing::info!(topic = %t, "created internal topic"),
+                // Another instance created it first: fine, its shape is checked below.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => {
+                    return Err(StreamsError::InternalTopic {
+                        topic: t,
+                        message: format!("could not be created: {code}"),
+                    })
+                }
+            }
+        }
+        // Wait until metadata shows them, so the consumers' subscriptions see every partition.
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = topic_partitions(&admin)?;
+            let pending: Vec<&String> = missing
+                .iter()
+                .map(|(t, _)| *t)
+                .filter(|t| now.get(*t).copied().unwrap_or(0) == 0)
+                .collect();
+            if pending.is_empty() {
+                for (t, (n, _)) in &missing {
+                    if now[*t] != *n {
+                        return Err(StreamsError::InternalTopic {
+                            topic: t.to_string(),
+                            message: format!(
+                                "has {} partitions but the topology needs {n}",
+                                now[*t]
+                            ),
+                        });
+                    }
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(StreamsError::InternalTopic {
+                    topic: pending[0].clone(),
+                    message: "created but not visible in metadata after 30 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    for s in &subs {
+        tracing::info!(subtopology = s.id, tasks = task_counts[s.id as usize], topics = ?s.source_topics, stores = ?s.stores, "sub-topology");
+    }
+    let mut topic_to_sub = HashMap::new();
+    for s in &subs {
+        for t in &s.source_topics {
+            topic_to_sub.insert(topology.physical_topic(app, t), s.id);
+        }
+    }
+    Ok(Layout {
+        subtopologies: subs,
+        topic_to_sub,
+    })
+}
+
+fn topic_partitions(admin: &AdminClient<DefaultClientContext>) -> Result<HashMap<String, i32>> {
+    let md = admin
+        .inner()
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| StreamsError::kafka("fetching cluster metadata", e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
+}

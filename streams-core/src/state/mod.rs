@@ -1,0 +1,405 @@
+//! Typed state stores for processors: [`KeyValueStore`] handles over the byte-level store stacks
+//! of the `state-store` crate, and [`StoreBuilder`] / [`Stores`] to declare them.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use state_store::{ChangelogWriter, FlushedEntry, KeyValueStoreStack};
+
+use crate::error::{Result, StreamsError};
+use crate::processor::{CacheFlush, RecordCollector};
+use crate::serde::SerdeRef;
+use crate::task::TaskId;
+
+/// Declares a key-value store: its name, serdes, engine, caching and changelogging.
+///
+/// ```
+/// use streams_core::{Stores, serde::Serdes};
+/// let b = Stores::persistent_key_value("counts", Serdes::string(), Serdes::i64())
+///     .with_caching_enabled()
+///     .with_logging_enabled([("min.cleanable.dirty.ratio", "0.1")]);
+/// assert_eq!(b.name(), "counts");
+/// ```
+pub struct StoreBuilder<K, V> {
+    name: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    persistent: bool,
+    caching: bool,
+    logging: bool,
+    log_config: BTreeMap<String, String>,
+}
+
+/// Constructors of store builders, after Kafka Streams' `Stores`.
+pub struct Stores;
+
+impl Stores {
+    /// A RocksDB key-value store (logged, not cached, until told otherwise).
+    pub fn persistent_key_value<K, V>(
+        name: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            name: name.to_string(),
+            key_serde,
+            value_serde,
+            persistent: true,
+            caching: false,
+            logging: true,
+            log_config: BTreeMap::new(),
+        }
+    }
+
+    /// An in-memory key-value store, rebuilt from its changelog when a task starts.
+    pub fn in_memory_key_value<K, V>(
+        name: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            persistent: false,
+            ..Stores::persistent_key_value(name, key_serde, value_serde)
+        }
+    }
+}
+
+impl<K, V> StoreBuilder<K, V> {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Puts go through a record cache that folds updates of a key until commit.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
+        self
+    }
+    /// Every put goes straight to the store.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+    /// Writes go to the changelog topic `<application.id>-<name>-changelog`, created with these
+    /// topic configs (in addition to cleanup.policy=compact).
+    pub fn with_logging_enabled<I, S1, S2>(mut self, config: I) -> Self
+    where
+        I: IntoIterator<Item = (S1, S2)>,
+        S1: Into<String>,
+        S2: Into<String>,
+    {
+        self.logging = true;
+        self.log_config = config
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+    /// No changelog: the store is lost with its local state.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+    /// Chooses RocksDB (`true`) or memory (`false`).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+}
+
+/// What the task needs to know of a store declaration, without its types.
+pub(crate) trait StoreFactory: Send + Sync {
+    fn persistent(&self) -> bool;
+    fn caching(&self) -> bool;
+    fn logging(&self) -> bool;
+    fn log_config(&self) -> &BTreeMap<String, String>;
+    /// The typed handle processors get, over the task's store cell.
+    fn typed_handle(&self, cell: Arc<StoreCell>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreBuilder<K, V> {
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+    fn caching(&self) -> bool {
+        self.caching
+    }
+    fn logging(&self) -> bool {
+        self.logging
+    }
+    fn log_config(&self) -> &BTreeMap<String, String> {
+        &self.log_config
+    }
+    fn typed_handle(&self, cell: Arc<StoreCell>) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(KeyValueStore {
+            cell,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        })
+    }
+}
+
+/// One store of one task: its byte-level stack, plus the entries its cache evicted that still
+/// have to be forwarded by the owning processor's flush listener.
+pub(crate) struct StoreCell {
+    pub(crate) name: Arc<str>,
+    pub(crate) task: TaskId,
+    inner: Mutex<StoreInner>,
+    /// Set when `evicted` is non-empty, so the task checks without taking the lock per record.
+    has_evicted: AtomicBool,
+    /// The timestamp of the record (or punctuation) being processed: puts carry it to the cache
+    /// and the changelog.
+    current_ts: Arc<AtomicI64>,
+}
+
+struct StoreInner {
+    stack: KeyValueStoreStack,
+    evicted: Vec<FlushedEntry>,
+}
+
+impl StoreCell {
+    pub(crate) fn new(task: TaskId, stack: KeyValueStoreStack, current_ts: Arc<AtomicI64>) -> Self {
+        StoreCell {
+            name: stack.name().into(),
+            task,
+            inner: Mutex::new(StoreInner {
+                stack,
+                evicted: Vec::new(),
+            }),
+            has_evicted: AtomicBool::new(false),
+            current_ts,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreInner> {
+        // A panic inside a store call poisons the lock; the data itself is still consistent
+        // (every stack call either applies or fails whole), so keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn err(&self, source: state_store::StoreError) -> StreamsError {
+        StreamsError::Store {
+            task: self.task,
+            store: self.name.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn with_stack<T>(
+        &self,
+        f: impl FnOnce(&mut KeyValueStoreStack) -> state_store::Result<T>,
+    ) -> Result<T> {
+        f(&mut self.lock().stack).map_err(|e| self.err(e))
+    }
+
+    fn note_evicted(&self, inner: &mut StoreInner, evicted: Vec<FlushedEntry>) {
+        if !evicted.is_empty() {
+            inner.evicted.extend(evicted);
+            self.has_evicted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Entries evicted since the last call (cheap when there are none).
+    pub(crate) fn take_evicted(&self) -> Vec<FlushedEntry> {
+        if !self.has_evicted.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.lock().evicted)
+    }
+}
+
+/// A typed key-value store of a task. Cheap to clone; all clones are the same store.
+///
+/// Keys are ordered by their serialized bytes (as in Kafka Streams), which is what `range` uses.
+pub struct KeyValueStore<K, V> {
+    cell: Arc<StoreCell>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> Clone for KeyValueStore<K, V> {
+    fn clone(&self) -> Self {
+        KeyValueStore {
+            cell: self.cell.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> KeyValueStore<K, V> {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.cell.name
+    }
+
+    fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+        match self.key_serde.serialize(&self.cell.name, key) {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(StreamsError::StoreAccess {
+                store: self.cell.name.to_string(),
+                message: "a store key must not serialize to null".into(),
+            }),
+            Err(source) => Err(StreamsError::Serialization {
+                target: format!("store `{}`", self.cell.name),
+                source,
+            }),
+        }
+    }
+
+    fn value_bytes(&self, value: &V) -> Result<Option<Vec<u8>>> {
+        self.value_serde
+            .serialize(&self.cell.name, value)
+            .map_err(|source| StreamsError::Serialization {
+                target: format!("store `{}`", self.cell.name),
+                source,
+            })
+    }
+
+    fn decode_key(&self, b: &[u8]) -> Result<K> {
+        self.key_serde
+            .deserialize(&self.cell.name, Some(b))
+            .map_err(|e| self.decode_err("key", e))
+    }
+
+    fn decode_value(&self, b: Option<&[u8]>) -> Result<Option<V>> {
+        match b {
+            None => Ok(None),
+            Some(b) => self
+                .value_serde
+                .deserialize(&self.cell.name, Some(b))
+                .map(Some)
+                .map_err(|e| self.decode_err("value", e)),
+        }
+    }
+
+    fn decode_err(&self, part: &str, e: crate::serde::SerdeError) -> StreamsError {
+        StreamsError::StoreAccess {
+            store: self.cell.name.to_string(),
+            message: format!("stored {part} does not deserialize: {e}"),
+        }
+    }
+
+    /// Whether puts go through a record cache (changes then reach the store, its changelog and
+    /// the flush listener on commit or eviction).
+    pub fn is_cached(&self) -> bool {
+        self.cell.with_stack(|s| Ok(s.is_cached())).unwrap_or(false)
+    }
+
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let k = self.key_bytes(key)?;
+        let v = self.cell.with_stack(|s| s.get(&k))?;
+        self.decode_value(v.as_deref())
+    }
+
+    /// Sets `key` to `value` (a value that serializes to null deletes the key).
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        let k = self.key_bytes(key)?;
+        let v = self.value_bytes(value)?;
+        let ts = self.cell.current_ts.load(Ordering::Relaxed);
+        let mut inner = self.cell.lock();
+        let evicted = inner
+            .stack
+            .put(&k, v.as_deref(), ts)
+            .map_err(|e| self.cell.err(e))?;
+        self.cell.note_evicted(&mut inner, evicted);
+        Ok(())
+    }
+
+    /// Sets `key` to `value` only when it has no value; returns the existing value.
+    pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let k = self.key_bytes(key)?;
+        let Some(v) = self.value_bytes(value)? else {
+            return self.get(key);
+        };
+        let ts = self.cell.current_ts.load(Ordering::Relaxed);
+        let mut inner = self.cell.lock();
+        let (old, evicted) = inner
+            .stack
+            .put_if_absent(&k, &v, ts)
+            .map_err(|e| self.cell.err(e))?;
+        self.cell.note_evicted(&mut inner, evicted);
+        drop(inner);
+        self.decode_value(old.as_deref())
+    }
+
+    /// Deletes `key`; returns the value it had.
+    pub fn delete(&self, key: &K) -> Result<Option<V>> {
+        let k = self.key_bytes(key)?;
+        let ts = self.cell.current_ts.load(Ordering::Relaxed);
+        let mut inner = self.cell.lock();
+        let (old, evicted) = inner.stack.delete(&k, ts).map_err(|e| self.cell.err(e))?;
+        self.cell.note_evicted(&mut inner, evicted);
+        drop(inner);
+        self.decode_value(old.as_deref())
+    }
+
+    /// Entries with `from <= key <= to` in serialized-key order.
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
+        let (f, t) = (self.key_bytes(from)?, self.key_bytes(to)?);
+        let entries = self.cell.with_stack(|s| s.range(Some(&f), Some(&t)))?;
+        self.decode_entries(entries)
+    }
+
+    /// Every entry, in serialized-key order.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        let entries = self.cell.with_stack(|s| s.all())?;
+        self.decode_entries(entries)
+    }
+
+    /// An estimate of the number of keys.
+    pub fn approximate_num_entries(&self) -> Result<u64> {
+        self.cell.with_stack(|s| s.approximate_num_entries())
+    }
+
+    fn decode_entries(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>> {
+        entries
+            .into_iter()
+            .filter_map(
+                |(k, v)| match (self.decode_key(&k), self.decode_value(Some(&v))) {
+                    (Ok(k), Ok(Some(v))) => Some(Ok((k, v))),
+                    (Ok(_), Ok(None)) => None,
+                    (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+                },
+            )
+            .collect()
+    }
+
+    pub(crate) fn decode_flush(&self, e: FlushedEntry) -> Result<CacheFlush<K, V>> {
+        Ok(CacheFlush {
+            key: self.decode_key(&e.key)?,
+            new_value: self.decode_value(e.new_value.as_deref())?,
+            old_value: self.decode_value(e.old_value.as_deref())?,
+            timestamp: e.timestamp,
+        })
+    }
+}
+
+/// Writes a store's changes to its changelog partition through the task's record collector.
+pub(crate) struct CollectorChangelogWriter {
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+}
+
+impl ChangelogWriter for CollectorChangelogWriter {
+    fn log(&mut self, _store: &str, key: &[u8], value: Option<&[u8]>, timestamp: i64) {
+        if let Err(e) = self.collector.send(
+            &self.topic,
+            Some(self.partition),
+            Some(key),
+            value,
+            timestamp,
+            &Vec::new(),
+        ) {
+            self.collector.fail(e);
+        }
+    }
+}
+
+/// `<application.id>-<store>-changelog`.
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}

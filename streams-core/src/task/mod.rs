@@ -1,0 +1,846 @@
+//! Tasks: [`TaskId`] = (sub-topology, partition), and the stream task that owns partition p of
+//! each of its sub-topology's source topics, its processors and its stores, and processes its
+//! records in timestamp order. Synchronous and deterministic: no I/O here but the stores'.
+
+mod queue;
+
+pub(crate) use queue::PartitionGroup;
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use state_store::{
+    CacheBudget, Checkpoint, FlushedEntry, InMemoryEngine, KeyValueEngine, KeyValueStoreStack,
+    RocksDbConfig, RocksDbEngine, StateDirectory, TaskDirLock,
+};
+
+use crate::config::DeserializationHandler;
+use crate::error::{Result, StreamsError};
+use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
+use crate::record::{RawRecord, RecordMetadata};
+use crate::state::{changelog_topic, CollectorChangelogWriter, StoreCell};
+use crate::time::Clock;
+use crate::topology::{Subtopology, Topology};
+
+/// A task's identity: its sub-topology and partition, printed `<subtopology>_<partition>`.
+///
+/// ```
+/// use streams_core::TaskId;
+/// let id: TaskId = "1_3".parse().unwrap();
+/// assert_eq!(id, TaskId { subtopology: 1, partition: 3 });
+/// assert_eq!(id.to_string(), "1_3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition of the sub-topology's source topics.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+impl std::str::FromStr for TaskId {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (a, b) = s
+            .split_once('_')
+            .ok_or_else(|| format!("`{s}` is not a task id like 0_1"))?;
+        Ok(TaskId {
+            subtopology: a
+                .parse()
+                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
+            partition: b
+                .parse()
+                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
+        })
+    }
+}
+
+pub(crate) type PunctuateFn =
+    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;
+pub(crate) type FlushFn =
+    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, FlushedEntry) -> Result<()> + Send>;
+
+/// A scheduled punctuation of one node.
+pub(crate) struct Punctuation {
+    pub(crate) node: usize,
+    pub(crate) interval_ms: i64,
+    pub(crate) kind: PunctuationType,
+    /// `i64::MIN` for a stream-time punctuation that has not fired yet (it fires with the first record).
+    pub(crate) next_due: i64,
+    pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken out while it runs, so that it can borrow the task.
+    pub(crate) callback: Option<PunctuateFn>,
+}
+
+struct TaskNode {
+    processor: Option<Box<dyn ErasedProcessor>>,
+    children: Arc<[usize]>,
+}
+
+/// One store of a task.
+pub(crate) struct TaskStore {
+    pub(crate) name: String,
+    pub(crate) cell: Arc<StoreCell>,
+    /// The typed `KeyValueStore<K, V>` handed to processors.
+    pub(crate) handle: Arc<dyn Any + Send + Sync>,
+    /// Changelog topic and partition, when logged.
+    pub(crate) changelog: Option<(String, i32)>,
+    pub(crate) persistent: bool,
+    /// The node whose flush listener forwards the entries the cache writes out.
+    listener: Option<(usize, FlushFn)>,
+    /// Lowest index of the processors using it: flushing in this order flushes upstream first.
+    order: usize,
+}
+
+/// What a task needs from its surroundings (the runtime or the test driver).
+#[derive(Clone)]
+pub(crate) struct TaskEnv {
+    pub(crate) application_id: Arc<str>,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// `None` (the test driver): every store lives in memory and nothing is locked or checkpointed.
+    pub(crate) state_dir: Option<Arc<StateDirectory>>,
+    /// `None`: caching is off whatever the stores ask for (statestore.cache.max.bytes = 0).
+    pub(crate) cache_budget: Option<Arc<CacheBudget>>,
+    pub(crate) rocksdb: Arc<RocksDbConfig>,
+    pub(crate) deserialization_handler: DeserializationHandler,
+    pub(crate) lock_timeout: Duration,
+}
+
+/// The part of a task processors reach through their context.
+pub(crate) struct TaskCore {
+    pub(crate) id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    pub(crate) topology: Arc<Topology>,
+    nodes: Vec<Option<TaskNode>>,
+    pub(crate) stores: Vec<TaskStore>,
+    pub(crate) meta: Option<RecordMetadata>,
+    current_ts: Arc<AtomicI64>,
+    pub(crate) stream_time: i64,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    punctuations: Vec<Punctuation>,
+}
+
+impl TaskCore {
+    pub(crate) fn node_name(&self, node: usize) -> &str {
+        &self.topology.nodes[node].name
+    }
+
+    pub(crate) fn node_stores(&self, node: usize) -> &[String] {
+        &self.topology.nodes[node].stores
+    }
+
+    pub(crate) fn children(&self, node: usize) -> Arc<[usize]> {
+        self.nodes[node]
+            .as_ref()
+            .map(|n| n.children.clone())
+            .unwrap_or_else(|| Arc::from([]))
+    }
+
+    pub(crate) fn store(&self, name: &str) -> Option<&TaskStore> {
+        self.stores.iter().find(|s| s.name == name)
+    }
+
+    pub(crate) fn current_timestamp(&self) -> i64 {
+        self.current_ts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn schedule(&mut self, p: Punctuation) {
+        self.punctuations.push(p);
+    }
+
+    pub(crate) fn set_flush_listener(
+        &mut self,
+        store: &str,
+        node: usize,
+        f: FlushFn,
+    ) -> Result<()> {
+        let s = self
+            .stores
+            .iter_mut()
+            .find(|s| s.name == store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: "no such store in this task".into(),
+            })?;
+        s.listener = Some((node, f));
+        Ok(())
+    }
+
+    /// Runs node `idx` on `record`. The processor is taken out of its slot while it runs, which
+    /// is safe because the graph is acyclic: a node is never re-entered by its own forwards.
+    pub(crate) fn process_node(&mut self, idx: usize, record: Box<dyn Any + Send>) -> Result<()> {
+        let mut p = self.nodes[idx]
+            .as_mut()
+            .and_then(|n| n.processor.take())
+            .ok_or_else(|| {
+                StreamsError::Topology(format!(
+                    "node `{}` is not runnable in task {}",
+                    self.node_name(idx),
+                    self.id
+                ))
+            })?;
+        let r = p.process(
+            &mut NodeContext {
+                task: self,
+                node: idx,
+            },
+            record,
+        );
+        if let Some(n) = self.nodes[idx].as_mut() {
+            n.processor = Some(p);
+        }
+        r.map_err(|e| self.attribute(idx, e))
+    }
+
+    /// Names the task and processor on errors that user code raised.
+    fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
+        match e {
+            StreamsError::User(message) => StreamsError::Processing {
+                task: self.id,
+                processor: self.node_name(idx).to_string(),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    fn set_timestamp(&mut self, ts: i64) {
+        self.current_ts.store(ts, Ordering::Relaxed);
+    }
+
+    /// Fires every punctuation of `kind` that is due at `now`.
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
+        let mut fired = false;
+        self.punctuations
+            .retain(|p| !p.cancelled.load(Ordering::Relaxed));
+        let mut i = 0;
+        while i < self.punctuations.len() {
+            let p = &mut self.punctuations[i];
+            if p.kind == kind && p.next_due <= now && !p.cancelled.load(Ordering::Relaxed) {
+                let node = p.node;
+                let mut cb = p.callback.take().expect("punctuation callback present");
+                let next = if p.next_due == i64::MIN {
+                    now + p.interval_ms
+                } else if now >= p.next_due + p.interval_ms {
+                    // Missed several intervals: fire once, then realign, as Kafka Streams does.
+                    now + p.interval_ms
+                } else {
+                    p.next_due + p.interval_ms
+                };
+                p.next_due = next;
+                let saved_meta = self.meta.take();
+                let saved_ts = self.current_timestamp();
+                self.set_timestamp(now);
+                let r = cb(&mut NodeContext { task: self, node }, now);
+                self.punctuations[i].callback = Some(cb);
+                self.meta = saved_meta;
+                self.set_timestamp(saved_ts);
+                r.map_err(|e| self.attribute(node, e))?;
+                self.forward_evicted()?;
+                fired = true;
+            }
+            i += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Forwards what store caches evicted during the last record, through their listeners.
+    fn forward_evicted(&mut self) -> Result<()> {
+        // Forwarding can make downstream caches evict in turn; repeat until quiet.
+        loop {
+            let mut any = false;
+            for i in 0..self.stores.len() {
+                let evicted = self.stores[i].cell.take_evicted();
+                if evicted.is_empty() {
+                    continue;
+                }
+                any = true;
+                self.run_listener(i, evicted)?;
+            }
+            if !any {
+                return Ok(());
+            }
+        }
+    }
+
+    fn run_listener(&mut self, store: usize, entries: Vec<FlushedEntry>) -> Result<()> {
+        let Some((node, mut f)) = self.stores[store].listener.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for e in entries {
+            result = f(&mut NodeContext { task: self, node }, e);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.stores[store].listener = Some((node, f));
+        result.map_err(|e| self.attribute(node, e))
+    }
+}
+
+/// Metrics of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records processed.
+    pub processed: u64,
+    /// Records skipped by the deserialization handler (Kafka Streams' dropped-records).
+    pub dropped: u64,
+    /// Records restored into the task's stores from their changelogs.
+    pub restored: u64,
+}
+
+/// A changelog partition a task restores one store from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangelogPartition {
+    pub(crate) store: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// Where restoration starts: the checkpointed offset, or `None` for the beginning.
+    pub(crate) checkpoint: Option<i64>,
+}
+
+/// A running task.
+pub(crate) struct StreamTask {
+    pub(crate) id: TaskId,
+    core: TaskCore,
+    queues: PartitionGroup,
+    handler: DeserializationHandler,
+    /// Next offset to commit per input partition: past every record processed or skipped.
+    consumed: HashMap<(Arc<str>, i32), i64>,
+    /// Changelog offsets to checkpoint: the next offset to restore from, per changelog partition.
+    changelog_offsets: BTreeMap<(String, i32), i64>,
+    checkpoint_path: Option<PathBuf>,
+    pub(crate) metrics: TaskMetrics,
+    initialized: bool,
+    /// Held for the task's lifetime so no other instance on this machine opens its stores.
+    _lock: Option<TaskDirLock>,
+}
+
+impl StreamTask {
+    /// Creates the task of `subtopology` for `partition`: locks its directory, opens its stores
+    /// and makes its processors (not yet initialized: restore first, then [`Self::initialize`]).
+    pub(crate) fn new(
+        topology: Arc<Topology>,
+        subtopology: &Subtopology,
+        partition: i32,
+        env: &TaskEnv,
+    ) -> Result<Self> {
+        let id = TaskId {
+            subtopology: subtopology.id,
+            partition,
+        };
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| StreamsError::Io { path, source }
+        };
+        let lock = match &env.state_dir {
+            Some(dir) => Some(dir.lock_task(&id.to_string(), env.lock_timeout).map_err(
+                |source| StreamsError::Store {
+                    task: id,
+                    store: "<task directory>".into(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+        let checkpoint_path = lock
+            .as_ref()
+            .map(|l| l.dir().join(state_store::CHECKPOINT_FILE));
+        let checkpoint = match &checkpoint_path {
+            Some(p) => Checkpoint::read(p).map_err(|source| StreamsError::Store {
+                task: id,
+                store: "<checkpoint>".into(),
+                source,
+            })?,
+            None => HashMap::new(),
+        };
+
+        let current_ts = Arc::new(AtomicI64::new(0));
+        let mut stores = Vec::new();
+        for name in &subtopology.stores {
+            let def = &topology.stores[name];
+            let f = &def.factory;
+            let engine: Box<dyn KeyValueEngine> = match (&lock, f.persistent()) {
+                (Some(lock), true) => {
+                    let dir = state_store::rocksdb_dir(lock.dir(), name);
+                    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                    Box::new(
+                        RocksDbEngine::open(name.clone(), &dir, &env.rocksdb).map_err(
+                            |source| StreamsError::Store {
+                                task: id,
+                                store: name.clone(),
+                                source,
+                            },
+                        )?,
+                    )
+                }
+                _ => Box::new(InMemoryEngine::new(name.clone())),
+            };
+            let persistent = engine.persistent();
+            let mut stack = KeyValueStoreStack::new(engine);
+            let changelog = f
+                .logging()
+                .then(|| (changelog_topic(&env.application_id, name), partition));
+            if let Some((topic, partition)) = &changelog {
+                stack = stack.with_changelog(Box::new(CollectorChangelogWriter {
+                    collector: env.collector.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                }));
+            }
+            if f.caching() {
+                if let Some(budget) = &env.cache_budget {
+                    stack = stack.with_cache(budget.clone());
+                }
+            }
+            let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
+            stores.push(TaskStore {
+                name: name.clone(),
+                handle: f.typed_handle(cell.clone()),
+                cell,
+                changelog,
+                persistent,
+                listener: None,
+                order: def.processors.iter().copied().min().unwrap_or(usize::MAX),
+            });
+        }
+        stores.sort_by_key(|s| s.order);
+
+        let mut nodes: Vec<Option<TaskNode>> = (0..topology.nodes.len()).map(|_| None).collect();
+        for &i in &subtopology.nodes {
+            let def = &topology.nodes[i];
+            nodes[i] = Some(TaskNode {
+                processor: Some((def.factory)()),
+                children: Arc::from(def.children.as_slice()),
+            });
+        }
+
+        let mut changelog_offsets = BTreeMap::new();
+        for s in &stores {
+            if let (Some((topic, p)), true) = (&s.changelog, s.persistent) {
+                if let Some(off) = checkpoint.get(&(topic.clone(), *p)) {
+                    changelog_offsets.insert((topic.clone(), *p), *off);
+                }
+            }
+        }
+
+        let queues = PartitionGroup::new(&topology, subtopology, partition, &env.application_id);
+        let core = TaskCore {
+            id,
+            application_id: env.application_id.clone(),
+            topology,
+            nodes,
+            stores,
+            meta: None,
+            current_ts,
+            stream_time: -1,
+            clock: env.clock.clone(),
+            collector: env.collector.clone(),
+            punctuations: Vec::new(),
+        };
+        Ok(StreamTask {
+            id,
+            core,
+            queues,
+            handler: env.deserialization_handler,
+            consumed: HashMap::new(),
+            changelog_offsets,
+            checkpoint_path,
+            metrics: TaskMetrics::default(),
+            initialized: false,
+            _lock: lock,
+        })
+    }
+
+    /// The input partitions of this task (topic as named on the cluster, partition).
+    pub(crate) fn input_partitions(&self) -> Vec<(String, i32)> {
+        self.queues.partitions()
+    }
+
+    /// The changelog partitions to restore, with where to start.
+    pub(crate) fn changelogs(&self) -> Vec<ChangelogPartition> {
+        self.core
+            .stores
+            .iter()
+            .filter_map(|s| {
+                let (topic, partition) = s.changelog.clone()?;
+                let checkpoint = if s.persistent {
+                    self.changelog_offsets
+                        .get(&(topic.clone(), partition))
+                        .copied()
+                } else {
+                    None
+                };
+                Some(ChangelogPartition {
+                    store: s.name.clone(),
+                    topic,
+                    partition,
+                    checkpoint,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes restored changelog records straight into `store`.
+    pub(crate) fn restore_batch(
+        &mut self,
+        store: &str,
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<()> {
+        let s = self
+            .core
+            .store(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!("not a store of task {}", self.id),
+            })?;
+        s.cell.with_stack(|stack| stack.restore_batch(batch))?;
+        self.metrics.restored += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes every entry of `store` (before a restore from scratch).
+    pub(crate) fn clear_store(&mut self, store: &str) -> Result<()> {
+        let s = self
+            .core
+            .store(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!("not a store of task {}", self.id),
+            })?;
+        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = s
+            .cell
+            .with_stack(|st| st.all())?
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        s.cell.with_stack(|st| st.restore_batch(&keys))
+    }
+
+    /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
+    pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.changelog_offsets
+            .insert((topic.to_string(), partition), next_offset);
+    }
+
+    /// Throws away the local state of the task's persistent stores (for a checkpoint that no
+    /// longer matches its changelog): the caller then restores from the beginning.
+    pub(crate) fn forget_checkpoint(&mut self, topic: &str, partition: i32) {
+        self.changelog_offsets
+            .remove(&(topic.to_string(), partition));
+    }
+
+    /// Initializes the processors, in topological order, once the stores are restored.
+    pub(crate) fn initialize(&mut self) -> Result<()> {
+        if self.initialized {
+            return Ok(());
+        }
+        for i in 0..self.core.nodes.len() {
+            let Some(mut p) = self.core.nodes[i].as_mut().and_then(|n| n.processor.take()) else {
+                continue;
+            };
+            let r = p.init(&mut NodeContext {
+                task: &mut self.core,
+                node: i,
+            });
+            if let Some(n) = self.core.nodes[i].as_mut() {
+                n.processor = Some(p);
+            }
+            r.map_err(|e| self.core.attribute(i, e))?;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// Decodes and queues records of one input partition. A record that fails to deserialize
+    /// fails here (log-and-fail) or is queued as skipped (log-and-continue), so that offsets only
+    /// move past it in order.
+    pub(crate) fn add_records(
+        &mut self,
+        records: impl IntoIterator<Item = RawRecord>,
+    ) -> Result<()> {
+        for raw in records {
+            if let Some(skipped) = self.queues.add(raw, self.handler)? {
+                self.metrics.dropped += 1;
+                tracing::warn!(task = %self.id, topic = %skipped.topic, partition = skipped.partition,
+                    offset = skipped.offset, error = %skipped.error, "skipping a record that failed to deserialize (log-and-continue)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records queued and not yet processed.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Processes up to `max` queued records, smallest timestamp first across partitions.
+    pub(crate) fn process(&mut self, max: usize) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some(next) = self.queues.next() else {
+                break;
+            };
+            n += 1;
+            self.consumed
+                .insert((next.topic.clone(), next.partition), next.offset + 1);
+            let Some(payload) = next.payload else {
+                continue;
+            };
+            self.core.meta = Some(RecordMetadata {
+                topic: next.topic,
+                partition: next.partition,
+                offset: next.offset,
+            });
+            self.core.set_timestamp(next.timestamp);
+            if next.timestamp > self.core.stream_time {
+                self.core.stream_time = next.timestamp;
+            }
+            self.core.process_node(next.source_node, payload)?;
+            self.core.forward_evicted()?;
+            self.metrics.processed += 1;
+            let st = self.core.stream_time;
+            self.core.meta = None;
+            self.core.punctuate(PunctuationType::StreamTime, st)?;
+            self.core.collector.check()?;
+        }
+        Ok(n)
+    }
+
+    /// Fires wall-clock punctuations due at the clock's current time.
+    pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool> {
+        let now = self.core.clock.now_ms();
+        self.core.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    /// First half of a commit: write every cache out (forwarding what it emits, upstream stores
+    /// first) and make the stores durable. The caller then waits for the producer, checkpoints
+    /// and commits [`Self::committable_offsets`].
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        for i in 0..self.core.stores.len() {
+            let entries = self.core.stores[i].cell.with_stack(|s| s.flush_cache())?;
+            if !entries.is_empty() {
+                self.core.run_listener(i, entries)?;
+            }
+            self.core.forward_evicted()?;
+        }
+        for s in &self.core.stores {
+            s.cell.with_stack(|st| st.flush())?;
+        }
+        self.core.collector.check()
+    }
+
+    /// Offsets to commit: the next offset of every input partition this task has moved on.
+    pub(crate) fn committable_offsets(&self) -> Vec<(String, i32, i64)> {
+        self.consumed
+            .iter()
+            .map(|((t, p), o)| (t.to_string(), *p, *o))
+            .collect()
+    }
+
+    /// Last half of a commit, after the producer acknowledged everything: record how far each
+    /// changelog is reflected in the local stores. `acked` gives the next offset per changelog
+    /// partition written since the last checkpoint.
+    pub(crate) fn checkpoint(&mut self, acked: &HashMap<(String, i32), i64>) -> Result<()> {
+        for s in &self.core.stores {
+            if let Some(key) = &s.changelog {
+                if let Some(off) = acked.get(key) {
+                    self.changelog_offsets.insert(key.clone(), *off);
+                }
+            }
+        }
+        let Some(path) = &self.checkpoint_path else {
+            return Ok(());
+        };
+        let persistent: HashMap<(String, i32), i64> = self
+            .core
+            .stores
+            .iter()
+            .filter(|s| s.persistent)
+            .filter_map(|s| {
+                let key = s.changelog.clone()?;
+                let off = self.changelog_offsets.get(&key)?;
+                Some((key, *off))
+            })
+            .collect();
+        if persistent.is_empty() {
+            return Ok(());
+        }
+        Checkpoint::write(path, &persistent).map_err(|source| StreamsError::Store {
+            task: self.id,
+            store: "<checkpoint>".into(),
+            source,
+        })
+    }
+
+    /// Closes processors and stores. The caller commits first when closing cleanly.
+    pub(crate) fn close(mut self) {
+        for n in self.core.nodes.iter_mut().flatten() {
+            if let Some(p) = n.processor.as_mut() {
+                p.close();
+            }
+        }
+        for s in &self.core.stores {
+            if let Err(e) = s.cell.with_stack(|st| st.close()) {
+                tracing::warn!(task = %self.id, store = %s.name, error = %e, "closing store failed");
+            }
+        }
+    }
+
+    /// Direct access to a store's typed handle (the test driver reads stores with it).
+    pub(crate) fn store_handle(&self, name: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.core.store(name).map(|s| s.handle.clone())
+    }
+
+    /// The task's stream time.
+    #[cfg(test)]
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.core.stream_time
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processor::{Processor, ProcessorContext};
+    use crate::record::{Headers, Record};
+    use crate::serde::Serdes;
+    use crate::time::ManualClock;
+    use std::sync::Mutex;
+
+    struct NullCollector;
+    impl RecordCollector for NullCollector {
+        fn send(
+            &self,
+            _: &str,
+            _: Option<i32>,
+            _: Option<&[u8]>,
+            _: Option<&[u8]>,
+            _: i64,
+            _: &Headers,
+        ) -> Result<()> {
+            Ok(())
+        }
+        fn fail(&self, _: StreamsError) {}
+        fn check(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Recorder(Arc<Mutex<Vec<(String, i64)>>>);
+    impl Processor for Recorder {
+        type KIn = String;
+        type VIn = String;
+        type KOut = String;
+        type VOut = String;
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, String, String>,
+            r: Record<String, String>,
+        ) -> Result<()> {
+            self.0.lock().unwrap().push((
+                format!("{}:{}", ctx.topic().unwrap(), r.value),
+                ctx.current_stream_time_ms(),
+            ));
+            Ok(())
+        }
+    }
+
+    fn raw(topic: &str, offset: i64, ts: i64, value: &str) -> RawRecord {
+        RawRecord {
+            topic: topic.into(),
+            partition: 2,
+            offset,
+            timestamp: ts,
+            key: Some(b"k".to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_task_processes_its_partitions_in_timestamp_order_and_tracks_offsets() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut t = Topology::new();
+        t.add_source("src", &["a", "b"], Serdes::string(), Serdes::string())
+            .unwrap();
+        let s2 = seen.clone();
+        t.add_processor("rec", move || Recorder(s2.clone()), &["src"])
+            .unwrap();
+        let t = Arc::new(t);
+        let sub = t.subtopologies().remove(0);
+        let env = TaskEnv {
+            application_id: "app".into(),
+            collector: Arc::new(NullCollector),
+            clock: Arc::new(ManualClock::new(0)),
+            state_dir: None,
+            cache_budget: None,
+            rocksdb: Arc::new(RocksDbConfig::default()),
+            deserialization_handler: DeserializationHandler::LogAndFail,
+            lock_timeout: Duration::from_secs(1),
+        };
+        let mut task = StreamTask::new(t, &sub, 2, &env).unwrap();
+        assert_eq!(task.id.to_string(), "0_2");
+        task.initialize().unwrap();
+        task.add_records([raw("a", 10, 300, "a1"), raw("a", 11, 100, "a2")])
+            .unwrap();
+        task.add_records([raw("b", 5, 200, "b1"), raw("b", 6, 400, "b2")])
+            .unwrap();
+        assert_eq!(task.buffered(), 4);
+        assert_eq!(task.process(usize::MAX).unwrap(), 4);
+        let seen = seen.lock().unwrap().clone();
+        // Heads are compared across partitions; within a partition the order is kept.
+        assert_eq!(
+            seen,
+            vec![
+                ("b:b1".into(), 200),
+                ("a:a1".into(), 300),
+                ("a:a2".into(), 300),
+                ("b:b2".into(), 400)
+            ]
+        );
+        let mut offsets = task.committable_offsets();
+        offsets.sort();
+        assert_eq!(offsets, vec![("a".into(), 2, 12), ("b".into(), 2, 7)]);
+        assert_eq!(task.stream_time(), 400);
+    }
+
+    #[test]
+    fn a_record_for_another_partition_is_refused() {
+        let mut t = Topology::new();
+        t.add_source("src", &["a"], Serdes::string(), Serdes::string())
+            .unwrap();
+        let t = Arc::new(t);
+        let sub = t.subtopologies().remove(0);
+        let env = TaskEnv {
+            application_id: "app".into(),
+            collector: Arc::new(NullCollector),
+            clock: Arc::new(ManualClock::new(0)),
+            state_dir: None,
+            cache_budget: None,
+            rocksdb: Arc::new(RocksDbConfig::default()),
+            deserialization_handler: DeserializationHandler::LogAndFail,
+            lock_timeout: Duration::from_secs(1),
+        };
+        let mut task = StreamTask::new(t, &sub, 0, &env).unwrap();
+        let err = task
+            .add_records([raw("a", 1, 1, "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topic `a` partition 2 offset 1"), "{err}");
+    }
+}

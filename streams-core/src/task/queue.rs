@@ -1,0 +1,174 @@
+//! [`PartitionGroup`]: a task's per-partition record queues, drained smallest timestamp first.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::config::DeserializationHandler;
+use crate::error::{Result, StreamsError};
+use crate::record::RawRecord;
+use crate::topology::{DecodeError, NodeKind, SourceDecoder, Subtopology, Topology};
+
+struct Queued {
+    /// `None`: skipped by the deserialization handler; kept so offsets advance in order.
+    payload: Option<Box<dyn Any + Send>>,
+    timestamp: i64,
+    offset: i64,
+}
+
+struct RecordQueue {
+    topic: Arc<str>,
+    partition: i32,
+    source_node: usize,
+    decoder: SourceDecoder,
+    records: VecDeque<Queued>,
+    /// Largest timestamp queued so far in this partition.
+    partition_time: i64,
+}
+
+/// The next record a task processes.
+pub(crate) struct Next {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) payload: Option<Box<dyn Any + Send>>,
+    pub(crate) source_node: usize,
+}
+
+/// A record the log-and-continue handler skipped.
+pub(crate) struct Skipped {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) error: StreamsError,
+}
+
+/// The input queues of one task, one per source topic partition.
+pub(crate) struct PartitionGroup {
+    queues: Vec<RecordQueue>,
+    total: usize,
+}
+
+impl PartitionGroup {
+    pub(crate) fn new(
+        topology: &Topology,
+        sub: &Subtopology,
+        partition: i32,
+        application_id: &str,
+    ) -> Self {
+        let mut queues = Vec::new();
+        for &i in &sub.nodes {
+            if let NodeKind::Source { topics, decoder } = &topology.nodes[i].kind {
+                for t in topics {
+                    queues.push(RecordQueue {
+                        topic: topology.physical_topic(application_id, t).into(),
+                        partition,
+                        source_node: i,
+                        decoder: decoder.clone(),
+                        records: VecDeque::new(),
+                        partition_time: -1,
+                    });
+                }
+            }
+        }
+        PartitionGroup { queues, total: 0 }
+    }
+
+    pub(crate) fn partitions(&self) -> Vec<(String, i32)> {
+        self.queues
+            .iter()
+            .map(|q| (q.topic.to_string(), q.partition))
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Decodes and queues one record; `Ok(Some(_))` when the handler chose to skip it.
+    pub(crate) fn add(
+        &mut self,
+        raw: RawRecord,
+        handler: DeserializationHandler,
+    ) -> Result<Option<Skipped>> {
+        let q = self
+            .queues
+            .iter_mut()
+            .find(|q| *q.topic == *raw.topic && q.partition == raw.partition)
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!(
+                    "record of topic `{}` partition {} offset {} given to a task that does not read it",
+                    raw.topic, raw.partition, raw.offset
+                ))
+            })?;
+        self.total += 1;
+        match (q.decoder)(&raw, q.partition_time) {
+            Ok((payload, ts)) => {
+                if ts < 0 {
+                    return Err(StreamsError::InvalidTimestamp {
+                        timestamp: ts,
+                        topic: raw.topic.to_string(),
+                        partition: raw.partition,
+                        offset: raw.offset,
+                    });
+                }
+                q.partition_time = q.partition_time.max(ts);
+                q.records.push_back(Queued {
+                    payload: Some(payload),
+                    timestamp: ts,
+                    offset: raw.offset,
+                });
+                Ok(None)
+            }
+            Err(e) => {
+                let (part, source) = match e {
+                    DecodeError::Key(s) => ("key", s),
+                    DecodeError::Value(s) => ("value", s),
+                };
+                let error = StreamsError::Deserialization {
+                    part,
+                    topic: raw.topic.to_string(),
+                    partition: raw.partition,
+                    offset: raw.offset,
+                    source,
+                };
+                match handler {
+                    DeserializationHandler::LogAndFail => Err(error),
+                    DeserializationHandler::LogAndContinue => {
+                        q.records.push_back(Queued {
+                            payload: None,
+                            timestamp: q.partition_time.max(0),
+                            offset: raw.offset,
+                        });
+                        Ok(Some(Skipped {
+                            topic: raw.topic.clone(),
+                            partition: raw.partition,
+                            offset: raw.offset,
+                            error,
+                        }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the head record with the smallest timestamp across the partitions.
+    pub(crate) fn next(&mut self) -> Option<Next> {
+        let q = self
+            .queues
+            .iter_mut()
+            .filter(|q| !q.records.is_empty())
+            .min_by_key(|q| q.records.front().map(|r| r.timestamp))?;
+        let r = q.records.pop_front()?;
+        self.total -= 1;
+        Some(Next {
+            topic: q.topic.clone(),
+            partition: q.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            payload: r.payload,
+            source_node: q.source_node,
+        })
+    }
+}

@@ -1,0 +1,496 @@
+//! [`TopologyTestDriver`]: runs a topology synchronously without a broker, with the same task
+//! code the runtime uses. Pipe input with timestamps, read outputs, read stores, move the wall clock.
+//!
+//! As in Kafka Streams' driver, every sub-topology runs as one task (partition 0), records sent
+//! to repartition topics are processed at once, and the driver commits after every input record,
+//! so caches are flushed and every update is visible right away.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use state_store::{CacheBudget, RocksDbConfig};
+
+use crate::config::{ResolvedConfig, StreamsConfig};
+use crate::error::{Result, StreamsError};
+use crate::processor::RecordCollector;
+use crate::record::{Headers, RawRecord, Record};
+use crate::serde::SerdeRef;
+use crate::state::KeyValueStore;
+use crate::task::{StreamTask, TaskEnv, TaskMetrics};
+use crate::time::ManualClock;
+use crate::topology::Topology;
+
+#[derive(Debug, Clone)]
+struct Sent {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    headers: Headers,
+}
+
+#[derive(Default)]
+struct CapturingCollector {
+    sent: Mutex<Vec<Sent>>,
+    error: Mutex<Option<String>>,
+}
+
+impl RecordCollector for CapturingCollector {
+    fn send(
+        &self,
+        topic: &str,
+        _partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()> {
+        self.sent.lock().expect("collector lock").push(Sent {
+            topic: topic.to_string(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            timestamp,
+            headers: headers.clone(),
+        });
+        Ok(())
+    }
+    fn fail(&self, error: StreamsError) {
+        self.error
+            .lock()
+            .expect("collector lock")
+            .get_or_insert(error.to_string());
+    }
+    fn check(&self) -> Result<()> {
+        match &*self.error.lock().expect("collector lock") {
+            Some(e) => Err(StreamsError::Production {
+                topic: "<test driver>".into(),
+                message: e.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Inner {
+    config: ResolvedConfig,
+    topology: Arc<Topology>,
+    tasks: Vec<StreamTask>,
+    /// Physical topic -> index of the task reading it.
+    readers: HashMap<String, usize>,
+    collector: Arc<CapturingCollector>,
+    outputs: BTreeMap<String, VecDeque<Sent>>,
+    next_offset: HashMap<String, i64>,
+    clock: ManualClock,
+}
+
+/// Runs a [`Topology`] without Kafka.
+///
+/// ```
+/// use streams_core::{Topology, TopologyTestDriver, StreamsConfig, serde::Serdes};
+/// let mut t = Topology::new();
+/// t.add_source("in", &["in"], Serdes::string(), Serdes::string()).unwrap();
+/// t.add_sink("out", "out", Serdes::string(), Serdes::string(), &["in"]).unwrap();
+/// let driver = TopologyTestDriver::new(t, StreamsConfig::new("app", "unused:9092")).unwrap();
+/// let input = driver.create_input_topic("in", Serdes::string(), Serdes::string());
+/// let output = driver.create_output_topic("out", Serdes::string(), Serdes::string());
+/// input.pipe_input("k".to_string(), "v".to_string());
+/// assert_eq!(output.read_key_value(), ("k".to_string(), "v".to_string()));
+/// assert!(output.is_empty());
+/// ```
+pub struct TopologyTestDriver {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl TopologyTestDriver {
+    /// Builds every task of `topology` (in memory) and initializes its processors. The wall
+    /// clock starts at 0.
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        Self::with_start_time(topology, config, 0)
+    }
+
+    /// Like [`Self::new`] with the wall clock starting at `wall_clock_ms`.
+    pub fn with_start_time(
+        topology: Topology,
+        config: StreamsConfig,
+        wall_clock_ms: i64,
+    ) -> Result<Self> {
+        let config = config.resolve()?;
+        topology.validate(config.ensure_explicit_naming)?;
+        let topology = Arc::new(topology);
+        let collector = Arc::new(CapturingCollector::default());
+        let clock = ManualClock::new(wall_clock_ms);
+        let env = TaskEnv {
+            application_id: config.application_id.as_str().into(),
+            collector: collector.clone(),
+            clock: Arc::new(clock.clone()),
+            state_dir: None,
+            cache_budget: (config.cache_max_bytes > 0)
+                .then(|| CacheBudget::new(config.cache_max_bytes)),
+            rocksdb: Arc::new(RocksDbConfig::default()),
+            deserialization_handler: config.deserialization_handler,
+            lock_timeout: Duration::from_secs(1),
+        };
+        let mut tasks = Vec::new();
+        let mut readers = HashMap::new();
+        for sub in topology.subtopologies() {
+            let mut task = StreamTask::new(topology.clone(), &sub, 0, &env)?;
+            task.initialize()?;
+            for (topic, _) in task.input_partitions() {
+                readers.insert(topic, tasks.len());
+            }
+            tasks.push(task);
+        }
+        Ok(TopologyTestDriver {
+            inner: Rc::new(RefCell::new(Inner {
+                config,
+                topology,
+                tasks,
+                readers,
+                collector,
+                outputs: BTreeMap::new(),
+                next_offset: HashMap::new(),
+                clock,
+            })),
+        })
+    }
+
+    /// An input topic to pipe typed records into.
+    pub fn create_input_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic {
+            driver: self.inner.clone(),
+            topic: topic.to_string(),
+            key_serde,
+            value_serde,
+            next_timestamp: RefCell::new(0),
+        }
+    }
+
+    /// An output topic to read typed records from.
+    pub fn create_output_topic<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            driver: self.inner.clone(),
+            topic: topic.to_string(),
+            key_serde,
+            value_serde,
+            _t: PhantomData,
+        }
+    }
+
+    /// Pipes one raw record into `topic` and processes everything it causes.
+    pub fn pipe_raw(
+        &self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()> {
+        self.inner
+            .borrow_mut()
+            .pipe(topic, key, value, timestamp, headers)
+    }
+
+    /// Moves the wall clock forward and fires the wall-clock punctuations that are due.
+    pub fn advance_wall_clock_time(&self, by: Duration) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        inner.clock.advance(by.as_millis() as i64);
+        for i in 0..inner.tasks.len() {
+            inner.tasks[i].punctuate_wall_clock()?;
+        }
+        inner.settle()
+    }
+
+    /// The store `name` of the task that owns it.
+    pub fn get_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Option<KeyValueStore<K, V>> {
+        let inner = self.inner.borrow();
+        inner
+            .tasks
+            .iter()
+            .find_map(|t| t.store_handle(name))
+            .and_then(|h| h.downcast_ref::<KeyValueStore<K, V>>().cloned())
+    }
+
+    /// Metrics summed over the tasks (processed, dropped records).
+    pub fn metrics(&self) -> TaskMetrics {
+        let inner = self.inner.borrow();
+        inner.tasks.iter().fold(TaskMetrics::default(), |mut m, t| {
+            m.processed += t.metrics.processed;
+            m.dropped += t.metrics.dropped;
+            m.restored += t.metrics.restored;
+            m
+        })
+    }
+
+    /// Names of the topics that received output (not counting internal topics).
+    pub fn output_topic_names(&self) -> Vec<String> {
+        self.inner.borrow().outputs.keys().cloned().collect()
+    }
+
+    /// The topology being driven, as text.
+    pub fn describe(&self) -> String {
+        self.inner.borrow().topology.describe().to_string()
+    }
+}
+
+impl Inner {
+    fn pipe(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()> {
+        let Some(&task) = self.readers.get(topic) else {
+            return Err(StreamsError::Topology(format!(
+                "topic `{topic}` is not read by the topology"
+            )));
+        };
+        self.feed(task, topic, key, value, timestamp, headers)?;
+        self.settle()?;
+        // Commit after every input record, as Kafka Streams' driver does.
+        for i in 0..self.tasks.len() {
+            self.tasks[i].flush()?;
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    fn feed(
+        &mut self,
+        task: usize,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()> {
+        let offset = self.next_offset.entry(topic.to_string()).or_insert(0);
+        let raw = RawRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset: *offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        };
+        *offset += 1;
+        self.tasks[task].add_records([raw])?;
+        self.tasks[task].process(usize::MAX)?;
+        Ok(())
+    }
+
+    /// Routes what the tasks sent: repartition topics back into their reading task, changelogs
+    /// nowhere, the rest to the output queues; repeats until nothing moves.
+    fn settle(&mut self) -> Result<()> {
+        loop {
+            let sent = std::mem::take(&mut *self.collector.sent.lock().expect("collector lock"));
+            if sent.is_empty() {
+                return Ok(());
+            }
+            let prefix = format!("{}-", self.config.application_id);
+            for s in sent {
+                let internal = s.topic.starts_with(&prefix)
+                    && (s.topic.ends_with("-repartition") || s.topic.ends_with("-changelog"));
+                if internal && s.topic.ends_with("-changelog") {
+                    continue;
+                }
+                // A topic the topology also reads is processed again, as on a real cluster.
+                if let Some(&task) = self.readers.get(&s.topic) {
+                    self.feed(
+                        task,
+                        &s.topic,
+                        s.key.clone(),
+                        s.value.clone(),
+                        s.timestamp,
+                        s.headers.clone(),
+                    )?;
+                }
+                if internal {
+                    continue;
+                }
+                self.outputs
+                    .entry(s.topic.clone())
+                    .or_default()
+                    .push_back(s);
+            }
+        }
+    }
+}
+
+/// Typed input for the driver; records get increasing offsets and, unless given, timestamps.
+pub struct TestInputTopic<K, V> {
+    driver: Rc<RefCell<Inner>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    next_timestamp: RefCell<i64>,
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// Pipes a record with the topic's current timestamp (0, or the last one given); panics on error.
+    pub fn pipe_input(&self, key: K, value: V) {
+        let ts = *self.next_timestamp.borrow();
+        self.try_pipe_input(key, value, ts)
+            .unwrap_or_else(|e| panic!("pipe_input to `{}`: {e}", self.topic))
+    }
+
+    /// Pipes a record with `timestamp`; panics on error.
+    pub fn pipe_input_at(&self, key: K, value: V, timestamp: i64) {
+        self.try_pipe_input(key, value, timestamp)
+            .unwrap_or_else(|e| panic!("pipe_input to `{}`: {e}", self.topic))
+    }
+
+    /// Pipes a record with `timestamp` and returns what processing it raised.
+    pub fn try_pipe_input(&self, key: K, value: V, timestamp: i64) -> Result<()> {
+        let ser = |e| StreamsError::Serialization {
+            target: self.topic.clone(),
+            source: e,
+        };
+        let k = self.key_serde.serialize(&self.topic, &key).map_err(ser)?;
+        let v = self
+            .value_serde
+            .serialize(&self.topic, &value)
+            .map_err(ser)?;
+        *self.next_timestamp.borrow_mut() = timestamp;
+        self.driver
+            .borrow_mut()
+            .pipe(&self.topic, k, v, timestamp, Vec::new())
+    }
+
+    /// Pipes a record whose value is null (a tombstone for tables).
+    pub fn pipe_tombstone(&self, key: K, timestamp: i64) -> Result<()> {
+        let k = self.key_serde.serialize(&self.topic, &key).map_err(|e| {
+            StreamsError::Serialization {
+                target: self.topic.clone(),
+                source: e,
+            }
+        })?;
+        self.driver
+            .borrow_mut()
+            .pipe(&self.topic, k, None, timestamp, Vec::new())
+    }
+
+    /// Pipes values with null keys.
+    pub fn pipe_value_list(&self, values: impl IntoIterator<Item = V>)
+    where
+        K: Default,
+    {
+        for v in values {
+            self.pipe_input(K::default(), v);
+        }
+    }
+}
+
+/// Typed output of the driver, read in the order it was produced.
+pub struct TestOutputTopic<K, V> {
+    driver: Rc<RefCell<Inner>>,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    _t: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// Reads the next record, if any; panics if it does not deserialize.
+    pub fn read_record_opt(&self) -> Option<Record<K, V>> {
+        let s = self
+            .driver
+            .borrow_mut()
+            .outputs
+            .get_mut(&self.topic)?
+            .pop_front()?;
+        let key = self
+            .key_serde
+            .deserialize(&self.topic, s.key.as_deref())
+            .unwrap_or_else(|e| panic!("key of a record on `{}`: {e}", self.topic));
+        let value = self
+            .value_serde
+            .deserialize(&self.topic, s.value.as_deref())
+            .unwrap_or_else(|e| panic!("value of a record on `{}`: {e}", self.topic));
+        Some(Record {
+            key,
+            value,
+            timestamp: s.timestamp,
+            headers: s.headers,
+        })
+    }
+
+    /// Reads the next record; panics when there is none.
+    pub fn read_record(&self) -> Record<K, V> {
+        self.read_record_opt()
+            .unwrap_or_else(|| panic!("no record left on output topic `{}`", self.topic))
+    }
+
+    /// Reads the next key and value; panics when there is none.
+    pub fn read_key_value(&self) -> (K, V) {
+        let r = self.read_record();
+        (r.key, r.value)
+    }
+
+    /// Reads the next value; panics when there is none.
+    pub fn read_value(&self) -> V {
+        self.read_record().value
+    }
+
+    /// Reads every remaining record.
+    pub fn read_records_to_list(&self) -> Vec<Record<K, V>> {
+        std::iter::from_fn(|| self.read_record_opt()).collect()
+    }
+
+    /// Reads every remaining key and value.
+    pub fn read_key_values_to_list(&self) -> Vec<(K, V)> {
+        self.read_records_to_list()
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect()
+    }
+
+    /// Reads every remaining value.
+    pub fn read_values_to_list(&self) -> Vec<V> {
+        self.read_records_to_list()
+            .into_iter()
+            .map(|r| r.value)
+            .collect()
+    }
+
+    /// Reads every remaining record, keeping the last value per key (a table's view).
+    pub fn read_key_values_to_map(&self) -> std::collections::HashMap<K, V>
+    where
+        K: std::hash::Hash + Eq,
+    {
+        self.read_key_values_to_list().into_iter().collect()
+    }
+
+    /// Whether every record has been read.
+    pub fn is_empty(&self) -> bool {
+        self.queue_size() == 0
+    }
+
+    /// Records not yet read.
+    pub fn queue_size(&self) -> usize {
+        self.driver
+            .borrow()
+            .outputs
+            .get(&self.topic)
+            .map_or(0, VecDeque::len)
+    }
+}

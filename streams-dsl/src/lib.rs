@@ -1,0 +1,39 @@
+//! # streams-dsl
+//!
+//! The typed DSL of streams, after Kafka Streams': a [`StreamsBuilder`] makes [`KStream`]s and
+//! [`KTable`]s from topics; their operations build a [`Topology`](streams_core::Topology) that
+//! the runtime (`KafkaStreams`) or the `TopologyTestDriver` runs.
+//!
+//! ## Map
+//! - [`builder`]: [`StreamsBuilder`] and the naming of generated nodes, stores and topics.
+//! - [`kstream`]: [`KStream`] (filter, map, flat_map, select_key, split, merge, to, repartition,
+//!   process, group_by, ...) and [`BranchedKStream`].
+//! - [`ktable`]: [`KTable`] (filter, map_values, to_stream, group_by).
+//! - [`grouped`]: [`KGroupedStream`] and [`KGroupedTable`] (count, reduce, aggregate).
+//! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
+//!
+//! ## Serdes
+//! An operation that writes bytes (a sink, a repartition topic, a store) takes its serdes from,
+//! in order: the options given to it, the serdes carried from upstream (a source's serdes stay
+//! with the stream until an operation changes the type), the builder's
+//! [`StreamsBuilder::with_default_serde`], and the built-in serde of the type (String, `Vec<u8>`,
+//! i64, i32, i16, f64, f32, bool, `()` and their `Option`s). If none applies, `build()` fails
+//! naming the node.
+
+pub mod builder;
+pub mod grouped;
+pub mod kstream;
+pub mod ktable;
+pub mod options;
+mod processors;
+
+pub use builder::StreamsBuilder;
+pub use grouped::{KGroupedStream, KGroupedTable};
+pub use kstream::{BranchedKStream, KStream};
+pub use ktable::KTable;
+pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+
+/// What keys and values of the DSL must be: cloneable (a record can go to several children),
+/// sendable to stream threads, and owned.
+pub trait Data: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> Data for T {}

@@ -1,0 +1,305 @@
+//! The processors behind DSL operations: a closure processor for stateless operations, and the
+//! table source, aggregations and table operations, which keep state and forward [`Change`]s.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use streams_core::{Change, KeyValueStore, Processor, ProcessorContext, Record, Result};
+
+use crate::Data;
+
+/// A stateless operation: `f` gets the context and the record.
+pub(crate) struct FnProcessor<KI, VI, KO, VO, F: ?Sized> {
+    f: Arc<F>,
+    _t: PhantomData<fn(KI, VI) -> (KO, VO)>,
+}
+
+impl<KI, VI, KO, VO, F: ?Sized> FnProcessor<KI, VI, KO, VO, F> {
+    pub(crate) fn new(f: Arc<F>) -> Self {
+        FnProcessor { f, _t: PhantomData }
+    }
+}
+
+impl<KI, VI, KO, VO, F> Processor for FnProcessor<KI, VI, KO, VO, F>
+where
+    KI: Data,
+    VI: Data,
+    KO: Data,
+    VO: Data,
+    F: Fn(&mut ProcessorContext<'_, KO, VO>, Record<KI, VI>) -> Result<()>
+        + Send
+        + Sync
+        + ?Sized
+        + 'static,
+{
+    type KIn = KI;
+    type VIn = VI;
+    type KOut = KO;
+    type VOut = VO;
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KO, VO>,
+        record: Record<KI, VI>,
+    ) -> Result<()> {
+        (self.f)(ctx, record)
+    }
+}
+
+/// Forwards what a cached store writes out as `Change`s: how cached tables emit one update per
+/// key per commit.
+fn forward_flushes<K: Data, V: Data>(
+    ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    store: &KeyValueStore<K, V>,
+) -> Result<()> {
+    if store.is_cached() {
+        ctx.on_cache_flush(store, |ctx, f| {
+            if f.new_value.is_none() && f.old_value.is_none() {
+                return Ok(());
+            }
+            ctx.forward(Record::new(
+                f.key,
+                Change::new(f.new_value, f.old_value),
+                f.timestamp,
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Materializes a table from its source topic: puts, and deletes on tombstones.
+pub(crate) struct TableSource<K, V> {
+    store_name: String,
+    store: Option<KeyValueStore<K, V>>,
+}
+
+impl<K, V> TableSource<K, V> {
+    pub(crate) fn new(store: &str) -> Self {
+        TableSource {
+            store_name: store.to_string(),
+            store: None,
+        }
+    }
+}
+
+impl<K: Data, V: Data> Processor for TableSource<K, V> {
+    type KIn = K;
+    type VIn = Option<V>;
+    type KOut = K;
+    type VOut = Change<V>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
+        let store = ctx.get_state_store::<K, V>(&self.store_name)?;
+        forward_flushes(ctx, &store)?;
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        r: Record<K, Option<V>>,
+    ) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        let old = store.get(&r.key)?;
+        match &r.value {
+            Some(v) => store.put(&r.key, v)?,
+            None => {
+                if old.is_none() {
+                    return Ok(()); // deleting nothing changes nothing
+                }
+                store.delete(&r.key)?;
+            }
+        }
+        if !store.is_cached() {
+            let change = Change::new(r.value.clone(), old);
+            ctx.forward(r.with_value(change))?;
+        }
+        Ok(())
+    }
+}
+
+/// Folds a grouped stream into a table: count, reduce and aggregate.
+pub(crate) struct StreamAggregate<K, V, VA> {
+    store_name: String,
+    store: Option<KeyValueStore<K, VA>>,
+    init: Arc<dyn Fn() -> VA + Send + Sync>,
+    agg: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    /// Reduce starts from the first value rather than from an initializer.
+    first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+}
+
+impl<K, V, VA> StreamAggregate<K, V, VA> {
+    pub(crate) fn new(
+        store: &str,
+        init: Arc<dyn Fn() -> VA + Send + Sync>,
+        agg: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+        first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+    ) -> Self {
+        StreamAggregate {
+            store_name: store.to_string(),
+            store: None,
+            init,
+            agg,
+            first_is_initial,
+        }
+    }
+}
+
+impl<K: Data, V: Data, VA: Data> Processor for StreamAggregate<K, V, VA> {
+    type KIn = K;
+    type VIn = V;
+    type KOut = K;
+    type VOut = Change<VA>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
+        let store = ctx.get_state_store::<K, VA>(&self.store_name)?;
+        forward_flushes(ctx, &store)?;
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        r: Record<K, V>,
+    ) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        let old = store.get(&r.key)?;
+        let new = match (&old, &self.first_is_initial) {
+            (None, Some(first)) => first(r.value),
+            (Some(o), _) => (self.agg)(&r.key, r.value, o.clone()),
+            (None, None) => (self.agg)(&r.key, r.value, (self.init)()),
+        };
+        store.put(&r.key, &new)?;
+        if !store.is_cached() {
+            ctx.forward(Record {
+                key: r.key,
+                value: Change::new(Some(new), old),
+                timestamp: r.timestamp,
+                headers: r.headers,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One half of a table row change after a re-keying `group_by`: the value to add to or to
+/// subtract from its group's aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TableOp<V> {
+    pub(crate) value: V,
+    pub(crate) add: bool,
+}
+
+/// Serde of [`TableOp`] on the repartition topic: one flag byte (bit 0 add, bit 1 null value),
+/// then the value's bytes.
+pub(crate) struct TableOpSerde<V>(pub(crate) streams_core::serde::SerdeRef<V>);
+
+impl<V: 'static> streams_core::serde::Serde<TableOp<V>> for TableOpSerde<V> {
+    fn serialize(
+        &self,
+        topic: &str,
+        op: &TableOp<V>,
+    ) -> std::result::Result<Option<Vec<u8>>, streams_core::serde::SerdeError> {
+        let inner = self.0.serialize(topic, &op.value)?;
+        let flag = u8::from(op.add) | if inner.is_none() { 2 } else { 0 };
+        let mut out = Vec::with_capacity(1 + inner.as_ref().map_or(0, Vec::len));
+        out.push(flag);
+        if let Some(b) = inner {
+            out.extend_from_slice(&b);
+        }
+        Ok(Some(out))
+    }
+    fn deserialize(
+        &self,
+        topic: &str,
+        bytes: Option<&[u8]>,
+    ) -> std::result::Result<TableOp<V>, streams_core::serde::SerdeError> {
+        let b = bytes.ok_or_else(|| streams_core::serde::SerdeError("null table change".into()))?;
+        let (&flag, rest) = b
+            .split_first()
+            .ok_or_else(|| streams_core::serde::SerdeError("empty table change".into()))?;
+        let value = self
+            .0
+            .deserialize(topic, if flag & 2 != 0 { None } else { Some(rest) })?;
+        Ok(TableOp {
+            value,
+            add: flag & 1 != 0,
+        })
+    }
+}
+
+/// Folds a re-keyed table into a table with an adder and a subtractor.
+pub(crate) struct TableAggregate<K, V, VA> {
+    store_name: String,
+    store: Option<KeyValueStore<K, VA>>,
+    init: Arc<dyn Fn() -> VA + Send + Sync>,
+    adder: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    subtractor: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    /// Reduce starts a group from its first added value rather than from an initializer.
+    first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+}
+
+impl<K, V, VA> TableAggregate<K, V, VA> {
+    pub(crate) fn new(
+        store: &str,
+        init: Arc<dyn Fn() -> VA + Send + Sync>,
+        adder: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+        subtractor: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+        first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+    ) -> Self {
+        TableAggregate {
+            store_name: store.to_string(),
+            store: None,
+            init,
+            adder,
+            subtractor,
+            first_is_initial,
+        }
+    }
+}
+
+impl<K: Data, V: Data, VA: Data> Processor for TableAggregate<K, V, VA> {
+    type KIn = K;
+    type VIn = TableOp<V>;
+    type KOut = K;
+    type VOut = Change<VA>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
+        let store = ctx.get_state_store::<K, VA>(&self.store_name)?;
+        forward_flushes(ctx, &store)?;
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        r: Record<K, TableOp<V>>,
+    ) -> Result<()> {
+        let store = self.store.as_ref().expect("initialized");
+        let old = store.get(&r.key)?;
+        let new = match (&old, &self.first_is_initial, r.value.add) {
+            (None, Some(first), true) => first(r.value.value),
+            (None, Some(_), false) => return Ok(()), // nothing to subtract from
+            (o, _, add) => {
+                let base = o.clone().unwrap_or_else(|| (self.init)());
+                if add {
+                    (self.adder)(&r.key, r.value.value, base)
+                } else {
+                    (self.subtractor)(&r.key, r.value.value, base)
+                }
+            }
+        };
+        store.put(&r.key, &new)?;
+        if !store.is_cached() {
+            ctx.forward(Record {
+                key: r.key,
+                value: Change::new(Some(new), old),
+                timestamp: r.timestamp,
+                headers: r.headers,
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Shared set-up of the end-to-end tests: the two brokers, unique names, the word count app.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streams::demos::wordcount::{self, split_words};
+use streams::{testing, KafkaStreams, Serdes, State, StateRestoreListener, StreamsConfig};
+
+/// The Apache Kafka test bed started by `scripts/test`. A missing variable fails the test: in
+/// CI a missing cluster must fail the run, never skip it.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("STREAMS_TEST_BOOTSTRAP_SERVERS")
+        .expect("STREAMS_TEST_BOOTSTRAP_SERVERS must name the Apache Kafka test bed; run the tests with scripts/test")
+}
+
+/// The bundled broker, in-process, on its own runtime for the test's lifetime.
+pub struct Bundled {
+    rt: tokio::runtime::Runtime,
+    handle: Option<streams_broker::BrokerHandle>,
+}
+
+impl Bundled {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handle = rt
+            .block_on(streams_broker::Broker::start(Default::default()))
+            .expect("bundled broker starts");
+        Bundled {
+            rt,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.handle.as_ref().expect("running").bootstrap_servers()
+    }
+}
+
+impl Drop for Bundled {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+/// Runs `$name(bootstrap)` once on Apache Kafka and once on the bundled broker.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn apache_kafka() {
+                    super::$name(&crate::common::kafka_bootstrap());
+                }
+                #[test]
+                fn bundled_broker() {
+                    let broker = crate::common::Bundled::start();
+                    super::$name(&broker.bootstrap());
+                }
+            }
+        )*
+    };
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn lines(seed: u64, n: usize) -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "kafka",
+        "streams",
+        "rust",
+        "state",
+        "store",
+        "changelog",
+        "task",
+        "partition",
+        "offset",
+        "commit",
+        "window",
+        "join",
+        "table",
+        "stream",
+        "record",
+        "topic",
+        "broker",
+        "group",
+        "rebalance",
+        "restore",
+    ];
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            let mut words = Vec::new();
+            for _ in 0..6 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                words.push(WORDS[(x % WORDS.len() as u64) as usize]);
+            }
+            words.join(" ")
+        })
+        .collect()
+}
+
+pub fn expected_counts<'a>(lines: impl IntoIterator<Item = &'a String>) -> HashMap<String, i64> {
+    let mut m = HashMap::new();
+    for l in lines {
+        for w in split_words(l) {
+            *m.entry(w).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) {
+    testing::produce(
+        bootstrap,
+        topic,
+        lines
+            .iter()
+            .map(|l| (None, Some(l.as_bytes().to_vec()), None)),
+    )
+    .expect("produce lines");
+}
+
+/// Reads the output table until it equals `expected` (or 90 s pass) and returns it.
+pub fn read_counts(
+    bootstrap: &str,
+    topic: &str,
+    expected: &HashMap<String, i64>,
+) -> HashMap<String, i64> {
+    testing::read_table(
+        bootstrap,
+        topic,
+        Serdes::string(),
+        Serdes::nullable(Serdes::i64()),
+        Duration::from_secs(90),
+        |t| t == expected,
+    )
+    .expect("read output")
+}
+
+/// Names of one word count deployment.
+#[derive(Clone)]
+pub struct WordCount {
+    pub bootstrap: String,
+    pub app_id: String,
+    pub input: String,
+    pub output: String,
+}
+
+impl WordCount {
+    pub fn new(bootstrap: &str, partitions: i32) -> Self {
+        let wc = WordCount {
+            bootstrap: bootstrap.to_string(),
+            app_id: unique("wc"),
+            input: unique("lines"),
+            output: unique("counts"),
+        };
+        testing::create_topic(bootstrap, &wc.input, partitions).expect("create input");
+        testing::create_topic(bootstrap, &wc.output, partitions).expect("create output");
+        wc
+    }
+
+    pub fn changelog(&self) -> String {
+        format!("{}-{}-changelog", self.app_id, wordcount::STORE)
+    }
+
+    pub fn config(&self, state_dir: &std::path::Path) -> StreamsConfig {
+        StreamsConfig::new(&self.app_id, &self.bootstrap)
+            .set("state.dir", state_dir.to_str().unwrap())
+            .set("commit.interval.ms", "200")
+            .set("statestore.cache.max.bytes", "0")
+            .set("consumer.session.timeout.ms", "10000")
+            .set("consumer.heartbeat.interval.ms", "500")
+    }
+
+    pub fn start(&self, state_dir: &std::path::Path) -> (KafkaStreams, Arc<RestoreCounter>) {
+        let topology = wordcount::topology(&self.input, &self.output).expect("topology");
+        let mut app = KafkaStreams::new(topology, self.config(state_dir)).expect("app");
+        let counter = Arc::new(RestoreCounter::default());
+        app.set_restore_listener(counter.clone());
+        app.start().expect("start");
+        (app, counter)
+    }
+}
+
+/// Counts restored records per store, from the restore listener.
+#[derive(Default)]
+pub struct RestoreCounter {
+    pub total: Mutex<u64>,
+    pub ends: Mutex<u64>,
+}
+
+impl StateRestoreListener for RestoreCounter {
+    fn on_restore_end(&self, _topic: &str, _partition: i32, _store: &str, total_restored: u64) {
+        *self.total.lock().unwrap() += total_restored;
+        *self.ends.lock().unwrap() += 1;
+    }
+}
+
+impl RestoreCounter {
+    pub fn total(&self) -> u64 {
+        *self.total.lock().unwrap()
+    }
+}
+
+pub fn wait_running(app: &KafkaStreams) {
+    assert!(
+        app.wait_for_state(State::Running, Duration::from_secs(90)),
+        "application did not reach Running: state {:?}, error {:?}",
+        app.state(),
+        app.error()
+    );
+}
+
+/// Waits until `f` holds, polling, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,116 @@
+//! The example topologies' semantics, through the TopologyTestDriver (no broker).
+
+use streams::demos::tweets::{self, Tweet, TweetGenerator};
+use streams::demos::wordcount;
+use streams::{Serdes, StreamsConfig, TopologyTestDriver};
+
+#[test]
+fn wordcount_matches_the_java_demo() {
+    let t = wordcount::topology(wordcount::INPUT_TOPIC, wordcount::OUTPUT_TOPIC).unwrap();
+    let d = TopologyTestDriver::new(
+        t,
+        StreamsConfig::new(wordcount::APPLICATION_ID, "unused:9092")
+            .set("statestore.cache.max.bytes", "0"),
+    )
+    .unwrap();
+    let input = d.create_input_topic(
+        wordcount::INPUT_TOPIC,
+        Serdes::nullable(Serdes::bytes()),
+        Serdes::string(),
+    );
+    input.pipe_input(None, "Hello Kafka Streams".into());
+    input.pipe_input(None, "All streams lead to Kafka".into());
+    input.pipe_input(None, "Join Kafka Summit".into());
+    // The raw bytes are what Java's StringSerializer / LongSerializer write.
+    let raw = d.create_output_topic(wordcount::OUTPUT_TOPIC, Serdes::bytes(), Serdes::bytes());
+    let first = raw.read_record();
+    assert_eq!(first.key, b"hello".to_vec());
+    assert_eq!(first.value, 1i64.to_be_bytes().to_vec());
+    let rest: Vec<(String, i64)> = raw
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k).unwrap(),
+                i64::from_be_bytes(v.try_into().unwrap()),
+            )
+        })
+        .collect();
+    // One update per word read (the demo runs without cache), in input order.
+    assert_eq!(
+        rest,
+        vec![
+            ("kafka".into(), 1),
+            ("streams".into(), 1),
+            ("all".into(), 1),
+            ("streams".into(), 2),
+            ("lead".into(), 1),
+            ("to".into(), 1),
+            ("kafka".into(), 2),
+            ("join".into(), 1),
+            ("kafka".into(), 3),
+            ("summit".into(), 1),
+        ]
+    );
+    let store = d
+        .get_key_value_store::<String, i64>(wordcount::STORE)
+        .unwrap();
+    assert_eq!(store.get(&"kafka".into()).unwrap(), Some(3));
+}
+
+#[test]
+fn tweets_count_hashtags_once_per_tweet_and_tweets_per_user() {
+    let d = TopologyTestDriver::new(
+        tweets::topology(tweets::INPUT_TOPIC).unwrap(),
+        StreamsConfig::new("tweets", "unused:9092"),
+    )
+    .unwrap();
+    let input = d.create_input_topic(
+        tweets::INPUT_TOPIC,
+        Serdes::nullable(Serdes::string()),
+        Serdes::json::<Tweet>(),
+    );
+    let tweet = |id: &str, user: &str, text: &str, ts: i64| Tweet {
+        id: id.into(),
+        user: user.into(),
+        text: text.into(),
+        timestamp_ms: ts,
+        lang: "en".into(),
+    };
+    input.pipe_input(None, tweet("1", "ada", "#Rust and #rust and #Kafka", 1000));
+    input.pipe_input(None, tweet("2", "ada", "more #kafka", 2000));
+    input.pipe_input(None, tweet("3", "alan", "no tags", 3000));
+    let tags = d.create_output_topic(
+        tweets::HASHTAG_TOPIC,
+        Serdes::string(),
+        Serdes::nullable(Serdes::i64()),
+    );
+    let records = tags.read_records_to_list();
+    assert_eq!(
+        records[0].timestamp, 1000,
+        "event time comes from timestamp_ms"
+    );
+    let tags: std::collections::HashMap<String, Option<i64>> =
+        records.into_iter().map(|r| (r.key, r.value)).collect();
+    assert_eq!(
+        tags["rust"],
+        Some(1),
+        "a tweet counts once per distinct hashtag"
+    );
+    assert_eq!(tags["kafka"], Some(2));
+    let users = d
+        .create_output_topic(
+            tweets::USER_TOPIC,
+            Serdes::string(),
+            Serdes::nullable(Serdes::i64()),
+        )
+        .read_key_values_to_map();
+    assert_eq!(users["ada"], Some(2));
+    assert_eq!(users["alan"], Some(1));
+
+    let mut g = TweetGenerator::new(1, 0);
+    let a = g.next_tweet();
+    let b = g.next_tweet();
+    assert_ne!(a.id, b.id);
+    assert!(b.timestamp_ms > a.timestamp_ms);
+}
