@@ -163,21 +163,30 @@ where
     V: 'static,
 {
     let consumer = plain_consumer(bootstrap)?;
-    let md = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(kafka(format!("fetching metadata of `{topic}`")))?;
+    let deadline = Instant::now() + timeout;
+    // The topic may not exist yet (an application creates its output when it first writes).
     let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .map_err(kafka(format!("assigning `{topic}`")))?;
+    while tpl.count() == 0 {
+        let md = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(kafka(format!("fetching metadata of `{topic}`")))?;
+        for t in md.topics().iter().filter(|t| t.error().is_none()) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .map_err(kafka(format!("assigning `{topic}`")))?;
+            }
+        }
+        if tpl.count() == 0 {
+            if Instant::now() > deadline {
+                return Ok(HashMap::new());
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
     consumer
         .assign(&tpl)
         .map_err(kafka(format!("assigning `{topic}`")))?;
     let mut table = HashMap::new();
-    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {

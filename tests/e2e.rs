@@ -195,6 +195,8 @@ fn bad_records_follow_the_deserialization_policy(bootstrap: &str) {
             "org.apache.kafka.streams.errors.LogAndContinueExceptionHandler",
         );
     let (tags_topic, users_topic) = (unique("hashtag-counts"), unique("user-tweet-counts"));
+    testing::create_topic(bootstrap, &tags_topic, 1).unwrap();
+    testing::create_topic(bootstrap, &users_topic, 1).unwrap();
     let mut app = KafkaStreams::new(
         tweets::topology_to(&input, &tags_topic, &users_topic).unwrap(),
         config,

@@ -1,6 +1,7 @@
 //! kill -9 of one of two word count processes in the middle of the input loses nothing: every
 //! final count is at least the expected one (at-least-once). Runs the `wordcount` example binary
-//! on the Apache Kafka test bed and on the bundled broker.
+//! on the Apache Kafka test bed and on the bundled broker; `cargo build --examples` must have
+//! built it (scripts/test does).
 
 mod common;
 
@@ -13,19 +14,54 @@ use streams::{testing, Serdes};
 
 on_both_brokers!(kill_minus_9_loses_nothing);
 
+/// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
+/// refused when any source file is newer than it: a stale binary would test old code.
 fn example_binary() -> PathBuf {
-    // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let bin = dir.join("wordcount");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "wordcount"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build --example wordcount");
-        assert!(status.success());
+    // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("wordcount");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --examples` first (scripts/test does)",
+                bin.display()
+            )
+        });
+    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, newest_seen);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    *newest_seen = (*newest_seen).max(t);
+                }
+            }
+        }
     }
+    let mut source = std::time::UNIX_EPOCH;
+    for dir in [
+        "src",
+        "examples",
+        "streams-core/src",
+        "streams-dsl/src",
+        "state-store/src",
+    ] {
+        newest(&root.join(dir), &mut source);
+    }
+    assert!(
+        built >= source,
+        "{} is older than the sources: run `cargo build --examples` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 

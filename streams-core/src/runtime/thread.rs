@@ -136,6 +136,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         commits: 0,
         shared: setup.shared.clone(),
         client_id: client_id.clone(),
+        restore_consumer: None,
     };
     let ctx = ThreadContext {
         tasks: Mutex::new(tm),
@@ -253,6 +254,8 @@ struct TaskManager {
     commits: u64,
     shared: Arc<Shared>,
     client_id: String,
+    /// Reads changelogs when tasks are created; made on first use and kept.
+    restore_consumer: Option<BaseConsumer>,
 }
 
 impl TaskManager {
@@ -453,16 +456,26 @@ impl TaskManager {
         if changelogs.is_empty() {
             return Ok(());
         }
-        let mut cc = ClientConfig::new();
-        for (k, v) in &self.config.consumer {
-            cc.set(k, v);
+        if self.restore_consumer.is_none() {
+            let mut cc = ClientConfig::new();
+            for (k, v) in &self.config.consumer {
+                cc.set(k, v);
+            }
+            cc.set("client.id", format!("{}-restore-consumer", self.client_id));
+            cc.set("enable.partition.eof", "true");
+            // rdkafka delivers assigned partitions' records through the group queue, so the
+            // restore consumer needs a group id; it only assigns, so it never joins that group
+            // and never commits.
+            cc.set(
+                "group.id",
+                format!("{}-restore-consumer", self.config.application_id),
+            );
+            let c: BaseConsumer = cc
+                .create()
+                .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
+            self.restore_consumer = Some(c);
         }
-        cc.set("client.id", format!("{}-restore-consumer", self.client_id));
-        cc.set("enable.partition.eof", "true");
-        cc.remove("group.id");
-        let consumer: BaseConsumer = cc
-            .create()
-            .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
+        let consumer = self.restore_consumer.as_ref().expect("created above");
         let listener = self.shared.restore_listener();
         let timeout = self.config.task_timeout;
         let task_id = task.id;
@@ -510,7 +523,12 @@ impl TaskManager {
                             }
                         }
                         Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-                        Some(Err(e)) => tracing::warn!(error = %e, "restore consumer error"),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "restore consumer error");
+                            if last_progress.elapsed() > timeout {
+                                return Err(err(format!("no progress for {timeout:?}: {e}")));
+                            }
+                        }
                         None => {
                             if last_progress.elapsed() > timeout {
                                 return Err(err(format!(
