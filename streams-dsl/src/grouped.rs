@@ -9,7 +9,9 @@ use crate::builder::store_builder;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
-use crate::processors::{StreamAggregate, TableAggregate, TableOp, TableOpSerde};
+use crate::processors::{
+    First, Folder, Init, StreamAggregate, TableAggregate, TableOp, TableOpSerde,
+};
 use crate::Data;
 
 /// A stream grouped by key, ready to aggregate.
@@ -69,8 +71,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 .clone()
                 .or(self.stream.value_serde.clone());
         }
-        let init: Arc<dyn Fn() -> V + Send + Sync> =
-            Arc::new(|| unreachable!("reduce starts from the first value"));
+        let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
         self.fold(
             m,
             init,
@@ -101,9 +102,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     fn fold<VA: Data>(
         self,
         m: Materialized<K, VA>,
-        init: Arc<dyn Fn() -> VA + Send + Sync>,
-        agg: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        first: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+        init: Init<VA>,
+        agg: Folder<K, V, VA>,
+        first: Option<First<V, VA>>,
     ) -> KTable<K, VA> {
         let b = self.stream.b.clone();
         let store = store_name(&b, &m, "KSTREAM-AGGREGATE-STATE-STORE-");
@@ -202,8 +203,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         if m.value_serde.is_none() {
             m.value_serde = self.grouped.value_serde.clone();
         }
-        let init: Arc<dyn Fn() -> V + Send + Sync> =
-            Arc::new(|| unreachable!("reduce starts from the first value"));
+        let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
         self.fold(
             m,
             init,
@@ -243,10 +243,10 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     fn fold<VA: Data>(
         self,
         m: Materialized<K, VA>,
-        init: Arc<dyn Fn() -> VA + Send + Sync>,
-        adder: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        subtractor: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        first: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+        init: Init<VA>,
+        adder: Folder<K, V, VA>,
+        subtractor: Folder<K, V, VA>,
+        first: Option<First<V, VA>>,
     ) -> KTable<K, VA> {
         let b = self.ops.b.clone();
         let store = store_name(&b, &m, "KTABLE-AGGREGATE-STATE-STORE-");

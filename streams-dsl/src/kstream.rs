@@ -332,8 +332,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// ```
     pub fn split(&self, prefix: &str) -> BranchedKStream<K, V> {
         let name = self.node_name("KSTREAM-BRANCH-");
-        let branches: Arc<Mutex<Vec<(Option<Predicate<K, V>>, String)>>> =
-            Arc::new(Mutex::new(Vec::new()));
+        let branches: Branches<K, V> = Arc::new(Mutex::new(Vec::new()));
         let shared = branches.clone();
         let parent = self.node.clone();
         let n = name.clone();
@@ -554,12 +553,14 @@ impl<K: Data, V: Data> KStream<K, V> {
 }
 
 type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+/// The branches of a split, in order: predicate (none for the default branch) and child name.
+type Branches<K, V> = Arc<Mutex<Vec<(Option<Predicate<K, V>>, String)>>>;
 
 /// The branches of a split stream; finish with `default_branch` or `no_default_branch`.
 pub struct BranchedKStream<K, V> {
     parent: KStream<K, V>,
     prefix: String,
-    branches: Arc<Mutex<Vec<(Option<Predicate<K, V>>, String)>>>,
+    branches: Branches<K, V>,
     result: HashMap<String, KStream<K, V>>,
 }
 

@@ -8,10 +8,18 @@ use streams_core::{Change, KeyValueStore, Processor, ProcessorContext, Record, R
 
 use crate::Data;
 
+/// Makes an aggregate's first value.
+pub(crate) type Init<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
+/// Folds a value into an aggregate: `(key, value, aggregate) -> aggregate`.
+pub(crate) type Folder<K, V, VA> = Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>;
+/// Turns a group's first value into its aggregate (reduce).
+pub(crate) type First<V, VA> = Arc<dyn Fn(V) -> VA + Send + Sync>;
+type Types<KI, VI, KO, VO> = PhantomData<fn(KI, VI) -> (KO, VO)>;
+
 /// A stateless operation: `f` gets the context and the record.
 pub(crate) struct FnProcessor<KI, VI, KO, VO, F: ?Sized> {
     f: Arc<F>,
-    _t: PhantomData<fn(KI, VI) -> (KO, VO)>,
+    _t: Types<KI, VI, KO, VO>,
 }
 
 impl<KI, VI, KO, VO, F: ?Sized> FnProcessor<KI, VI, KO, VO, F> {
@@ -122,18 +130,18 @@ impl<K: Data, V: Data> Processor for TableSource<K, V> {
 pub(crate) struct StreamAggregate<K, V, VA> {
     store_name: String,
     store: Option<KeyValueStore<K, VA>>,
-    init: Arc<dyn Fn() -> VA + Send + Sync>,
-    agg: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    init: Init<VA>,
+    agg: Folder<K, V, VA>,
     /// Reduce starts from the first value rather than from an initializer.
-    first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+    first_is_initial: Option<First<V, VA>>,
 }
 
 impl<K, V, VA> StreamAggregate<K, V, VA> {
     pub(crate) fn new(
         store: &str,
-        init: Arc<dyn Fn() -> VA + Send + Sync>,
-        agg: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+        init: Init<VA>,
+        agg: Folder<K, V, VA>,
+        first_is_initial: Option<First<V, VA>>,
     ) -> Self {
         StreamAggregate {
             store_name: store.to_string(),
@@ -233,20 +241,20 @@ impl<V: 'static> streams_core::serde::Serde<TableOp<V>> for TableOpSerde<V> {
 pub(crate) struct TableAggregate<K, V, VA> {
     store_name: String,
     store: Option<KeyValueStore<K, VA>>,
-    init: Arc<dyn Fn() -> VA + Send + Sync>,
-    adder: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-    subtractor: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    init: Init<VA>,
+    adder: Folder<K, V, VA>,
+    subtractor: Folder<K, V, VA>,
     /// Reduce starts a group from its first added value rather than from an initializer.
-    first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+    first_is_initial: Option<First<V, VA>>,
 }
 
 impl<K, V, VA> TableAggregate<K, V, VA> {
     pub(crate) fn new(
         store: &str,
-        init: Arc<dyn Fn() -> VA + Send + Sync>,
-        adder: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        subtractor: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
-        first_is_initial: Option<Arc<dyn Fn(V) -> VA + Send + Sync>>,
+        init: Init<VA>,
+        adder: Folder<K, V, VA>,
+        subtractor: Folder<K, V, VA>,
+        first_is_initial: Option<First<V, VA>>,
     ) -> Self {
         TableAggregate {
             store_name: store.to_string(),

@@ -668,7 +668,7 @@ fn missing_serdes_fail_the_build_naming_the_node() {
     b.stream::<String, String>("in")
         .map_values(|_| Opaque)
         .to("out");
-    let err = b.build().err().expect("no serde for Opaque").to_string();
+    let err = b.build().expect_err("no serde for Opaque").to_string();
     assert!(
         err.contains("Opaque") && err.contains("KSTREAM-SINK-"),
         "{err}"

@@ -59,11 +59,11 @@ macro_rules! on_both_brokers {
             mod $name {
                 #[test]
                 fn apache_kafka() {
-                    super::$name(&crate::common::kafka_bootstrap());
+                    super::$name(&$crate::common::kafka_bootstrap());
                 }
                 #[test]
                 fn bundled_broker() {
-                    let broker = crate::common::Bundled::start();
+                    let broker = $crate::common::Bundled::start();
                     super::$name(&broker.bootstrap());
                 }
             }

@@ -136,10 +136,13 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
     fn close(&mut self) {}
 }
 
+/// Picks the topic of a record.
+pub(crate) type TopicFn<K, V> = Arc<dyn Fn(&Record<K, V>) -> String + Send + Sync>;
+
 /// How a sink picks its topic.
 pub(crate) enum TopicChooser<K, V> {
     Fixed(String),
-    Dynamic(Arc<dyn Fn(&Record<K, V>) -> String + Send + Sync>),
+    Dynamic(TopicFn<K, V>),
 }
 
 impl<K, V> Clone for TopicChooser<K, V> {

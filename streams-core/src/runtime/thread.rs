@@ -217,7 +217,7 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                     break;
                 }
                 Some(Ok(m)) => {
-                    batch.push(lock(&ctx.tasks).to_raw(&m));
+                    batch.push(lock(&ctx.tasks).raw_record(&m));
                     if batch.len() >= POLL_BATCH {
                         break;
                     }
@@ -263,7 +263,7 @@ impl TaskManager {
         self.active.values().map(StreamTask::buffered).sum()
     }
 
-    fn to_raw(&mut self, m: &BorrowedMessage<'_>) -> RawRecord {
+    fn raw_record(&mut self, m: &BorrowedMessage<'_>) -> RawRecord {
         let topic = match self.topics.get(m.topic()) {
             Some(t) => t.clone(),
             None => {

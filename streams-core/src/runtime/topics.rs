@@ -29,6 +29,9 @@ impl Layout {
     }
 }
 
+/// Partition count and topic configs of an internal topic.
+type TopicSpec = (i32, BTreeMap<String, String>);
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks sources, works out task counts and creates the internal topics.
@@ -120,7 +123,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
     }
 
     // Internal topics to have: physical name -> (partitions, configs).
-    let mut wanted: BTreeMap<String, (i32, BTreeMap<String, String>)> = BTreeMap::new();
+    let mut wanted: BTreeMap<String, TopicSpec> = BTreeMap::new();
     for t in topology.repartition_topics.keys() {
         let mut cfg = config.topic.clone();
         cfg.insert("cleanup.policy".into(), "delete".into());
@@ -143,7 +146,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
         }
     }
 
-    let missing: Vec<(&String, &(i32, BTreeMap<String, String>))> = wanted
+    let missing: Vec<(&String, &TopicSpec)> = wanted
         .iter()
         .filter(|(t, _)| !existing.contains_key(*t))
         .collect();
