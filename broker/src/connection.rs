@@ -106,7 +106,7 @@ fn unsupported_version_response() -> ResponseKind {
     )
 }
 
-/// Reads one frame. `Ok(None)` on a clean end of stream between frames. The length prefix is
+/// Reads one frame. `Ok(None)` when the client closes (or resets) the connection between frames. The length prefix is
 /// checked against the cap before any buffer is sized from it, and the buffer then grows only as
 /// bytes arrive.
 pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
@@ -116,7 +116,18 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin>(
     let mut len_buf = [0u8; 4];
     match reader.read_exact(&mut len_buf).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        // Between frames, a reset is just a client going away: librdkafka and the Java
+        // clients often close sockets with a RST rather than a FIN.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(e.to_string()),
     }
     let len = i32::from_be_bytes(len_buf);
