@@ -60,6 +60,15 @@ pub(crate) async fn handle(
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, v, r)),
+        RequestKind::Produce(r) if state.fsync_for(r.acks) => {
+            // fsync blocks for milliseconds: keep it off the async workers, which serve every
+            // other connection.
+            let state = state.clone();
+            let handled = tokio::task::spawn_blocking(move || produce::handle(&state, v, r))
+                .await
+                .expect("produce task panicked");
+            ResponseKind::Produce(handled?)
+        }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, v, r)?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, v, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(state, v, r)),
