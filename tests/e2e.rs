@@ -16,7 +16,35 @@ on_both_brokers!(
     restarts_replay_only_the_changelog_tail_or_everything_without_state,
     missing_source_topic_fails_start,
     bad_records_follow_the_deserialization_policy,
+    stream_threads_split_the_tasks_of_one_instance,
 );
+
+fn stream_threads_split_the_tasks_of_one_instance(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let topology = streams::demos::wordcount::topology(&wc.input, &wc.output).unwrap();
+    let mut app = KafkaStreams::new(
+        topology,
+        wc.config(dir.path()).set("num.stream.threads", "2"),
+    )
+    .unwrap();
+    app.start().unwrap();
+    wait_until(
+        "both stream threads to own tasks",
+        Duration::from_secs(90),
+        || {
+            let t = app.tasks();
+            t.len() == 2
+                && t.values().all(|v| !v.is_empty())
+                && t.values().map(Vec::len).sum::<usize>() == 8
+        },
+    );
+    let input = lines(8, 500);
+    produce_lines(bootstrap, &wc.input, &input);
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    app.close().unwrap();
+}
 
 fn one_instance_counts_exactly(bootstrap: &str) {
     let wc = WordCount::new(bootstrap, 4);
@@ -27,6 +55,13 @@ fn one_instance_counts_exactly(bootstrap: &str) {
     let expected = expected_counts(&input);
     assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
     assert_eq!(app.metrics().dropped, 0);
+    // Consumed repartition records are purged after commits (DeleteRecords), as Kafka Streams does.
+    let words: i64 = expected.values().sum();
+    wait_until(
+        "repartition records to be purged",
+        Duration::from_secs(60),
+        || testing::record_count(bootstrap, &wc.repartition()).unwrap() < words,
+    );
     app.close().expect("clean close");
     assert_eq!(app.state(), State::NotRunning);
     // The internal topics were created with the task count of their sub-topology.

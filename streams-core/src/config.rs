@@ -38,6 +38,8 @@ pub const POLL_MS: &str = "poll.ms";
 pub const NUM_STANDBY_REPLICAS: &str = "num.standby.replicas";
 /// `ensure.explicit.internal.resource.naming` (default false): refuse generated store and topic names.
 pub const ENSURE_EXPLICIT_NAMING: &str = "ensure.explicit.internal.resource.naming";
+/// `repartition.purge.interval.ms` (default 30000): how often consumed repartition records are deleted.
+pub const REPARTITION_PURGE_INTERVAL_MS: &str = "repartition.purge.interval.ms";
 /// `task.timeout.ms` (default 300000).
 pub const TASK_TIMEOUT_MS: &str = "task.timeout.ms";
 
@@ -49,7 +51,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "application.server",
     "topology.optimization",
     "windowstore.changelog.additional.retention.ms",
-    "repartition.purge.interval.ms",
     "state.cleanup.delay.ms",
     "processing.exception.handler",
     "production.exception.handler",
@@ -117,6 +118,8 @@ pub struct ResolvedConfig {
     pub task_timeout: Duration,
     /// `ensure.explicit.internal.resource.naming`.
     pub ensure_explicit_naming: bool,
+    /// `repartition.purge.interval.ms`.
+    pub repartition_purge_interval: Duration,
     /// Properties for the consumers (Kafka Streams' overrides, then pass-through, then `consumer.`).
     pub consumer: BTreeMap<String, String>,
     /// Properties for the producers.
@@ -234,6 +237,7 @@ impl StreamsConfig {
         let poll_ms: u64 = self.parse(POLL_MS, 100)?;
         let task_timeout_ms: u64 = self.parse(TASK_TIMEOUT_MS, 300_000)?;
         let ensure_explicit_naming: bool = self.parse(ENSURE_EXPLICIT_NAMING, false)?;
+        let purge_ms: u64 = self.parse(REPARTITION_PURGE_INTERVAL_MS, 30_000)?;
 
         // Kafka Streams' client overrides come first; the user's settings win over them.
         let mut consumer: BTreeMap<String, String> = [
@@ -292,6 +296,7 @@ impl StreamsConfig {
             poll: Duration::from_millis(poll_ms),
             task_timeout: Duration::from_millis(task_timeout_ms),
             ensure_explicit_naming,
+            repartition_purge_interval: Duration::from_millis(purge_ms),
             consumer,
             producer,
             admin,
@@ -339,6 +344,7 @@ fn is_streams_property(key: &str) -> bool {
         NUM_STANDBY_REPLICAS,
         ENSURE_EXPLICIT_NAMING,
         TASK_TIMEOUT_MS,
+        REPARTITION_PURGE_INTERVAL_MS,
     ]
     .contains(&key)
         || ACCEPTED_UNUSED.contains(&key)

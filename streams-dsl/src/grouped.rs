@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use streams_core::serde::SerdeRef;
+use streams_core::{Change, Processor};
 
 use crate::builder::store_builder;
 use crate::kstream::KStream;
@@ -18,6 +19,43 @@ use crate::Data;
 pub struct KGroupedStream<K, V> {
     stream: KStream<K, V>,
     grouped: Grouped<K, V>,
+}
+
+/// Adds aggregation node `node` after `parent`, with its store `store` (serdes from `m`, else
+/// `key` for the key), the processor made by `make(store)` in each task; returns its table.
+fn add_aggregation<K, VA, P, F>(
+    b: &crate::builder::Shared,
+    parent: &str,
+    node: String,
+    store: String,
+    key: Option<SerdeRef<K>>,
+    m: &Materialized<K, VA>,
+    make: F,
+) -> KTable<K, VA>
+where
+    K: Data,
+    VA: Data,
+    P: Processor<KOut = K, VOut = Change<VA>>,
+    F: Fn(&str) -> P + Send + Sync + 'static,
+{
+    let mut inner = b.borrow_mut();
+    let k = inner.serde(
+        m.key_serde.clone().or(key),
+        &format!("the key of store `{store}`"),
+    );
+    let v = inner.serde(
+        m.value_serde.clone(),
+        &format!("the value of store `{store}`"),
+    );
+    let sb = store_builder(&store, k.clone(), v.clone(), m);
+    let (n, s, parent) = (node.clone(), store.clone(), parent.to_string());
+    inner.apply(move |t| {
+        t.add_processor(&n, move || make(&s), &[&parent])?;
+        t.add_state_store(sb, &[&n])?;
+        Ok(())
+    });
+    drop(inner);
+    KTable::new(b.clone(), node, Some(k), Some(v), Some(store))
 }
 
 /// Store name from `Materialized`, or a generated one (noted as generated).
@@ -131,32 +169,10 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             self.stream.clone()
         };
         let node = input.node_name("KSTREAM-AGGREGATE-");
-        let mut inner = b.borrow_mut();
-        let k: SerdeRef<K> = inner.serde(
-            m.key_serde
-                .clone()
-                .or(self.grouped.key_serde.clone())
-                .or(input.key_serde.clone()),
-            &format!("the key of store `{store}`"),
-        );
-        let v: SerdeRef<VA> = inner.serde(
-            m.value_serde.clone(),
-            &format!("the value of store `{store}`"),
-        );
-        let sb = store_builder(&store, k.clone(), v.clone(), &m);
-        let parent = input.node.clone();
-        let (n, s) = (node.clone(), store.clone());
-        inner.apply(move |t| {
-            t.add_processor(
-                &n,
-                move || StreamAggregate::new(&s, init.clone(), agg.clone(), first.clone()),
-                &[&parent],
-            )?;
-            t.add_state_store(sb, &[&n])?;
-            Ok(())
-        });
-        drop(inner);
-        KTable::new(b, node, Some(k), Some(v), Some(store))
+        let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
+        add_aggregation(&b, &input.node, node, store, key, &m, move |s| {
+            StreamAggregate::new(s, init.clone(), agg.clone(), first.clone())
+        })
     }
 }
 
@@ -276,39 +292,15 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             None,
         );
         let node = input.node_name("KTABLE-AGGREGATE-");
-        let mut inner = b.borrow_mut();
-        let k: SerdeRef<K> = inner.serde(
-            m.key_serde
-                .clone()
-                .or(self.grouped.key_serde.clone())
-                .or(input.key_serde.clone()),
-            &format!("the key of store `{store}`"),
-        );
-        let v: SerdeRef<VA> = inner.serde(
-            m.value_serde.clone(),
-            &format!("the value of store `{store}`"),
-        );
-        let sb = store_builder(&store, k.clone(), v.clone(), &m);
-        let parent = input.node.clone();
-        let (n, s) = (node.clone(), store.clone());
-        inner.apply(move |t| {
-            t.add_processor(
-                &n,
-                move || {
-                    TableAggregate::new(
-                        &s,
-                        init.clone(),
-                        adder.clone(),
-                        subtractor.clone(),
-                        first.clone(),
-                    )
-                },
-                &[&parent],
-            )?;
-            t.add_state_store(sb, &[&n])?;
-            Ok(())
-        });
-        drop(inner);
-        KTable::new(b, node, Some(k), Some(v), Some(store))
+        let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
+        add_aggregation(&b, &input.node, node, store, key, &m, move |s| {
+            TableAggregate::new(
+                s,
+                init.clone(),
+                adder.clone(),
+                subtractor.clone(),
+                first.clone(),
+            )
+        })
     }
 }

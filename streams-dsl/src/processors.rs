@@ -53,14 +53,15 @@ where
     }
 }
 
-/// Forwards what a cached store writes out as `Change`s: how cached tables emit one update per
-/// key per commit.
-fn forward_flushes<K: Data, V: Data>(
+/// Opens a table processor's store and, when it is cached, forwards what the cache writes out
+/// as `Change`s: how cached tables emit one update per key per commit.
+fn open_table_store<K: Data, V: Data>(
     ctx: &mut ProcessorContext<'_, K, Change<V>>,
-    store: &KeyValueStore<K, V>,
-) -> Result<()> {
+    name: &str,
+) -> Result<KeyValueStore<K, V>> {
+    let store = ctx.get_state_store::<K, V>(name)?;
     if store.is_cached() {
-        ctx.on_cache_flush(store, |ctx, f| {
+        ctx.on_cache_flush(&store, |ctx, f| {
             if f.new_value.is_none() && f.old_value.is_none() {
                 return Ok(());
             }
@@ -71,7 +72,7 @@ fn forward_flushes<K: Data, V: Data>(
             ))
         })?;
     }
-    Ok(())
+    Ok(store)
 }
 
 /// Materializes a table from its source topic: puts, and deletes on tombstones.
@@ -96,9 +97,7 @@ impl<K: Data, V: Data> Processor for TableSource<K, V> {
     type VOut = Change<V>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let store = ctx.get_state_store::<K, V>(&self.store_name)?;
-        forward_flushes(ctx, &store)?;
-        self.store = Some(store);
+        self.store = Some(open_table_store(ctx, &self.store_name)?);
         Ok(())
     }
 
@@ -160,9 +159,7 @@ impl<K: Data, V: Data, VA: Data> Processor for StreamAggregate<K, V, VA> {
     type VOut = Change<VA>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        let store = ctx.get_state_store::<K, VA>(&self.store_name)?;
-        forward_flushes(ctx, &store)?;
-        self.store = Some(store);
+        self.store = Some(open_table_store(ctx, &self.store_name)?);
         Ok(())
     }
 
@@ -274,9 +271,7 @@ impl<K: Data, V: Data, VA: Data> Processor for TableAggregate<K, V, VA> {
     type VOut = Change<VA>;
 
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        let store = ctx.get_state_store::<K, VA>(&self.store_name)?;
-        forward_flushes(ctx, &store)?;
-        self.store = Some(store);
+        self.store = Some(open_table_store(ctx, &self.store_name)?);
         Ok(())
     }
 

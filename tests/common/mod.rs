@@ -184,6 +184,10 @@ impl WordCount {
         wc
     }
 
+    pub fn repartition(&self) -> String {
+        format!("{}-{}-repartition", self.app_id, wordcount::STORE)
+    }
+
     pub fn changelog(&self) -> String {
         format!("{}-{}-changelog", self.app_id, wordcount::STORE)
     }
@@ -195,6 +199,7 @@ impl WordCount {
             .set("statestore.cache.max.bytes", "0")
             .set("consumer.session.timeout.ms", "10000")
             .set("consumer.heartbeat.interval.ms", "500")
+            .set("repartition.purge.interval.ms", "300")
     }
 
     pub fn start(&self, state_dir: &std::path::Path) -> (KafkaStreams, Arc<RestoreCounter>) {

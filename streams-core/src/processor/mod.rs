@@ -187,22 +187,30 @@ impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, 
     }
     fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
         let record = downcast::<Record<K, V>>(ctx, record)?;
-        let topic = match (&self.physical, &self.chooser) {
-            (Some(t), _) => t.clone(),
-            (None, TopicChooser::Dynamic(f)) => f(&record),
-            (None, TopicChooser::Fixed(t)) => ctx.physical_topic(t),
+        // The fixed topic is borrowed; only a per-record choice makes a new string.
+        let chosen;
+        let topic: &str = match (&self.physical, &self.chooser) {
+            (Some(t), _) => t,
+            (None, TopicChooser::Dynamic(f)) => {
+                chosen = f(&record);
+                &chosen
+            }
+            (None, TopicChooser::Fixed(t)) => {
+                chosen = ctx.physical_topic(t);
+                &chosen
+            }
         };
         let ser = |e| StreamsError::Serialization {
-            target: topic.clone(),
+            target: topic.to_string(),
             source: e,
         };
-        let key = self.key_serde.serialize(&topic, &record.key).map_err(ser)?;
+        let key = self.key_serde.serialize(topic, &record.key).map_err(ser)?;
         let value = self
             .value_serde
-            .serialize(&topic, &record.value)
+            .serialize(topic, &record.value)
             .map_err(ser)?;
         ctx.collector().send(
-            &topic,
+            topic,
             None,
             key.as_deref(),
             value.as_deref(),

@@ -20,8 +20,9 @@ use crate::record::Headers;
 
 /// Delivery reports, filled by the producer's polling thread.
 pub(crate) struct Deliveries {
-    /// Next offset per changelog partition acknowledged since the last checkpoint.
-    acked: Mutex<HashMap<(String, i32), i64>>,
+    /// Next offset per changelog partition acknowledged since the last checkpoint, by topic
+    /// then partition (so that a delivery report looks up a topic without allocating).
+    acked: Mutex<HashMap<String, HashMap<i32, i64>>>,
     error: Mutex<Option<String>>,
 }
 
@@ -35,10 +36,12 @@ impl ProducerContext for Deliveries {
             Ok(m) => {
                 if m.topic().ends_with("-changelog") {
                     let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
-                    let e = acked
-                        .entry((m.topic().to_string(), m.partition()))
-                        .or_insert(0);
-                    *e = (*e).max(m.offset() + 1);
+                    let parts = match acked.get_mut(m.topic()) {
+                        Some(p) => p,
+                        None => acked.entry(m.topic().to_string()).or_default(),
+                    };
+                    let next = parts.entry(m.partition()).or_insert(0);
+                    *next = (*next).max(m.offset() + 1);
                 }
             }
             Err((e, m)) => {
@@ -86,14 +89,19 @@ impl KafkaCollector {
 
     /// Changelog offsets acknowledged since the last call.
     pub(crate) fn take_acked(&self) -> HashMap<(String, i32), i64> {
-        std::mem::take(
-            &mut *self
-                .producer
-                .context()
-                .acked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+        let mut acked = self
+            .producer
+            .context()
+            .acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut out = HashMap::new();
+        for (topic, parts) in acked.iter_mut() {
+            for (p, off) in parts.drain() {
+                out.insert((topic.clone(), p), off);
+            }
+        }
+        out
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -45,8 +47,22 @@ pub(crate) fn run(setup: ThreadSetup) {
     let index = setup.index;
     let span = tracing::info_span!("stream_thread", thread = index + 1);
     let _g = span.enter();
-    if let Err(e) = run_loop(setup) {
-        shared.fail(e);
+    // A panic in user code (a DSL closure, a processor) must not leave the instance looking
+    // alive: it becomes an error like any other, naming the thread.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(setup))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.fail(e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            shared.fail(StreamsError::IllegalState(format!(
+                "stream thread {} panicked: {what}",
+                index + 1
+            )));
+        }
     }
     shared.set_rebalancing(index, false);
     tracing::info!("stream thread stopped");
@@ -137,6 +153,15 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         shared: setup.shared.clone(),
         client_id: client_id.clone(),
         restore_consumer: None,
+        admin: {
+            let mut cc = ClientConfig::new();
+            for (k, v) in &config.admin {
+                cc.set(k, v);
+            }
+            cc.create()
+                .map_err(|e| StreamsError::kafka("creating the admin client", e))?
+        },
+        last_purge: Instant::now(),
     };
     let ctx = ThreadContext {
         tasks: Mutex::new(tm),
@@ -256,6 +281,9 @@ struct TaskManager {
     client_id: String,
     /// Reads changelogs when tasks are created; made on first use and kept.
     restore_consumer: Option<BaseConsumer>,
+    /// Deletes repartition records once their offsets are committed.
+    admin: AdminClient<DefaultClientContext>,
+    last_purge: Instant,
 }
 
 impl TaskManager {
@@ -358,6 +386,10 @@ impl TaskManager {
             })?;
         }
         self.commits += 1;
+        if self.last_purge.elapsed() >= self.config.repartition_purge_interval {
+            self.purge_repartition_topics(&tpl);
+            self.last_purge = Instant::now();
+        }
         tracing::debug!(
             tasks = self.active.len(),
             partitions = tpl.count(),
@@ -365,6 +397,29 @@ impl TaskManager {
             "committed"
         );
         Ok(())
+    }
+
+    /// Deletes the repartition records below the offsets just committed, as Kafka Streams does:
+    /// repartition topics keep records forever otherwise (retention -1). A failure is logged and
+    /// retried at the next purge; it never fails processing.
+    fn purge_repartition_topics(&self, committed: &TopicPartitionList) {
+        let prefix = format!("{}-", self.config.application_id);
+        let mut tpl = TopicPartitionList::new();
+        for e in committed.elements() {
+            if e.topic().starts_with(&prefix) && e.topic().ends_with("-repartition") {
+                if let Offset::Offset(o) = e.offset() {
+                    let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        match futures::executor::block_on(self.admin.delete_records(&tpl, &opts)) {
+            Ok(_) => tracing::debug!(partitions = tpl.count(), "purged repartition records"),
+            Err(e) => tracing::warn!(error = %e, "purging repartition records failed"),
+        }
     }
 
     fn suspend_all(&mut self) {
@@ -512,6 +567,25 @@ impl TaskManager {
                     .map_err(|e| err(format!("assigning: {e}")))?;
                 let mut next = start;
                 let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(10_000);
+                let mut write =
+                    |batch: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>, next: i64| -> Result<()> {
+                        if batch.is_empty() {
+                            return Ok(());
+                        }
+                        task.restore_batch(&cl.store, batch)?;
+                        total += batch.len() as u64;
+                        if let Some(l) = &listener {
+                            l.on_batch_restored(
+                                &cl.topic,
+                                cl.partition,
+                                &cl.store,
+                                next,
+                                batch.len() as u64,
+                            );
+                        }
+                        batch.clear();
+                        Ok(())
+                    };
                 let mut last_progress = Instant::now();
                 while next < high {
                     match consumer.poll(Duration::from_millis(100)) {
@@ -537,34 +611,11 @@ impl TaskManager {
                             }
                         }
                     }
-                    if batch.len() >= 10_000 || (next >= high && !batch.is_empty()) {
-                        task.restore_batch(&cl.store, &batch)?;
-                        total += batch.len() as u64;
-                        if let Some(l) = &listener {
-                            l.on_batch_restored(
-                                &cl.topic,
-                                cl.partition,
-                                &cl.store,
-                                next,
-                                batch.len() as u64,
-                            );
-                        }
-                        batch.clear();
+                    if batch.len() >= 10_000 || next >= high {
+                        write(&mut batch, next)?;
                     }
                 }
-                if !batch.is_empty() {
-                    task.restore_batch(&cl.store, &batch)?;
-                    total += batch.len() as u64;
-                    if let Some(l) = &listener {
-                        l.on_batch_restored(
-                            &cl.topic,
-                            cl.partition,
-                            &cl.store,
-                            next,
-                            batch.len() as u64,
-                        );
-                    }
-                }
+                write(&mut batch, next)?;
                 consumer
                     .unassign()
                     .map_err(|e| err(format!("unassigning: {e}")))?;

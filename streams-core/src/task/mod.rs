@@ -319,8 +319,6 @@ pub(crate) struct StreamTask {
     core: TaskCore,
     queues: PartitionGroup,
     handler: DeserializationHandler,
-    /// Next offset to commit per input partition: past every record processed or skipped.
-    consumed: HashMap<(Arc<str>, i32), i64>,
     /// Changelog offsets to checkpoint: the next offset to restore from, per changelog partition.
     changelog_offsets: BTreeMap<(String, i32), i64>,
     checkpoint_path: Option<PathBuf>,
@@ -457,7 +455,6 @@ impl StreamTask {
             core,
             queues,
             handler: env.deserialization_handler,
-            consumed: HashMap::new(),
             changelog_offsets,
             checkpoint_path,
             metrics: TaskMetrics::default(),
@@ -596,8 +593,6 @@ impl StreamTask {
                 break;
             };
             n += 1;
-            self.consumed
-                .insert((next.topic.clone(), next.partition), next.offset + 1);
             let Some(payload) = next.payload else {
                 continue;
             };
@@ -616,8 +611,8 @@ impl StreamTask {
             let st = self.core.stream_time;
             self.core.meta = None;
             self.core.punctuate(PunctuationType::StreamTime, st)?;
-            self.core.collector.check()?;
         }
+        self.core.collector.check()?;
         Ok(n)
     }
 
@@ -646,10 +641,7 @@ impl StreamTask {
 
     /// Offsets to commit: the next offset of every input partition this task has moved on.
     pub(crate) fn committable_offsets(&self) -> Vec<(String, i32, i64)> {
-        self.consumed
-            .iter()
-            .map(|((t, p), o)| (t.to_string(), *p, *o))
-            .collect()
+        self.queues.offsets()
     }
 
     /// Last half of a commit, after the producer acknowledged everything: record how far each
@@ -760,6 +752,19 @@ mod tests {
         }
     }
 
+    fn env() -> TaskEnv {
+        TaskEnv {
+            application_id: "app".into(),
+            collector: Arc::new(NullCollector),
+            clock: Arc::new(ManualClock::new(0)),
+            state_dir: None,
+            cache_budget: None,
+            rocksdb: Arc::new(RocksDbConfig::default()),
+            deserialization_handler: DeserializationHandler::LogAndFail,
+            lock_timeout: Duration::from_secs(1),
+        }
+    }
+
     fn raw(topic: &str, offset: i64, ts: i64, value: &str) -> RawRecord {
         RawRecord {
             topic: topic.into(),
@@ -783,16 +788,7 @@ mod tests {
             .unwrap();
         let t = Arc::new(t);
         let sub = t.subtopologies().remove(0);
-        let env = TaskEnv {
-            application_id: "app".into(),
-            collector: Arc::new(NullCollector),
-            clock: Arc::new(ManualClock::new(0)),
-            state_dir: None,
-            cache_budget: None,
-            rocksdb: Arc::new(RocksDbConfig::default()),
-            deserialization_handler: DeserializationHandler::LogAndFail,
-            lock_timeout: Duration::from_secs(1),
-        };
+        let env = env();
         let mut task = StreamTask::new(t, &sub, 2, &env).unwrap();
         assert_eq!(task.id.to_string(), "0_2");
         task.initialize().unwrap();
@@ -826,16 +822,7 @@ mod tests {
             .unwrap();
         let t = Arc::new(t);
         let sub = t.subtopologies().remove(0);
-        let env = TaskEnv {
-            application_id: "app".into(),
-            collector: Arc::new(NullCollector),
-            clock: Arc::new(ManualClock::new(0)),
-            state_dir: None,
-            cache_budget: None,
-            rocksdb: Arc::new(RocksDbConfig::default()),
-            deserialization_handler: DeserializationHandler::LogAndFail,
-            lock_timeout: Duration::from_secs(1),
-        };
+        let env = env();
         let mut task = StreamTask::new(t, &sub, 0, &env).unwrap();
         let err = task
             .add_records([raw("a", 1, 1, "x")])

@@ -24,6 +24,8 @@ struct RecordQueue {
     records: VecDeque<Queued>,
     /// Largest timestamp queued so far in this partition.
     partition_time: i64,
+    /// Next offset to commit: past the last record taken (processed or skipped).
+    next_offset: Option<i64>,
 }
 
 /// The next record a task processes.
@@ -68,6 +70,7 @@ impl PartitionGroup {
                         decoder: decoder.clone(),
                         records: VecDeque::new(),
                         partition_time: -1,
+                        next_offset: None,
                     });
                 }
             }
@@ -79,6 +82,14 @@ impl PartitionGroup {
         self.queues
             .iter()
             .map(|q| (q.topic.to_string(), q.partition))
+            .collect()
+    }
+
+    /// Offsets to commit: (topic, partition, next offset) of each partition that moved.
+    pub(crate) fn offsets(&self) -> Vec<(String, i32, i64)> {
+        self.queues
+            .iter()
+            .filter_map(|q| Some((q.topic.to_string(), q.partition, q.next_offset?)))
             .collect()
     }
 
@@ -161,6 +172,7 @@ impl PartitionGroup {
             .filter(|q| !q.records.is_empty())
             .min_by_key(|q| q.records.front().map(|r| r.timestamp))?;
         let r = q.records.pop_front()?;
+        q.next_offset = Some(r.offset + 1);
         self.total -= 1;
         Some(Next {
             topic: q.topic.clone(),
