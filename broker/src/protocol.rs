@@ -314,7 +314,13 @@ pub(crate) fn encode_response(
     } else {
         api_key.response_header_version(version)
     };
-    let mut out = BytesMut::with_capacity(64);
+    // Size the buffer up front: a fetch response carries megabytes of records, and growing
+    // from a small buffer would copy them again at every doubling.
+    let capacity = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 0,
+    } + 64;
+    let mut out = BytesMut::with_capacity(capacity);
     out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
