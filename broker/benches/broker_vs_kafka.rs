@@ -1,7 +1,7 @@
 //! Side-by-side benchmark of the bundled broker and a real Apache Kafka on this machine.
 //!
 //! ```text
-//! cargo bench -p streams-broker --bench broker_vs_kafka [-- --mb 64 --runs 3 --no-kafka]
+//! cargo bench -p streams-broker --bench broker_vs_kafka [-- --mb 256 --runs 5 --no-kafka]
 //! ```
 //!
 //! A benchmark, not a timed test: it asserts nothing about speed and is not part of CI (under
@@ -44,8 +44,8 @@ fn main() {
         println!("broker_vs_kafka: a benchmark; run it with `cargo bench -p streams-broker --bench broker_vs_kafka`");
         return;
     }
-    let mb: usize = arg_value(&args, "--mb").map_or(64, |v| v.parse().expect("--mb N"));
-    let runs: usize = arg_value(&args, "--runs").map_or(3, |v| v.parse().expect("--runs N"));
+    let mb: usize = arg_value(&args, "--mb").map_or(256, |v| v.parse().expect("--mb N"));
+    let runs: usize = arg_value(&args, "--runs").map_or(5, |v| v.parse().expect("--runs N"));
     assert!(runs > 0, "--runs must be at least 1");
     let with_kafka = !args.iter().any(|a| a == "--no-kafka");
     let payload_bytes = mb * 1024 * 1024;

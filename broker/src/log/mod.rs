@@ -71,11 +71,28 @@ impl Segment {
         })
     }
 
+    /// Reads `len` bytes at `position`.
+    ///
+    /// Seeks and reads into the vector's spare capacity rather than `read_exact_at` into a
+    /// zeroed buffer: zeroing megabytes per fetch showed up in profiles. Moving the file cursor
+    /// is safe because a log is only ever used behind its partition's mutex (no two reads share
+    /// the cursor) and appends write at explicit positions.
     fn read(&self, position: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, position)
+        use std::io::{Read, Seek, SeekFrom};
+        let mut buf = Vec::with_capacity(len);
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(position))
+            .and_then(|_| file.take(len as u64).read_to_end(&mut buf))
             .map_err(|e| Error::storage(&self.path, e))?;
+        if buf.len() != len {
+            return Err(Error::storage(
+                &self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} bytes at {position}, wanted {len}", buf.len()),
+                ),
+            ));
+        }
         Ok(buf)
     }
 }
