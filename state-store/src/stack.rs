@@ -271,6 +271,23 @@ impl KeyValueStoreStack {
         Ok(())
     }
 
+    /// Drops every entry with `from <= key < to`, cached or stored, without logging or
+    /// forwarding anything: expired time segments leave this way (their changelog records age
+    /// out by the topic's retention, as in Kafka Streams).
+    pub fn drop_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        if let Some(cache) = &mut self.cache {
+            let doomed: Vec<Vec<u8>> = cache
+                .range(Some(from), Some(to))
+                .filter(|(k, _)| k.as_slice() < to)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in doomed {
+                cache.remove(&key);
+            }
+        }
+        self.engine.delete_range(from, to)
+    }
+
     /// Releases cache budget, closes engine; dirty entries are NOT flushed (caller flushes
     /// first).
     pub fn close(&mut self) -> Result<()> {

@@ -15,6 +15,7 @@
 //! - [`runtime`]: [`KafkaStreams`], the only module doing I/O (rdkafka and tokio).
 //! - [`test_driver`]: [`TopologyTestDriver`], synchronous and broker-free.
 //! - [`time`]: the injected [`Clock`](time::Clock).
+//! - [`window`]: [`Windowed`](window::Windowed) keys, time, sliding and session windows, windowed serdes.
 //!
 //! ## Guarantees
 //! Topology, processor and task code is synchronous and deterministic; only the runtime does
@@ -32,6 +33,7 @@ pub mod task;
 pub mod test_driver;
 pub mod time;
 pub mod topology;
+pub mod window;
 
 pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
@@ -40,7 +42,8 @@ pub use processor::{
 };
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{KafkaStreams, State, StateRestoreListener};
-pub use state::{KeyValueStore, StoreBuilder, Stores};
+pub use state::{KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore};
 pub use task::{TaskId, TaskMetrics};
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{TimestampExtractor, Topology, TopologyDescription};
+pub use window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};

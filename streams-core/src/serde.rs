@@ -116,6 +116,19 @@ impl Serdes {
     pub fn nullable<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
         Arc::new(NullableSerde(inner))
     }
+    /// Time-windowed keys (inner key + 8-byte window start), for windows of `window_size_ms`.
+    pub fn time_windowed<K: Send + Sync + 'static>(
+        inner: SerdeRef<K>,
+        window_size_ms: i64,
+    ) -> SerdeRef<crate::window::Windowed<K>> {
+        Arc::new(crate::window::TimeWindowedSerde::new(inner, window_size_ms))
+    }
+    /// Session-windowed keys (inner key + 8-byte end + 8-byte start).
+    pub fn session_windowed<K: Send + Sync + 'static>(
+        inner: SerdeRef<K>,
+    ) -> SerdeRef<crate::window::Windowed<K>> {
+        Arc::new(crate::window::SessionWindowedSerde::new(inner))
+    }
 }
 
 fn require<'a>(topic: &str, bytes: Option<&'a [u8]>) -> Result<&'a [u8], SerdeError> {

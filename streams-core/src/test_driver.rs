@@ -219,12 +219,18 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Option<KeyValueStore<K, V>> {
+        self.get_store::<KeyValueStore<K, V>>(name)
+    }
+
+    /// The store `name` as handle type `S` (`WindowStore<K, V>`, `SessionStore<K, V>`, ...),
+    /// from the first task that has it.
+    pub fn get_store<S: Clone + 'static>(&self, name: &str) -> Option<S> {
         let inner = self.inner.borrow();
         inner
             .tasks
             .iter()
             .find_map(|t| t.store_handle(name))
-            .and_then(|h| h.downcast_ref::<KeyValueStore<K, V>>().cloned())
+            .and_then(|h| h.downcast_ref::<S>().cloned())
     }
 
     /// Metrics summed over the tasks (processed, dropped records).

@@ -116,6 +116,22 @@ impl KeyValueEngine for InMemoryEngine {
         Ok(())
     }
 
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.check_open()?;
+        if from >= to {
+            return Ok(());
+        }
+        let doomed: Vec<Vec<u8>> = self
+            .entries
+            .range(from.to_vec()..to.to_vec())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         self.check_open()
     }

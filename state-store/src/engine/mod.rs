@@ -50,6 +50,10 @@ pub trait KeyValueEngine: Send {
     /// The cache layer also uses it to write a flush in one go. Later records of the same key win.
     fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
 
+    /// Removes every entry with `from <= key < to` without logging it: how segmented stores drop
+    /// an expired time segment in one cheap operation (RocksDB writes one range tombstone).
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()>;
+
     /// Make everything written so far durable (RocksDB: flush memtables; memory: no-op).
     fn flush(&mut self) -> Result<()>;
 

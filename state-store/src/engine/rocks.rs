@@ -241,6 +241,17 @@ impl KeyValueEngine for RocksDbEngine {
             .map_err(self.error("write batch"))
     }
 
+    fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let db = self.db()?;
+        let mut write = WriteBatch::default();
+        write.delete_range(from, to);
+        db.write_opt(write, &self.write_options)
+            .map_err(self.error("delete range"))
+    }
+
     fn flush(&mut self) -> Result<()> {
         // With the WAL off, memtables are the only copy of recent writes: flushing them to SST
         // files is what makes a commit's checkpoint truthful.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::RecordCollector;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
-use crate::state::KeyValueStore;
+use crate::state::{CachedStore, KeyValueStore};
 use crate::task::{Punctuation, TaskCore, TaskId};
 
 /// The untyped context of one node inside a task.
@@ -158,11 +158,18 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
         Cancellable(cancelled)
     }
 
-    /// The store `name`, which must be connected to this processor, with its key and value types.
+    /// The key-value store `name`, which must be connected to this processor, with its key and
+    /// value types.
     pub fn get_state_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<KeyValueStore<K, V>> {
+        self.get_store::<KeyValueStore<K, V>>(name)
+    }
+
+    /// The store `name` as handle type `S` (`KeyValueStore<K, V>`, `WindowStore<K, V>` or
+    /// `SessionStore<K, V>`); it must be connected to this processor.
+    pub fn get_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         let node = self.inner.node;
         let store = self
             .inner
@@ -180,14 +187,13 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
         }
         store
             .handle
-            .downcast_ref::<KeyValueStore<K, V>>()
+            .downcast_ref::<S>()
             .cloned()
             .ok_or_else(|| StreamsError::StoreAccess {
                 store: name.to_string(),
                 message: format!(
-                    "asked for key type {} and value type {}, which are not the store's",
-                    std::any::type_name::<K>(),
-                    std::any::type_name::<V>()
+                    "asked for it as {}, which it is not (check the store kind, key and value types)",
+                    std::any::type_name::<S>()
                 ),
             })
     }
@@ -195,25 +201,20 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
     /// Calls `listener` with each entry the store's record cache writes to the store (on commit
     /// or when the cache evicts it), so that the processor can forward it: this is how cached
     /// aggregations emit one update per key per commit.
-    pub fn on_cache_flush<K, V, F>(
-        &mut self,
-        store: &KeyValueStore<K, V>,
-        mut listener: F,
-    ) -> Result<()>
+    pub fn on_cache_flush<S, F>(&mut self, store: &S, mut listener: F) -> Result<()>
     where
-        K: Send + Sync + 'static,
-        V: Send + Sync + 'static,
-        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, CacheFlush<K, V>) -> Result<()>
+        S: CachedStore,
+        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, CacheFlush<S::Key, S::Value>) -> Result<()>
             + Send
             + 'static,
     {
         let decoder = store.clone();
         let node = self.inner.node;
         self.inner.task.set_flush_listener(
-            store.name(),
+            store.store_name(),
             node,
             Box::new(move |ctx: &mut NodeContext<'_>, entry| {
-                let flush = decoder.decode_flush(entry)?;
+                let flush = decoder.decode_flushed(entry)?;
                 listener(&mut ProcessorContext::new(ctx.reborrow()), flush)
             }),
         )
@@ -262,6 +263,12 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
     /// Wall-clock time from the task's (injected) clock.
     pub fn current_system_time_ms(&self) -> i64 {
         self.inner.task.clock.now_ms()
+    }
+
+    /// Counts a record this processor dropped (late for its window, say) in the task's
+    /// dropped-records metric, where deserialization skips are counted too.
+    pub fn record_dropped(&mut self) {
+        self.inner.task.dropped += 1;
     }
 
     /// Name of this processor node.

@@ -138,7 +138,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
             }
             let mut cfg = config.topic.clone();
             cfg.insert("cleanup.policy".into(), "compact".into());
-            cfg.extend(f.log_config().clone());
+            cfg.extend(f.log_config());
             wanted.insert(
                 changelog_topic(app, store),
                 (task_counts[s.id as usize], cfg),

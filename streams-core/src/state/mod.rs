@@ -1,5 +1,12 @@
-//! Typed state stores for processors: [`KeyValueStore`] handles over the byte-level store stacks
-//! of the `state-store` crate, and [`StoreBuilder`] / [`Stores`] to declare them.
+//! Typed state stores for processors: [`KeyValueStore`], [`WindowStore`] and [`SessionStore`]
+//! handles over the byte-level store stacks of the `state-store` crate, and [`StoreBuilder`] /
+//! [`Stores`] to declare them.
+
+mod window;
+
+pub(crate) use window::SEGMENT_PREFIX;
+pub use window::{CachedStore, SessionStore, WindowStore};
+use window::{Layout, Segments};
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -30,6 +37,30 @@ pub struct StoreBuilder<K, V> {
     caching: bool,
     logging: bool,
     log_config: BTreeMap<String, String>,
+    kind: StoreKind,
+}
+
+/// What a store holds, beyond its serdes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    KeyValue,
+    Window {
+        retention_ms: i64,
+        window_size_ms: i64,
+        retain_duplicates: bool,
+    },
+    Session {
+        retention_ms: i64,
+    },
+}
+
+/// Kafka Streams' `window.store.change.log.additional.retention.ms` default: how much longer a
+/// windowed changelog keeps records than the store, against clock drift.
+const ADDITIONAL_CHANGELOG_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Kafka Streams' segment interval: half the retention, at least a minute.
+fn segment_interval(retention_ms: i64) -> i64 {
+    (retention_ms / 2).max(60_000)
 }
 
 /// Constructors of store builders, after Kafka Streams' `Stores`.
@@ -50,6 +81,49 @@ impl Stores {
             caching: false,
             logging: true,
             log_config: BTreeMap::new(),
+            kind: StoreKind::KeyValue,
+        }
+    }
+
+    /// A RocksDB window store keeping windows of `window_size_ms` for `retention_ms` (at least
+    /// window size + grace for an aggregation). With `retain_duplicates` every put is kept (the
+    /// stream-stream join's store). Its changelog is `compact,delete` with the retention plus a
+    /// day, as in Kafka Streams.
+    ///
+    /// ```
+    /// use streams_core::{Stores, serde::Serdes};
+    /// let b = Stores::persistent_window_store("clicks", 3_600_000, 60_000, false,
+    ///     Serdes::string(), Serdes::i64());
+    /// assert_eq!(b.name(), "clicks");
+    /// ```
+    pub fn persistent_window_store<K, V>(
+        name: &str,
+        retention_ms: i64,
+        window_size_ms: i64,
+        retain_duplicates: bool,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            kind: StoreKind::Window {
+                retention_ms,
+                window_size_ms,
+                retain_duplicates,
+            },
+            ..Stores::persistent_key_value(name, key_serde, value_serde)
+        }
+    }
+
+    /// A RocksDB session store keeping sessions for `retention_ms` after they end.
+    pub fn persistent_session_store<K, V>(
+        name: &str,
+        retention_ms: i64,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            kind: StoreKind::Session { retention_ms },
+            ..Stores::persistent_key_value(name, key_serde, value_serde)
         }
     }
 
@@ -113,10 +187,17 @@ pub(crate) trait StoreFactory: Send + Sync {
     fn persistent(&self) -> bool;
     fn caching(&self) -> bool;
     fn logging(&self) -> bool;
-    fn log_config(&self) -> &BTreeMap<String, String>;
-    /// The typed handle processors get, over the task's store cell.
-    fn typed_handle(&self, cell: Arc<StoreCell>) -> Arc<dyn Any + Send + Sync>;
+    /// Changelog topic configs besides `cleanup.policy=compact`.
+    fn log_config(&self) -> BTreeMap<String, String>;
+    /// Bytes of engine-key prefix that changelog keys leave out (segmented stores).
+    fn changelog_key_offset(&self) -> usize;
+    /// The typed handle processors get, over the task's store cell, and for segmented stores
+    /// the mapping of restored changelog keys to engine keys.
+    fn open(&self, cell: Arc<StoreCell>) -> (Arc<dyn Any + Send + Sync>, Option<KeyMapper>);
 }
+
+/// Maps a restored changelog key to the key the engine stores it under.
+pub(crate) type KeyMapper = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreBuilder<K, V> {
     fn persistent(&self) -> bool {
@@ -128,15 +209,65 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
     fn logging(&self) -> bool {
         self.logging
     }
-    fn log_config(&self) -> &BTreeMap<String, String> {
-        &self.log_config
+    fn log_config(&self) -> BTreeMap<String, String> {
+        let mut c = BTreeMap::new();
+        if let StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms } =
+            self.kind
+        {
+            c.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+            c.insert(
+                "retention.ms".to_string(),
+                retention_ms
+                    .saturating_add(ADDITIONAL_CHANGELOG_RETENTION_MS)
+                    .to_string(),
+            );
+        }
+        c.extend(self.log_config.clone());
+        c
     }
-    fn typed_handle(&self, cell: Arc<StoreCell>) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(KeyValueStore {
-            cell,
-            key_serde: self.key_serde.clone(),
-            value_serde: self.value_serde.clone(),
-        })
+    fn changelog_key_offset(&self) -> usize {
+        match self.kind {
+            StoreKind::KeyValue => 0,
+            _ => SEGMENT_PREFIX,
+        }
+    }
+    fn open(&self, cell: Arc<StoreCell>) -> (Arc<dyn Any + Send + Sync>, Option<KeyMapper>) {
+        let (ks, vs) = (self.key_serde.clone(), self.value_serde.clone());
+        let (layout, retention_ms) = match self.kind {
+            StoreKind::KeyValue => {
+                let handle = KeyValueStore {
+                    cell,
+                    key_serde: ks,
+                    value_serde: vs,
+                };
+                return (Arc::new(handle), None);
+            }
+            StoreKind::Window { retention_ms, .. } => (Layout::Window, retention_ms),
+            StoreKind::Session { retention_ms } => (Layout::Session, retention_ms),
+        };
+        let seg = Arc::new(Segments::new(
+            layout,
+            retention_ms,
+            segment_interval(retention_ms),
+        ));
+        let mapper = seg.clone();
+        let mapper: KeyMapper = Arc::new(move |k: &[u8]| mapper.engine_key(k));
+        let handle: Arc<dyn Any + Send + Sync> = match self.kind {
+            StoreKind::Window {
+                window_size_ms,
+                retain_duplicates,
+                ..
+            } => Arc::new(WindowStore::new(
+                cell,
+                ks,
+                vs,
+                seg,
+                retain_duplicates,
+                window_size_ms,
+            )),
+            _ => Arc::new(SessionStore::new(cell, ks, vs, seg)),
+        };
+        (handle, Some(mapper))
     }
 }
 
@@ -377,11 +508,24 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 }
 
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> CachedStore for KeyValueStore<K, V> {
+    type Key = K;
+    type Value = V;
+    fn store_name(&self) -> &str {
+        &self.cell.name
+    }
+    fn decode_flushed(&self, e: FlushedEntry) -> Result<CacheFlush<K, V>> {
+        self.decode_flush(e)
+    }
+}
+
 /// Writes a store's changes to its changelog partition through the task's record collector.
 pub(crate) struct CollectorChangelogWriter {
     pub(crate) collector: Arc<dyn RecordCollector>,
     pub(crate) topic: String,
     pub(crate) partition: i32,
+    /// Engine-key prefix left out of changelog keys (the segment of segmented stores).
+    pub(crate) key_offset: usize,
 }
 
 impl ChangelogWriter for CollectorChangelogWriter {
@@ -389,7 +533,7 @@ impl ChangelogWriter for CollectorChangelogWriter {
         if let Err(e) = self.collector.send(
             &self.topic,
             Some(self.partition),
-            Some(key),
+            Some(key.get(self.key_offset..).unwrap_or_default()),
             value,
             timestamp,
             &Vec::new(),

@@ -92,8 +92,10 @@ struct TaskNode {
 pub(crate) struct TaskStore {
     pub(crate) name: String,
     pub(crate) cell: Arc<StoreCell>,
-    /// The typed `KeyValueStore<K, V>` handed to processors.
+    /// The typed store handle handed to processors (`KeyValueStore<K, V>`, `WindowStore<K, V>`..).
     pub(crate) handle: Arc<dyn Any + Send + Sync>,
+    /// For segmented stores: the engine key of a restored changelog key.
+    pub(crate) restore_key: Option<crate::state::KeyMapper>,
     /// Changelog topic and partition, when logged.
     pub(crate) changelog: Option<(String, i32)>,
     pub(crate) persistent: bool,
@@ -131,6 +133,8 @@ pub(crate) struct TaskCore {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) collector: Arc<dyn RecordCollector>,
     punctuations: Vec<Punctuation>,
+    /// Records processors dropped (late for their window, ...) since the task last counted.
+    pub(crate) dropped: u64,
 }
 
 impl TaskCore {
@@ -398,6 +402,7 @@ impl StreamTask {
                     collector: env.collector.clone(),
                     topic: topic.clone(),
                     partition: *partition,
+                    key_offset: f.changelog_key_offset(),
                 }));
             }
             if f.caching() {
@@ -406,9 +411,11 @@ impl StreamTask {
                 }
             }
             let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
+            let (handle, restore_key) = f.open(cell.clone());
             stores.push(TaskStore {
                 name: name.clone(),
-                handle: f.typed_handle(cell.clone()),
+                handle,
+                restore_key,
                 cell,
                 changelog,
                 persistent,
@@ -449,6 +456,7 @@ impl StreamTask {
             clock: env.clock.clone(),
             collector: env.collector.clone(),
             punctuations: Vec::new(),
+            dropped: 0,
         };
         Ok(StreamTask {
             id,
@@ -505,7 +513,14 @@ impl StreamTask {
                 store: store.to_string(),
                 message: format!("not a store of task {}", self.id),
             })?;
-        s.cell.with_stack(|stack| stack.restore_batch(batch))?;
+        match &s.restore_key {
+            None => s.cell.with_stack(|stack| stack.restore_batch(batch))?,
+            Some(map) => {
+                let mapped: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                    batch.iter().map(|(k, v)| (map(k), v.clone())).collect();
+                s.cell.with_stack(|stack| stack.restore_batch(&mapped))?
+            }
+        }
         self.metrics.restored += batch.len() as u64;
         Ok(())
     }
@@ -608,6 +623,7 @@ impl StreamTask {
             self.core.process_node(next.source_node, payload)?;
             self.core.forward_evicted()?;
             self.metrics.processed += 1;
+            self.metrics.dropped += std::mem::take(&mut self.core.dropped);
             let st = self.core.stream_time;
             self.core.meta = None;
             self.core.punctuate(PunctuationType::StreamTime, st)?;
@@ -619,7 +635,9 @@ impl StreamTask {
     /// Fires wall-clock punctuations due at the clock's current time.
     pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool> {
         let now = self.core.clock.now_ms();
-        self.core.punctuate(PunctuationType::WallClockTime, now)
+        let fired = self.core.punctuate(PunctuationType::WallClockTime, now);
+        self.metrics.dropped += std::mem::take(&mut self.core.dropped);
+        fired
     }
 
     /// First half of a commit: write every cache out (forwarding what it emits, upstream stores
