@@ -20,6 +20,7 @@ pub(crate) const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
     ("file.delete.delay.ms", "60000"),
     ("flush.messages", "9223372036854775807"),
     ("flush.ms", "9223372036854775807"),
+    ("index.interval.bytes", "4096"),
     ("max.compaction.lag.ms", "9223372036854775807"),
     ("max.message.bytes", "1048588"),
     ("message.timestamp.type", "CreateTime"),
@@ -207,6 +208,10 @@ impl Topics {
                 .get("segment.bytes")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(self.default_segment_bytes),
+            index_interval_bytes: configs
+                .get("index.interval.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::log::DEFAULT_INDEX_INTERVAL_BYTES),
         }
     }
 
@@ -346,7 +351,7 @@ impl Topics {
     /// Changes a topic's config overrides (AlterConfigs, IncrementalAlterConfigs): `change`
     /// edits a copy of the overrides and may refuse with a wire error; the result is stored and
     /// persisted unless `validate_only`. Settings read when a partition log is opened
-    /// (`segment.bytes`) take effect for partitions opened afterwards.
+    /// (`segment.bytes`, `index.interval.bytes`) take effect for partitions opened afterwards.
     pub(crate) fn alter_configs(
         &self,
         name: &str,

@@ -47,7 +47,7 @@ pub(crate) fn handle(
                     let found = match p.timestamp {
                         LATEST => Ok(Some((log.next_offset(), -1))),
                         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
-                        MAX_TIMESTAMP => Ok(log.max_timestamp_offset()),
+                        MAX_TIMESTAMP => log.max_timestamp_offset(),
                         ts if ts >= 0 => log.offset_for_timestamp(ts),
                         _ => return resp.with_error_code(ResponseError::InvalidRequest.code()),
                     };

@@ -132,6 +132,25 @@ pub(crate) fn assign_offset(bytes: &mut [u8], base_offset: i64, leader_epoch: i3
     bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Length of the whole batches at the start of `bytes` (a read cut at an arbitrary length ends
+/// with part of a batch, which is left out).
+pub(crate) fn whole_batches_len(bytes: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(length) = bytes.get(pos + 8..pos + LOG_OVERHEAD) {
+        let batch_length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        let Ok(batch_length) = usize::try_from(batch_length) else {
+            break;
+        };
+        if batch_length < HEADER_LEN - LOG_OVERHEAD
+            || pos + LOG_OVERHEAD + batch_length > bytes.len()
+        {
+            break;
+        }
+        pos += LOG_OVERHEAD + batch_length;
+    }
+    pos
+}
+
 /// Decodes an unsigned varint from `b`, returning the value and bytes used.
 fn varint(b: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
@@ -273,6 +292,18 @@ pub(crate) mod tests {
             validate_batch(&b[..b.len() - 1], 1 << 20),
             Err(ResponseError::CorruptMessage)
         );
+    }
+
+    #[test]
+    fn whole_batches_len_leaves_out_a_cut_batch() {
+        let a = make_batch(3, 1000, None);
+        let b = make_batch(2, 1000, None);
+        let both = [a.clone(), b.clone()].concat();
+        assert_eq!(whole_batches_len(&both), both.len());
+        for cut in a.len()..both.len() {
+            assert_eq!(whole_batches_len(&both[..cut]), a.len(), "{cut}");
+        }
+        assert_eq!(whole_batches_len(&both[..5]), 0);
     }
 
     #[test]
