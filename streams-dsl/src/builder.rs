@@ -29,6 +29,9 @@ pub(crate) struct BuilderInner {
     /// The first error met while building; `build()` returns it.
     error: Option<StreamsError>,
     serdes: HashMap<TypeId, Box<dyn Any>>,
+    /// Grace period (ms) of the windows of windowed tables, by the node that emits them: what
+    /// `suppress(until_window_closes)` waits for.
+    pub(crate) window_grace: HashMap<String, i64>,
 }
 
 impl BuilderInner {
@@ -139,6 +142,7 @@ impl StreamsBuilder {
                 index: 0,
                 error: None,
                 serdes: HashMap::new(),
+                window_grace: HashMap::new(),
             })),
         }
     }

@@ -17,8 +17,8 @@ use crate::Data;
 
 /// A stream grouped by key, ready to aggregate.
 pub struct KGroupedStream<K, V> {
-    stream: KStream<K, V>,
-    grouped: Grouped<K, V>,
+    pub(crate) stream: KStream<K, V>,
+    pub(crate) grouped: Grouped<K, V>,
 }
 
 /// Adds aggregation node `node` after `parent`, with its store `store` (serdes from `m`, else
@@ -59,7 +59,11 @@ where
 }
 
 /// Store name from `Materialized`, or a generated one (noted as generated).
-fn store_name<K, V>(b: &crate::builder::Shared, m: &Materialized<K, V>, prefix: &str) -> String {
+pub(crate) fn store_name<K, V>(
+    b: &crate::builder::Shared,
+    m: &Materialized<K, V>,
+    prefix: &str,
+) -> String {
     match &m.store_name {
         Some(n) => n.clone(),
         None => {
@@ -146,33 +150,41 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, VA> {
         let b = self.stream.b.clone();
         let store = store_name(&b, &m, "KSTREAM-AGGREGATE-STATE-STORE-");
-        let input = if self.stream.repartition_required {
-            let base = match &self.grouped.name {
-                Some(n) => n.clone(),
-                None => {
-                    if m.store_name.is_none() {
-                        b.borrow_mut().topology.note_generated_name(
-                            "repartition topic",
-                            &format!("{store}-repartition"),
-                        );
-                    }
-                    store.clone()
-                }
-            };
-            self.stream.through_repartition_topic(
-                &base,
-                self.grouped.key_serde.clone(),
-                self.grouped.value_serde.clone(),
-                None,
-            )
-        } else {
-            self.stream.clone()
-        };
+        let input = self.aggregation_input(&store, m.store_name.is_some());
         let node = input.node_name("KSTREAM-AGGREGATE-");
         let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
         add_aggregation(&b, &input.node, node, store, key, &m, move |s| {
             StreamAggregate::new(s, init.clone(), agg.clone(), first.clone())
         })
+    }
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    /// The stream an aggregation into `store` reads: this one, or when the key was changed
+    /// upstream, the same records through a repartition topic named after the grouping (or the
+    /// store).
+    pub(crate) fn aggregation_input(&self, store: &str, store_named: bool) -> KStream<K, V> {
+        let b = self.stream.b.clone();
+        if !self.stream.repartition_required {
+            return self.stream.clone();
+        }
+        let base = match &self.grouped.name {
+            Some(n) => n.clone(),
+            None => {
+                if !store_named {
+                    b.borrow_mut()
+                        .topology
+                        .note_generated_name("repartition topic", &format!("{store}-repartition"));
+                }
+                store.to_string()
+            }
+        };
+        self.stream.through_repartition_topic(
+            &base,
+            self.grouped.key_serde.clone(),
+            self.grouped.value_serde.clone(),
+            None,
+        )
     }
 }
 

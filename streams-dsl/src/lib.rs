@@ -10,6 +10,9 @@
 //!   process, group_by, ...) and [`BranchedKStream`].
 //! - [`ktable`]: [`KTable`] (filter, map_values, to_stream, group_by).
 //! - [`grouped`]: [`KGroupedStream`] and [`KGroupedTable`] (count, reduce, aggregate).
+//! - [`windowed`]: [`TimeWindowedKStream`] (tumbling, hopping, sliding) and
+//!   [`SessionWindowedKStream`]: windowed count, reduce, aggregate, emit strategies.
+//! - [`suppress`]: final results of windowed tables ([`suppress::Suppressed`]).
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
 //! ## Serdes
@@ -26,12 +29,15 @@ pub mod kstream;
 pub mod ktable;
 pub mod options;
 mod processors;
+pub mod suppress;
+pub mod windowed;
 
 pub use builder::StreamsBuilder;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream};
 
 /// What keys and values of the DSL must be: cloneable (a record can go to several children),
 /// sendable to stream threads, and owned.

@@ -179,6 +179,8 @@ pub struct Materialized<K, V> {
     pub(crate) logging: bool,
     pub(crate) log_config: BTreeMap<String, String>,
     pub(crate) persistent: bool,
+    /// How long a window or session store keeps windows (at least size + grace).
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -191,6 +193,7 @@ impl<K, V> Default for Materialized<K, V> {
             logging: true,
             log_config: BTreeMap::new(),
             persistent: true,
+            retention: None,
         }
     }
 }
@@ -245,6 +248,13 @@ impl<K, V> Materialized<K, V> {
         self.log_config = config.into_iter().collect();
         self
     }
+    /// How long a window or session store keeps windows; it must be at least the window size
+    /// plus grace (the default).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Keeps the store in memory (rebuilt from the changelog on start) instead of RocksDB.
     pub fn in_memory(mut self) -> Self {
         self.persistent = false;
