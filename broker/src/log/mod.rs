@@ -730,6 +730,10 @@ impl PartitionLog {
                 .map_err(|e| Error::storage(&active.path, e))?;
             active.index.sync()?;
         }
+        if self.size_bytes() == 0 && self.producers.is_empty() {
+            // Nothing to replay and nothing to remember: no file for an empty partition.
+            return Ok(());
+        }
         self.write_producer_snapshot()
     }
 
@@ -1532,6 +1536,18 @@ mod tests {
             log.check_sequence(&BatchHeader::parse(&stale).unwrap()),
             Err(ResponseError::OutOfOrderSequenceNumber)
         );
+    }
+
+    #[test]
+    fn an_empty_partition_checkpoints_without_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), indexed()).unwrap();
+        log.checkpoint().unwrap();
+        assert_eq!(log.snapshot_offset, None);
+        fill(&mut log, 1);
+        log.checkpoint().unwrap();
+        assert_eq!(log.snapshot_offset, Some(2));
+        assert!(dir.path().join(format!("{:020}.snapshot", 2)).exists());
     }
 
     #[test]

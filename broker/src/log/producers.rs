@@ -96,6 +96,11 @@ impl ProducerState {
         }
     }
 
+    /// Whether no idempotent producer wrote here.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
     /// Learns from a batch written to the log (appended now, or replayed at open).
     pub(crate) fn record(&mut self, h: &BatchHeader) {
         if h.producer_id < 0 || h.base_sequence < 0 || h.is_control() {
