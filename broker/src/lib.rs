@@ -25,7 +25,8 @@
 //! - `protocol`: request decoding (with a guard pass against hostile lengths), response
 //!   encoding, the advertised API version table.
 //! - `handler/`: one file per Kafka API.
-//! - `log/`: a partition's segment files of raw batches, batch validation, retention.
+//! - `log/`: a partition's segment files of raw batches, their sparse offset and time indexes
+//!   on disk, idempotent-producer snapshots, batch validation, retention, compaction.
 //! - `topics`: topic registry and `topics.json`.
 //! - `group/`: classic group coordinator state machine and committed offsets.
 //! - `state`: what handlers share; broker identity and producer ids.
@@ -38,7 +39,9 @@
 //!   records survive a process crash under every [`FlushPolicy`]; under the default
 //!   ([`FlushPolicy::AcksAll`]) acks=all records are fsynced before the answer and so also
 //!   survive power loss.
-//! - Topics, configs, committed offsets and idempotent-producer state survive restarts.
+//! - Topics, configs, committed offsets and idempotent-producer state survive restarts; producer
+//!   state also outlives its batches (retention, DeleteRecords), through snapshot files.
+//! - A missing or damaged index or producer snapshot is rebuilt, never a reason not to start.
 //! - A malformed, truncated or oversized frame closes only the connection that sent it.
 
 mod config;
