@@ -12,6 +12,7 @@
 //! - [`grouped`]: [`KGroupedStream`] and [`KGroupedTable`] (count, reduce, aggregate).
 //! - [`windowed`]: [`TimeWindowedKStream`] (tumbling, hopping, sliding) and
 //!   [`SessionWindowedKStream`]: windowed count, reduce, aggregate, emit strategies.
+//! - [`stream_join`]: windowed KStream-KStream joins ([`stream_join::JoinWindows`]).
 //! - [`suppress`]: final results of windowed tables ([`suppress::Suppressed`]).
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
@@ -29,6 +30,7 @@ pub mod kstream;
 pub mod ktable;
 pub mod options;
 mod processors;
+pub mod stream_join;
 pub mod suppress;
 pub mod windowed;
 

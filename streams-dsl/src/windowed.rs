@@ -599,12 +599,11 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     /// their aggregates with `f` too.
     pub fn reduce(self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<Windowed<K>, V> {
         let m = Materialized {
-            value_serde: self
+            value_serde: self.grouped.grouped.value_serde.clone().or(self
                 .grouped
-                .grouped
+                .stream
                 .value_serde
-                .clone()
-                .or(self.grouped.stream.value_serde.clone()),
+                .clone()),
             ..Materialized::default()
         };
         let f = Arc::new(f);
