@@ -108,6 +108,41 @@ fn tweets_count_hashtags_once_per_tweet_and_tweets_per_user() {
     assert_eq!(users["ada"], Some(2));
     assert_eq!(users["alan"], Some(1));
 
+    // Per-minute final counts: nothing until the minute closes (end + 5 s grace).
+    let minute = d.create_output_topic(
+        tweets::HASHTAG_MINUTE_TOPIC,
+        Serdes::time_windowed(Serdes::string(), 60_000),
+        Serdes::nullable(Serdes::i64()),
+    );
+    assert!(minute.is_empty());
+    input.pipe_input(None, tweet("4", "alan", "#rust late in the minute", 59_000));
+    input.pipe_input(None, tweet("5", "alan", "#rust next minute", 64_000));
+    assert!(minute.is_empty(), "the first minute closes at 65 s");
+    input.pipe_input(None, tweet("6", "alan", "#kafka", 65_000));
+    let mut finals: Vec<(String, i64, Option<i64>)> = minute
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, v)| (k.key, k.window.start, v))
+        .collect();
+    finals.sort();
+    assert_eq!(
+        finals,
+        vec![
+            ("kafka".to_string(), 0, Some(2)),
+            ("rust".to_string(), 0, Some(2)),
+        ]
+    );
+    // The windowed key is Kafka Streams' bytes: hashtag then the 8-byte window start.
+    input.pipe_input(None, tweet("7", "alan", "#x", 200_000));
+    let raw = d.create_output_topic(
+        tweets::HASHTAG_MINUTE_TOPIC,
+        Serdes::bytes(),
+        Serdes::bytes(),
+    );
+    let (k, v) = raw.read_key_value();
+    assert!(k.ends_with(&60_000i64.to_be_bytes()), "{k:?}");
+    assert_eq!(v.len(), 8);
+
     let mut g = TweetGenerator::new(1, 0);
     let a = g.next_tweet();
     let b = g.next_tweet();

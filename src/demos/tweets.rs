@@ -3,13 +3,20 @@
 //! Input `tweets`: JSON values `{"id", "user", "text", "timestamp_ms", "lang"}`, record
 //! timestamps taken from `timestamp_ms`. Outputs: `hashtag-counts` (key: hashtag lower-cased
 //! without `#`; value: i64 big-endian number of tweets containing it, counted once per tweet)
-//! and `user-tweet-counts` (key: user; value: i64 big-endian).
+//! and `user-tweet-counts` (key: user; value: i64 big-endian), and `hashtag-counts-1m`: per
+//! hashtag and 1-minute tumbling window of event time, the final count only (one record per
+//! hashtag and window once the window closes: stream time past its end plus 5 s of grace), key
+//! in Kafka Streams' time-windowed format (hashtag bytes + 8-byte window start), value i64
+//! big-endian.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use streams_core::serde::{DefaultSerde, SerdeRef, Serdes};
-use streams_dsl::{Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+use streams_core::window::TimeWindows;
+use streams_dsl::suppress::{BufferConfig, Suppressed};
+use streams_dsl::{Consumed, Grouped, KStream, Materialized, Produced, StreamsBuilder};
 
 use crate::{Result, Topology};
 
@@ -19,6 +26,10 @@ pub const INPUT_TOPIC: &str = "tweets";
 pub const HASHTAG_TOPIC: &str = "hashtag-counts";
 /// Per-user counts topic.
 pub const USER_TOPIC: &str = "user-tweet-counts";
+/// Final per-minute hashtag counts topic.
+pub const HASHTAG_MINUTE_TOPIC: &str = "hashtag-counts-1m";
+/// How late a tweet may arrive for its minute (event time).
+pub const HASHTAG_MINUTE_GRACE: Duration = Duration::from_secs(5);
 /// Default application id.
 pub const APPLICATION_ID: &str = "streams-tweets";
 
@@ -93,7 +104,26 @@ pub fn topology_to(input: &str, hashtag_topic: &str, user_topic: &str) -> Result
             user_topic,
             Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
         );
+    hashtag_counts_per_minute(&tweets, HASHTAG_MINUTE_TOPIC);
     builder.build()
+}
+
+/// Final per-minute hashtag counts of `tweets` into `topic`.
+fn hashtag_counts_per_minute(tweets: &KStream<Option<String>, Tweet>, topic: &str) {
+    tweets
+        .flat_map_values(|t: Tweet| hashtags(&t.text))
+        .group_by_with(|_, tag| tag.clone(), Grouped::as_name("hashtags-1m"))
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_secs(60),
+            HASHTAG_MINUTE_GRACE,
+        ))
+        .count_with(Materialized::as_store("hashtag-counts-1m-store"))
+        .suppress(
+            Suppressed::until_window_closes(BufferConfig::unbounded())
+                .with_name("hashtag-counts-1m-final"),
+        )
+        .to_stream()
+        .to(topic);
 }
 
 /// A small deterministic generator of realistic tweets (xorshift, no dependency).
