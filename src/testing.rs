@@ -162,6 +162,54 @@ where
     K: Hash + Eq + 'static,
     V: 'static,
 {
+    let mut table = HashMap::new();
+    read_topic(bootstrap, topic, key_serde, value_serde, timeout, |r| {
+        match r {
+            Some((k, Some(v))) => {
+                table.insert(k, v);
+            }
+            Some((k, None)) => {
+                table.remove(&k);
+            }
+            None => return done(&table),
+        }
+        false
+    })?;
+    Ok(table)
+}
+
+/// Reads every record of `topic` from the beginning (in order per partition) until
+/// `done(records)` holds while no more are arriving, or `timeout` passes; returns them either
+/// way.
+pub fn read_records<K: 'static, V: 'static>(
+    bootstrap: &str,
+    topic: &str,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    timeout: Duration,
+    done: impl Fn(&[(K, V)]) -> bool,
+) -> Result<Vec<(K, V)>> {
+    let mut records = Vec::new();
+    read_topic(bootstrap, topic, key_serde, value_serde, timeout, |r| {
+        match r {
+            Some(kv) => records.push(kv),
+            None => return done(&records),
+        }
+        false
+    })?;
+    Ok(records)
+}
+
+/// The reading loop of [`read_table`] and [`read_records`]: `step(Some(record))` for each
+/// record, `step(None)` when a poll comes back empty, which ends the loop by returning true.
+fn read_topic<K: 'static, V: 'static>(
+    bootstrap: &str,
+    topic: &str,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    timeout: Duration,
+    mut step: impl FnMut(Option<(K, V)>) -> bool,
+) -> Result<()> {
     let consumer = plain_consumer(bootstrap)?;
     let deadline = Instant::now() + timeout;
     // The topic may not exist yet (an application creates its output when it first writes).
@@ -178,7 +226,7 @@ where
         }
         if tpl.count() == 0 {
             if Instant::now() > deadline {
-                return Ok(HashMap::new());
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -186,7 +234,6 @@ where
     consumer
         .assign(&tpl)
         .map_err(kafka(format!("assigning `{topic}`")))?;
-    let mut table = HashMap::new();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -208,22 +255,15 @@ where
                         offset: m.offset(),
                         source,
                     })?;
-                match value {
-                    Some(v) => {
-                        table.insert(key, v);
-                    }
-                    None => {
-                        table.remove(&key);
-                    }
-                }
+                step(Some((key, value)));
             }
             Some(Err(e)) => return Err(kafka(format!("reading `{topic}`"))(e)),
             None => {
-                if done(&table) {
-                    return Ok(table);
+                if step(None) {
+                    return Ok(());
                 }
             }
         }
     }
-    Ok(table)
+    Ok(())
 }

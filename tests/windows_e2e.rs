@@ -1,0 +1,198 @@
+//! Windowed aggregations, final results and stream-stream joins end to end, on Apache Kafka and
+//! on the bundled broker: the same tests against both.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{unique, wait_running, wait_until};
+use streams::{testing, KafkaStreams, Serdes, StreamsBuilder, StreamsConfig};
+use streams_core::window::{TimeWindows, Windowed};
+use streams_dsl::stream_join::JoinWindows;
+use streams_dsl::suppress::{BufferConfig, Suppressed};
+use streams_dsl::Materialized;
+
+on_both_brokers!(
+    final_window_counts_survive_a_restart_mid_window,
+    stream_stream_left_join_emits_matches_then_unmatched
+);
+
+fn config(bootstrap: &str, app_id: &str, dir: &std::path::Path) -> StreamsConfig {
+    StreamsConfig::new(app_id, bootstrap)
+        .set("state.dir", dir.to_str().unwrap())
+        .set("commit.interval.ms", "200")
+        .set("consumer.session.timeout.ms", "10000")
+        .set("consumer.heartbeat.interval.ms", "500")
+}
+
+fn produce(bootstrap: &str, topic: &str, records: &[(&str, &str, i64)]) {
+    testing::produce(
+        bootstrap,
+        topic,
+        records.iter().map(|(k, v, ts)| {
+            (
+                Some(k.as_bytes().to_vec()),
+                Some(v.as_bytes().to_vec()),
+                Some(*ts),
+            )
+        }),
+    )
+    .expect("produce");
+}
+
+fn final_counts_app(
+    bootstrap: &str,
+    app_id: &str,
+    input: &str,
+    output: &str,
+    dir: &std::path::Path,
+) -> KafkaStreams {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>(input)
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+        .count_with(Materialized::as_store("counts"))
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()).with_name("final"))
+        .to_stream()
+        .to(output);
+    let mut app = KafkaStreams::new(b.build().unwrap(), config(bootstrap, app_id, dir)).unwrap();
+    app.start().unwrap();
+    app
+}
+
+/// Counts of window [0, 10 s) are final only once stream time reaches 10 s. The application
+/// stops half-way through the window and a new instance with empty local state finishes it: the
+/// window store and the suppression buffer come back from their changelogs, and each final
+/// count is emitted exactly once.
+fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
+    let (input, output, app_id) = (unique("clicks"), unique("final-counts"), unique("win"));
+    testing::create_topic(bootstrap, &input, 1).unwrap();
+    testing::create_topic(bootstrap, &output, 1).unwrap();
+    produce(
+        bootstrap,
+        &input,
+        &[
+            ("a", "x", 1_000),
+            ("b", "x", 2_000),
+            ("a", "x", 3_000),
+            ("a", "x", 4_000),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = final_counts_app(bootstrap, &app_id, &input, &output, dir.path());
+    wait_running(&app);
+    wait_until(
+        "the first records to be processed",
+        Duration::from_secs(60),
+        || app.metrics().processed >= 4,
+    );
+    app.close().unwrap();
+    assert_eq!(
+        testing::record_count(bootstrap, &output).unwrap(),
+        0,
+        "no window has closed"
+    );
+
+    // The rest of the window, then a record at 12 s that closes it.
+    produce(bootstrap, &input, &[("b", "x", 9_000), ("a", "x", 12_000)]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut app = final_counts_app(bootstrap, &app_id, &input, &output, other_dir.path());
+    wait_running(&app);
+    let read = |done: &dyn Fn(&[(Windowed<String>, Option<i64>)]) -> bool| {
+        testing::read_records(
+            bootstrap,
+            &output,
+            Serdes::time_windowed(Serdes::string(), 10_000),
+            Serdes::nullable(Serdes::i64()),
+            Duration::from_secs(60),
+            done,
+        )
+        .unwrap()
+    };
+    let got = read(&|r| r.len() >= 2);
+    let mut finals: Vec<(String, i64, Option<i64>)> = got
+        .into_iter()
+        .map(|(k, v)| (k.key, k.window.start, v))
+        .collect();
+    finals.sort();
+    assert_eq!(
+        finals,
+        vec![("a".to_string(), 0, Some(3)), ("b".to_string(), 0, Some(2))]
+    );
+    // Later commits change nothing: no repeats, and [10 s, 20 s) is still open.
+    std::thread::sleep(Duration::from_secs(2));
+    app.close().unwrap();
+    assert_eq!(testing::record_count(bootstrap, &output).unwrap(), 2);
+}
+
+/// A left join within 5 s: matched pairs come out as they meet; left records without a partner
+/// come out once stream time has passed their window.
+fn stream_stream_left_join_emits_matches_then_unmatched(bootstrap: &str) {
+    let (left, right, output, app_id) = (
+        unique("orders"),
+        unique("payments"),
+        unique("joined"),
+        unique("join"),
+    );
+    for t in [&left, &right, &output] {
+        testing::create_topic(bootstrap, t, 1).unwrap();
+    }
+    let b = StreamsBuilder::new();
+    let orders = b.stream::<String, String>(&left);
+    let payments = b.stream::<String, String>(&right);
+    orders
+        .left_join_windowed(
+            &payments,
+            |o, p| format!("{o}/{}", p.map_or("unpaid", String::as_str)),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(5)),
+        )
+        .to(&output);
+    let dir = tempfile::tempdir().unwrap();
+    let mut app =
+        KafkaStreams::new(b.build().unwrap(), config(bootstrap, &app_id, dir.path())).unwrap();
+    app.start().unwrap();
+    wait_running(&app);
+    // One side at a time, each processed before the next: the task must not see the later
+    // payment first (stream time would make the orders late).
+    let processed = |n: u64| {
+        wait_until("records to be processed", Duration::from_secs(60), || {
+            app.metrics().processed >= n
+        })
+    };
+    produce(
+        bootstrap,
+        &left,
+        &[
+            ("o1", "book", 1_000),
+            ("o2", "pen", 1_500),
+            ("o3", "ink", 2_000),
+        ],
+    );
+    processed(3);
+    produce(bootstrap, &right, &[("o1", "paid", 2_500)]);
+    processed(4);
+    // Stream time moves to 30 s: o2 (no payment) and o3 (payment 28 s late) are unpaid.
+    produce(bootstrap, &right, &[("o3", "paid", 30_000)]);
+    processed(5);
+    produce(bootstrap, &left, &[("tick", "-", 40_000)]);
+    let got = testing::read_records(
+        bootstrap,
+        &output,
+        Serdes::string(),
+        Serdes::string(),
+        Duration::from_secs(60),
+        |r| r.len() >= 3,
+    )
+    .unwrap();
+    let mut got: Vec<(String, String)> = got;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("o1".to_string(), "book/paid".to_string()),
+            ("o2".to_string(), "pen/unpaid".to_string()),
+            ("o3".to_string(), "ink/unpaid".to_string()),
+        ]
+    );
+    app.close().unwrap();
+}
