@@ -43,18 +43,22 @@ pub use streams_dsl as dsl;
 pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
     Change, KafkaStreams, KeyValueStore, Processor, ProcessorContext, PunctuationType, Record,
-    Result, State, StateRestoreListener, StoreBuilder, Stores, StreamsConfig, StreamsError, TaskId,
-    Topology, TopologyTestDriver,
+    Result, SessionStore, SessionWindows, SlidingWindows, State, StateRestoreListener,
+    StoreBuilder, Stores, StreamsConfig, StreamsError, TaskId, TimeWindows, Topology,
+    TopologyTestDriver, Window, WindowStore, Windowed,
 };
+pub use streams_dsl::stream_join::JoinWindows;
+pub use streams_dsl::suppress::{BufferConfig, Suppressed};
 pub use streams_dsl::{
-    Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
-    Repartitioned, StreamsBuilder,
+    Consumed, EmitStrategy, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
+    Produced, Repartitioned, SessionWindowedKStream, StreamsBuilder, TimeWindowedKStream,
 };
 
 /// Everything an application usually needs.
 pub mod prelude {
     pub use crate::{
-        Consumed, Grouped, KStream, KTable, KafkaStreams, Materialized, Produced, Record, Serdes,
-        State, StreamsBuilder, StreamsConfig, Topology, TopologyTestDriver,
+        BufferConfig, Consumed, Grouped, JoinWindows, KStream, KTable, KafkaStreams, Materialized,
+        Produced, Record, Serdes, SessionWindows, SlidingWindows, State, StreamsBuilder,
+        StreamsConfig, Suppressed, TimeWindows, Topology, TopologyTestDriver, Windowed,
     };
 }
