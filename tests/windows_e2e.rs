@@ -98,18 +98,15 @@ fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
     let other_dir = tempfile::tempdir().unwrap();
     let mut app = final_counts_app(bootstrap, &app_id, &input, &output, other_dir.path());
     wait_running(&app);
-    let read = |done: &dyn Fn(&[(Windowed<String>, Option<i64>)]) -> bool| {
-        testing::read_records(
-            bootstrap,
-            &output,
-            Serdes::time_windowed(Serdes::string(), 10_000),
-            Serdes::nullable(Serdes::i64()),
-            Duration::from_secs(60),
-            done,
-        )
-        .unwrap()
-    };
-    let got = read(&|r| r.len() >= 2);
+    let got: Vec<(Windowed<String>, Option<i64>)> = testing::read_records(
+        bootstrap,
+        &output,
+        Serdes::time_windowed(Serdes::string(), 10_000),
+        Serdes::nullable(Serdes::i64()),
+        Duration::from_secs(60),
+        |r| r.len() >= 2,
+    )
+    .unwrap();
     let mut finals: Vec<(String, i64, Option<i64>)> = got
         .into_iter()
         .map(|(k, v)| (k.key, k.window.start, v))
