@@ -42,7 +42,7 @@ pub use processor::{
 };
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{KafkaStreams, State, StateRestoreListener};
-pub use state::{KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore};
+pub use state::{CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore};
 pub use task::{TaskId, TaskMetrics};
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{TimestampExtractor, Topology, TopologyDescription};

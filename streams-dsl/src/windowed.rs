@@ -12,8 +12,8 @@ use std::sync::Arc;
 use streams_core::serde::Serdes;
 use streams_core::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 use streams_core::{
-    Change, KeyValueStore, Processor, ProcessorContext, Record, Result, SessionStore, StoreBuilder,
-    Stores, StreamsError, WindowStore,
+    CachedStore, Change, KeyValueStore, Processor, ProcessorContext, Record, Result, SessionStore,
+    StoreBuilder, Stores, StreamsError, WindowStore,
 };
 
 use crate::grouped::{store_name, KGroupedStream};
@@ -339,6 +339,26 @@ fn configure<K, V>(
     }
 }
 
+/// Forwards what a windowed store's record cache writes out as changes of the windowed table.
+fn forward_cache_flushes<K: Data, VA: Data, S>(
+    ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    store: &S,
+) -> Result<()>
+where
+    S: CachedStore<Key = Windowed<K>, Value = VA>,
+{
+    ctx.on_cache_flush(store, |ctx, f| {
+        if f.new_value.is_none() && f.old_value.is_none() {
+            return Ok(());
+        }
+        ctx.forward(Record::new(
+            f.key,
+            Change::new(f.new_value, f.old_value),
+            f.timestamp,
+        ))
+    })
+}
+
 /// The one key of an emit-on-close aggregation's `<store>-emitted` store.
 const EMITTED_KEY: &str = "last-emitted-close-time";
 
@@ -532,16 +552,7 @@ impl<K: Data, V: Data, VA: Data> Processor for WindowAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         let store: WindowStore<K, VA> = ctx.get_store(&self.store_name)?;
         if store.is_cached() {
-            ctx.on_cache_flush(&store, |ctx, f| {
-                if f.new_value.is_none() && f.old_value.is_none() {
-                    return Ok(());
-                }
-                ctx.forward(Record::new(
-                    f.key,
-                    Change::new(f.new_value, f.old_value),
-                    f.timestamp,
-                ))
-            })?;
+            forward_cache_flushes(ctx, &store)?;
         }
         self.observed = store.observed_stream_time()?;
         self.store = Some(store);
@@ -732,16 +743,7 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
         let store: SessionStore<K, VA> = ctx.get_store(&self.store_name)?;
         if store.is_cached() {
-            ctx.on_cache_flush(&store, |ctx, f| {
-                if f.new_value.is_none() && f.old_value.is_none() {
-                    return Ok(());
-                }
-                ctx.forward(Record::new(
-                    f.key,
-                    Change::new(f.new_value, f.old_value),
-                    f.timestamp,
-                ))
-            })?;
+            forward_cache_flushes(ctx, &store)?;
         }
         self.store = Some(store);
         Ok(())
