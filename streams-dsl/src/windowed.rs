@@ -99,6 +99,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         SessionWindowedKStream {
             grouped: self,
             windows,
+            emit: EmitStrategy::OnWindowUpdate,
         }
     }
 }
@@ -237,7 +238,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             configure(
                 Stores::persistent_window_store(
                     &format!("{store}-records"),
-                    retention.saturating_add(size),
+                    // A late record still within grace recomputes windows reaching 2 * size
+                    // before it.
+                    retention.saturating_add(2 * size),
                     1,
                     true,
                     k.clone(),
@@ -247,17 +250,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 false,
             )
         });
-        let emitted = final_only.then(|| {
-            configure(
-                Stores::persistent_key_value(
-                    &format!("{store}-emitted"),
-                    Serdes::string(),
-                    Serdes::i64(),
-                ),
-                &m,
-                false,
-            )
-        });
+        let emitted = final_only.then(|| emitted_store(&store, &m));
         inner.window_grace.insert(node.clone(), spec.grace_ms());
         let (n, s, parent) = (node.clone(), store.clone(), input.node.clone());
         let has_raw = raw.is_some();
@@ -337,6 +330,16 @@ fn configure<K, V>(
     } else {
         sb.with_logging_disabled()
     }
+}
+
+/// The store of an emit-on-close aggregation that remembers up to where final results went
+/// out, so that a restart does not emit them again.
+fn emitted_store<K, V>(store: &str, m: &Materialized<K, V>) -> StoreBuilder<String, i64> {
+    configure(
+        Stores::persistent_key_value(&format!("{store}-emitted"), Serdes::string(), Serdes::i64()),
+        m,
+        false,
+    )
 }
 
 /// Forwards what a windowed store's record cache writes out as changes of the windowed table.
@@ -584,12 +587,20 @@ impl<K: Data, V: Data, VA: Data> Processor for WindowAggregate<K, V, VA> {
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
+    emit: EmitStrategy,
 }
 
 /// Merges two session aggregates when a record bridges their sessions: `(key, agg1, agg2)`.
 pub type Merger<K, VA> = Arc<dyn Fn(&K, VA, VA) -> VA + Send + Sync>;
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
+    /// Chooses when results are emitted (every update by default). On close, a session is
+    /// final once stream time passes its end + gap + grace: no accepted record can extend it.
+    pub fn emit_strategy(mut self, emit: EmitStrategy) -> Self {
+        self.emit = emit;
+        self
+    }
+
     /// Counts records per key and session.
     pub fn count(self) -> KTable<Windowed<K>, i64> {
         self.count_with(Materialized::default())
@@ -686,11 +697,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         );
         let min = windows.gap_ms().saturating_add(windows.grace_ms());
         let retention = retention_ms(&m, min, &store, &mut inner);
+        let final_only = self.emit == EmitStrategy::OnWindowClose;
         let sb = configure(
             Stores::persistent_session_store(&store, retention, k.clone(), v.clone()),
             &m,
-            true,
+            !final_only,
         );
+        let emitted = final_only.then(|| emitted_store(&store, &m));
         inner.window_grace.insert(node.clone(), windows.grace_ms());
         let (n, s, parent) = (node.clone(), store.clone(), input.node.clone());
         inner.apply(move |t| {
@@ -699,6 +712,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 move || SessionAggregate {
                     store_name: s.clone(),
                     store: None,
+                    emitted: None,
+                    final_only,
                     windows,
                     observed: -1,
                     init: init.clone(),
@@ -709,6 +724,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 &[&parent],
             )?;
             t.add_state_store(sb, &[&n])?;
+            if let Some(e) = emitted {
+                t.add_state_store(e, &[&n])?;
+            }
             Ok(())
         });
         drop(inner);
@@ -726,6 +744,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 struct SessionAggregate<K, V, VA> {
     store_name: String,
     store: Option<SessionStore<K, VA>>,
+    /// Emit-on-close: the session end up to which final results were emitted.
+    emitted: Option<KeyValueStore<String, i64>>,
+    final_only: bool,
     windows: SessionWindows,
     observed: i64,
     init: Init<VA>,
@@ -746,6 +767,9 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
             forward_cache_flushes(ctx, &store)?;
         }
         self.store = Some(store);
+        if self.final_only {
+            self.emitted = Some(ctx.get_state_store(&format!("{}-emitted", self.store_name))?);
+        }
         Ok(())
     }
 
@@ -775,6 +799,9 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
             ctx.record_dropped();
             return Ok(());
         }
+        if self.final_only {
+            self.emit_closed(ctx, close)?;
+        }
         let new = match (agg, &self.first) {
             (None, Some(first)) => first(r.value),
             (Some(a), _) => (self.agg)(&r.key, r.value, a),
@@ -789,14 +816,37 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
             }
             // A merged-away session is deleted downstream.
             store.remove(&s)?;
-            if !store.is_cached() {
+            if !store.is_cached() && !self.final_only {
                 ctx.forward(Record::new(s, Change::new(None, Some(v)), ts))?;
             }
         }
         store.put(&merged, &new)?;
-        if !store.is_cached() {
+        if !store.is_cached() && !self.final_only {
             ctx.forward(Record::new(merged, Change::new(Some(new), old), ts))?;
         }
         Ok(())
+    }
+}
+
+impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
+    /// Emit-on-close: forwards, once, every session that no accepted record can extend any
+    /// more (end + gap before the close time).
+    fn emit_closed(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        close: i64,
+    ) -> Result<()> {
+        let emitted = self.emitted.as_ref().expect("initialized");
+        let up_to = close - self.windows.gap_ms() - 1;
+        let last = emitted.get(&EMITTED_KEY.to_string())?.unwrap_or(-1);
+        if up_to <= last {
+            return Ok(());
+        }
+        let store = self.store.as_ref().expect("initialized");
+        for (s, v) in store.fetch_ending(last + 1, up_to)? {
+            let end = s.window.end;
+            ctx.forward(Record::new(s, Change::new(Some(v), None), end))?;
+        }
+        emitted.put(&EMITTED_KEY.to_string(), &up_to)
     }
 }

@@ -376,3 +376,52 @@ fn windowed_change_values_reach_the_table() {
     let out = time_windowed_out(&d, 10_000);
     assert_eq!(windowed_counts(&out), vec![w("a", 0, 10_000, Some(2))]);
 }
+
+#[test]
+fn session_emit_on_close_gives_each_final_session_once() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(
+            secs(5),
+            secs(1),
+        ))
+        .emit_strategy(EmitStrategy::OnWindowClose)
+        .count()
+        .to_stream()
+        .to("out");
+    let d = driver(b);
+    let input = d.create_input_topic("in", s(), s());
+    input.pipe_input_at("a".into(), "x".into(), 1_000);
+    input.pipe_input_at("a".into(), "x".into(), 4_000); // same session [1 s, 4 s]
+    input.pipe_input_at("b".into(), "x".into(), 9_000);
+    let out = d.create_output_topic(
+        "out",
+        Serdes::session_windowed(s()),
+        Serdes::nullable(Serdes::i64()),
+    );
+    // [1 s, 4 s] could still be extended by a record at 9 s (within the gap) until stream time
+    // passes 4 s + 5 s + 1 s.
+    input.pipe_input_at("b".into(), "x".into(), 10_000);
+    assert!(out.is_empty());
+    input.pipe_input_at("b".into(), "x".into(), 10_001);
+    let got: Vec<_> = out
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, v)| (k.key, k.window, v))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("a".to_string(), Window::new(1_000, 4_000), Some(2))]
+    );
+    input.pipe_input_at("c".into(), "x".into(), 60_000);
+    let got: Vec<_> = out
+        .read_key_values_to_list()
+        .into_iter()
+        .map(|(k, v)| (k.key, k.window, v))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("b".to_string(), Window::new(9_000, 10_001), Some(3))]
+    );
+}

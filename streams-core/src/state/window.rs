@@ -84,14 +84,25 @@ impl Segments {
         ts.max(0) / self.interval_ms
     }
 
-    /// Maps a restored changelog key to its engine key, noting its time.
+    /// Maps a restored changelog key to its engine key, noting its time (and sequence number).
     pub(crate) fn engine_key(&self, changelog_key: &[u8]) -> Vec<u8> {
         let ts = self.layout.segment_time(changelog_key).unwrap_or(0);
         self.observed.fetch_max(ts, Ordering::Relaxed);
+        self.note_seq(changelog_key);
         let mut k = Vec::with_capacity(SEGMENT_PREFIX + changelog_key.len());
         k.extend_from_slice(&self.id(ts).to_be_bytes());
         k.extend_from_slice(changelog_key);
         k
+    }
+
+    /// Keeps new sequence numbers above those of stored records, so that a put after a restart
+    /// never overwrites a record kept under the same key and time.
+    fn note_seq(&self, changelog_key: &[u8]) {
+        if self.layout == Layout::Window && changelog_key.len() >= 12 {
+            let b = &changelog_key[changelog_key.len() - 4..];
+            let seq = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            self.seq.fetch_max(seq.wrapping_add(1), Ordering::Relaxed);
+        }
     }
 
     fn min_live_for(&self, observed: i64) -> i64 {
@@ -107,12 +118,11 @@ fn ensure_observed(cell: &StoreCell, seg: &Segments) -> Result<i64> {
         return Ok(o);
     }
     let entries = cell.with_stack(|s| s.all())?;
-    let max = entries
-        .iter()
-        .filter_map(|(k, _)| k.get(SEGMENT_PREFIX..))
-        .filter_map(|k| seg.layout.segment_time(k))
-        .max()
-        .unwrap_or(-1);
+    let mut max = -1;
+    for k in entries.iter().filter_map(|(k, _)| k.get(SEGMENT_PREFIX..)) {
+        max = max.max(seg.layout.segment_time(k).unwrap_or(-1));
+        seg.note_seq(k);
+    }
     seg.observed.fetch_max(max, Ordering::Relaxed);
     Ok(seg.observed.load(Ordering::Relaxed))
 }
@@ -504,18 +514,23 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     /// Every live session.
     pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
+        self.fetch_ending(0, i64::MAX)
+    }
+
+    /// Every key's sessions ending from `end_from` to `end_to` (inclusive).
+    pub fn fetch_ending(&self, end_from: i64, end_to: i64) -> Result<Vec<(Windowed<K>, V)>> {
         let mut out = Vec::new();
-        for seg in live_segments(&self.cell, &self.seg, 0, i64::MAX)? {
+        for seg in live_segments(&self.cell, &self.seg, end_from, end_to)? {
             let from = seg.to_be_bytes();
             let to = (seg + 1).to_be_bytes();
             for (ek, v) in self.cell.with_stack(|s| s.range(Some(&from), Some(&to)))? {
                 if ek[..SEGMENT_PREFIX.min(ek.len())] != from {
                     continue;
                 }
-                out.push((
-                    self.decode_session(&ek)?,
-                    decode(&self.cell, &self.value_serde, "value", &v)?,
-                ));
+                let session = self.decode_session(&ek)?;
+                if (end_from..=end_to).contains(&session.window.end) {
+                    out.push((session, decode(&self.cell, &self.value_serde, "value", &v)?));
+                }
             }
         }
         Ok(out)
