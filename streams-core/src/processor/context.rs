@@ -164,22 +164,23 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
         name: &str,
     ) -> Result<KeyValueStore<K, V>> {
         let node = self.inner.node;
-        let store = self
-            .inner
-            .task
-            .store(name)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: name.to_string(),
-                message: format!("no such store in task {}", self.inner.task.id),
-            })?;
+        let handle =
+            match self.inner.task.store(name) {
+                Some(store) => store.handle.clone(),
+                None => self.inner.task.globals.handle(name).ok_or_else(|| {
+                    StreamsError::StoreAccess {
+                        store: name.to_string(),
+                        message: format!("no such store in task {}", self.inner.task.id),
+                    }
+                })?,
+            };
         if !self.inner.task.node_stores(node).iter().any(|s| s == name) {
             return Err(StreamsError::StoreAccess {
                 store: name.to_string(),
                 message: format!("not connected to processor `{}`", self.inner.node_name()),
             });
         }
-        store
-            .handle
+        handle
             .downcast_ref::<KeyValueStore<K, V>>()
             .cloned()
             .ok_or_else(|| StreamsError::StoreAccess {
@@ -267,5 +268,11 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
     /// Name of this processor node.
     pub fn processor_name(&self) -> &str {
         self.inner.node_name()
+    }
+
+    /// Counts the current record as dropped (Kafka Streams' dropped-records metric), for
+    /// processors that skip records they cannot handle, such as a join's null keys.
+    pub fn record_dropped(&mut self) {
+        self.inner.task.dropped += 1;
     }
 }

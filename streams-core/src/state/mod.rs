@@ -1,6 +1,10 @@
 //! Typed state stores for processors: [`KeyValueStore`] handles over the byte-level store stacks
 //! of the `state-store` crate, and [`StoreBuilder`] / [`Stores`] to declare them.
 
+mod global;
+
+pub(crate) use global::GlobalStores;
+
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -23,7 +23,7 @@ use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
 use crate::record::{RawRecord, RecordMetadata};
-use crate::state::{changelog_topic, CollectorChangelogWriter, StoreCell};
+use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
 
@@ -116,6 +116,8 @@ pub(crate) struct TaskEnv {
     pub(crate) rocksdb: Arc<RocksDbConfig>,
     pub(crate) deserialization_handler: DeserializationHandler,
     pub(crate) lock_timeout: Duration,
+    /// The instance's global stores, which every task can read.
+    pub(crate) globals: Arc<GlobalStores>,
 }
 
 /// The part of a task processors reach through their context.
@@ -131,6 +133,9 @@ pub(crate) struct TaskCore {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) collector: Arc<dyn RecordCollector>,
     punctuations: Vec<Punctuation>,
+    pub(crate) globals: Arc<GlobalStores>,
+    /// Records processors dropped since the task last counted them (null join keys, ...).
+    pub(crate) dropped: u64,
 }
 
 impl TaskCore {
@@ -449,6 +454,8 @@ impl StreamTask {
             clock: env.clock.clone(),
             collector: env.collector.clone(),
             punctuations: Vec::new(),
+            globals: env.globals.clone(),
+            dropped: 0,
         };
         Ok(StreamTask {
             id,
@@ -608,6 +615,7 @@ impl StreamTask {
             self.core.process_node(next.source_node, payload)?;
             self.core.forward_evicted()?;
             self.metrics.processed += 1;
+            self.metrics.dropped += std::mem::take(&mut self.core.dropped);
             let st = self.core.stream_time;
             self.core.meta = None;
             self.core.punctuate(PunctuationType::StreamTime, st)?;
@@ -762,6 +770,7 @@ mod tests {
             rocksdb: Arc::new(RocksDbConfig::default()),
             deserialization_handler: DeserializationHandler::LogAndFail,
             lock_timeout: Duration::from_secs(1),
+            globals: Arc::default(),
         }
     }
 
