@@ -16,11 +16,11 @@ use crate::Data;
 
 /// A table: for each key, its latest value.
 pub struct KTable<K, V> {
-    b: Shared,
-    node: String,
-    key_serde: Option<SerdeRef<K>>,
-    value_serde: Option<SerdeRef<V>>,
-    store: Option<String>,
+    pub(crate) b: Shared,
+    pub(crate) node: String,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) store: Option<String>,
 }
 
 type ChangeBody<K, V, KO, VO> =

@@ -10,6 +10,8 @@
 //!   process, group_by, ...) and [`BranchedKStream`].
 //! - [`ktable`]: [`KTable`] (filter, map_values, to_stream, group_by).
 //! - [`grouped`]: [`KGroupedStream`] and [`KGroupedTable`] (count, reduce, aggregate).
+//! - [`join`]: stream-table, table-table and stream-global-table joins, [`Joined`], [`GlobalKTable`].
+//! - [`fk_join`]: foreign-key table joins, [`TableJoined`].
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
 //! ## Serdes
@@ -21,14 +23,18 @@
 //! naming the node.
 
 pub mod builder;
+pub mod fk_join;
 pub mod grouped;
+pub mod join;
 pub mod kstream;
 pub mod ktable;
 pub mod options;
 mod processors;
 
 pub use builder::StreamsBuilder;
+pub use fk_join::TableJoined;
 pub use grouped::{KGroupedStream, KGroupedTable};
+pub use join::{GlobalKTable, Joined};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
