@@ -3,7 +3,8 @@
 //!
 //! As in Kafka Streams' driver, every sub-topology runs as one task (partition 0), records sent
 //! to repartition topics are processed at once, and the driver commits after every input record,
-//! so caches are flushed and every update is visible right away.
+//! so caches are flushed and every update is visible right away. Records piped to the topic of a
+//! global store go straight into that store.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,7 +20,7 @@ use crate::error::{Result, StreamsError};
 use crate::processor::RecordCollector;
 use crate::record::{Headers, RawRecord, Record};
 use crate::serde::SerdeRef;
-use crate::state::KeyValueStore;
+use crate::state::{GlobalStores, KeyValueStore};
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::time::ManualClock;
 use crate::topology::Topology;
@@ -81,6 +82,8 @@ struct Inner {
     tasks: Vec<StreamTask>,
     /// Physical topic -> index of the task reading it.
     readers: HashMap<String, usize>,
+    /// Global stores, filled at once by records piped to their topics.
+    globals: Arc<GlobalStores>,
     collector: Arc<CapturingCollector>,
     outputs: BTreeMap<String, VecDeque<Sent>>,
     next_offset: HashMap<String, i64>,
@@ -123,6 +126,7 @@ impl TopologyTestDriver {
         let topology = Arc::new(topology);
         let collector = Arc::new(CapturingCollector::default());
         let clock = ManualClock::new(wall_clock_ms);
+        let globals = Arc::new(GlobalStores::new(&topology));
         let env = TaskEnv {
             application_id: config.application_id.as_str().into(),
             collector: collector.clone(),
@@ -133,6 +137,7 @@ impl TopologyTestDriver {
             rocksdb: Arc::new(RocksDbConfig::default()),
             deserialization_handler: config.deserialization_handler,
             lock_timeout: Duration::from_secs(1),
+            globals: globals.clone(),
         };
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
@@ -150,6 +155,7 @@ impl TopologyTestDriver {
                 topology,
                 tasks,
                 readers,
+                globals,
                 collector,
                 outputs: BTreeMap::new(),
                 next_offset: HashMap::new(),
@@ -230,6 +236,7 @@ impl TopologyTestDriver {
             .tasks
             .iter()
             .find_map(|t| t.store_handle(name))
+            .or_else(|| inner.globals.handle(name))
             .and_then(|h| h.downcast_ref::<S>().cloned())
     }
 
@@ -264,6 +271,14 @@ impl Inner {
         timestamp: i64,
         headers: Headers,
     ) -> Result<()> {
+        if self.globals.reads(topic) {
+            // A global store is updated at once, as if its global thread were always caught up.
+            // Records without a key cannot be stored and are ignored, as Kafka Streams does.
+            return match key {
+                Some(k) => self.globals.apply(topic, &[(k, value)]),
+                None => Ok(()),
+            };
+        }
         let Some(&task) = self.readers.get(topic) else {
             return Err(StreamsError::Topology(format!(
                 "topic `{topic}` is not read by the topology"
@@ -314,10 +329,17 @@ impl Inner {
             }
             let prefix = format!("{}-", self.config.application_id);
             for s in sent {
-                let internal = s.topic.starts_with(&prefix)
-                    && (s.topic.ends_with("-repartition") || s.topic.ends_with("-changelog"));
-                if internal && s.topic.ends_with("-changelog") {
+                let changelog = s.topic.starts_with(&prefix) && s.topic.ends_with("-changelog");
+                if changelog {
                     continue;
+                }
+                let internal = s.topic.starts_with(&prefix)
+                    && self.topology.repartition_topics.keys().any(|t| {
+                        self.topology.physical_topic(&self.config.application_id, t) == s.topic
+                    });
+                if let (true, Some(k)) = (self.globals.reads(&s.topic), &s.key) {
+                    self.globals
+                        .apply(&s.topic, &[(k.clone(), s.value.clone())])?;
                 }
                 // A topic the topology also reads is processed again, as on a real cluster.
                 if let Some(&task) = self.readers.get(&s.topic) {

@@ -124,7 +124,7 @@ impl<T: 'static> streams_core::serde::Serde<T> for Missing<T> {
 /// assert_eq!(topology.describe().subtopology_count(), 2);
 /// ```
 pub struct StreamsBuilder {
-    inner: Shared,
+    pub(crate) inner: Shared,
 }
 
 impl Default for StreamsBuilder {

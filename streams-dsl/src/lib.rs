@@ -14,6 +14,8 @@
 //!   [`SessionWindowedKStream`]: windowed count, reduce, aggregate, emit strategies.
 //! - [`stream_join`]: windowed KStream-KStream joins ([`stream_join::JoinWindows`]).
 //! - [`suppress`]: final results of windowed tables ([`suppress::Suppressed`]).
+//! - [`join`]: stream-table, table-table and stream-global-table joins, [`Joined`], [`GlobalKTable`].
+//! - [`fk_join`]: foreign-key table joins, [`TableJoined`].
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
 //! ## Serdes
@@ -25,7 +27,9 @@
 //! naming the node.
 
 pub mod builder;
+pub mod fk_join;
 pub mod grouped;
+pub mod join;
 pub mod kstream;
 pub mod ktable;
 pub mod options;
@@ -35,7 +39,9 @@ pub mod suppress;
 pub mod windowed;
 
 pub use builder::StreamsBuilder;
+pub use fk_join::TableJoined;
 pub use grouped::{KGroupedStream, KGroupedTable};
+pub use join::{GlobalKTable, Joined};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};

@@ -55,7 +55,7 @@ where
 
 /// Opens a table processor's store and, when it is cached, forwards what the cache writes out
 /// as `Change`s: how cached tables emit one update per key per commit.
-fn open_table_store<K: Data, V: Data>(
+pub(crate) fn open_table_store<K: Data, V: Data>(
     ctx: &mut ProcessorContext<'_, K, Change<V>>,
     name: &str,
 ) -> Result<KeyValueStore<K, V>> {

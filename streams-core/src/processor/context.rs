@@ -171,22 +171,23 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
     /// `SessionStore<K, V>`); it must be connected to this processor.
     pub fn get_store<S: Clone + 'static>(&self, name: &str) -> Result<S> {
         let node = self.inner.node;
-        let store = self
-            .inner
-            .task
-            .store(name)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: name.to_string(),
-                message: format!("no such store in task {}", self.inner.task.id),
-            })?;
+        let handle =
+            match self.inner.task.store(name) {
+                Some(store) => store.handle.clone(),
+                None => self.inner.task.globals.handle(name).ok_or_else(|| {
+                    StreamsError::StoreAccess {
+                        store: name.to_string(),
+                        message: format!("no such store in task {}", self.inner.task.id),
+                    }
+                })?,
+            };
         if !self.inner.task.node_stores(node).iter().any(|s| s == name) {
             return Err(StreamsError::StoreAccess {
                 store: name.to_string(),
                 message: format!("not connected to processor `{}`", self.inner.node_name()),
             });
         }
-        store
-            .handle
+        handle
             .downcast_ref::<S>()
             .cloned()
             .ok_or_else(|| StreamsError::StoreAccess {
@@ -265,8 +266,8 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
         self.inner.task.clock.now_ms()
     }
 
-    /// Counts a record this processor dropped (late for its window, say) in the task's
-    /// dropped-records metric, where deserialization skips are counted too.
+    /// Counts a record this processor dropped (late for its window, a join's null key...) in
+    /// the task's dropped-records metric, where deserialization skips are counted too.
     pub fn record_dropped(&mut self) {
         self.inner.task.dropped += 1;
     }

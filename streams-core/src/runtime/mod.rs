@@ -7,6 +7,7 @@
 //! `num.stream.threads` stream threads that join the consumer group `application.id`.
 
 mod collector;
+mod global;
 mod thread;
 mod topics;
 
@@ -19,6 +20,7 @@ use state_store::{RocksDbConfig, StateDirectory};
 
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::state::GlobalStores;
 use crate::task::{TaskId, TaskMetrics};
 use crate::topology::Topology;
 
@@ -304,6 +306,20 @@ impl KafkaStreams {
         );
         let rocksdb = Arc::new(RocksDbConfig::default());
         self.shared.transition(State::Rebalancing);
+        // Global stores are complete before any task reads them, as in Kafka Streams.
+        let globals = Arc::new(GlobalStores::new(&self.topology));
+        match global::bootstrap(&self.config, &globals) {
+            Ok(None) => {}
+            Ok(Some(consumer)) => {
+                let name = format!("{}-GlobalStreamThread", self.config.application_id);
+                let handle = global::spawn(consumer, globals.clone(), self.shared.clone(), name)?;
+                self.threads.push(handle);
+            }
+            Err(e) => {
+                self.shared.transition(State::Error);
+                return Err(e);
+            }
+        }
         for index in 0..self.config.num_stream_threads {
             let setup = thread::ThreadSetup {
                 index,
@@ -313,6 +329,7 @@ impl KafkaStreams {
                 shared: self.shared.clone(),
                 state_dir: state_dir.clone(),
                 rocksdb: rocksdb.clone(),
+                globals: globals.clone(),
             };
             let name = format!("{}-StreamThread-{}", self.config.application_id, index + 1);
             let handle = std::thread::Builder::new()

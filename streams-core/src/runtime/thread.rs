@@ -39,6 +39,7 @@ pub(crate) struct ThreadSetup {
     pub(crate) shared: Arc<Shared>,
     pub(crate) state_dir: Arc<StateDirectory>,
     pub(crate) rocksdb: Arc<RocksDbConfig>,
+    pub(crate) globals: Arc<crate::state::GlobalStores>,
 }
 
 /// Entry point of a stream thread.
@@ -137,6 +138,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         rocksdb: setup.rocksdb.clone(),
         deserialization_handler: config.deserialization_handler,
         lock_timeout: Duration::from_secs(60),
+        globals: setup.globals.clone(),
     };
     let tm = TaskManager {
         config: config.clone(),

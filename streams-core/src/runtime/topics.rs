@@ -46,7 +46,11 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
     let existing = topic_partitions(&admin)?;
     let app = &config.application_id;
 
-    for t in topology.source_topics() {
+    for t in topology
+        .source_topics()
+        .into_iter()
+        .chain(topology.global_topics())
+    {
         if !existing.contains_key(&t) {
             return Err(StreamsError::MissingSourceTopic { topic: t });
         }
@@ -64,6 +68,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
             counts.insert(t.clone(), *n);
         }
     }
+    copartition_repartition_topics(topology, &subs, &mut counts);
     let writers: Vec<(u32, String)> = subs
         .iter()
         .flat_map(|s| {
@@ -234,6 +239,31 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
         subtopologies: subs,
         topic_to_sub,
     })
+}
+
+/// A stateful sub-topology that reads user topics and repartition topics (a join after a
+/// key-changing operation, the response topic of a foreign-key join) needs them co-partitioned:
+/// as Kafka Streams does, the repartition topics whose count the user did not fix get the
+/// partition count of the user topics rather than that of the sub-topology writing them.
+fn copartition_repartition_topics(
+    topology: &Topology,
+    subs: &[Subtopology],
+    counts: &mut HashMap<String, i32>,
+) {
+    for s in subs.iter().filter(|s| !s.stores.is_empty()) {
+        let external = s
+            .source_topics
+            .iter()
+            .filter(|t| !topology.repartition_topics.contains_key(*t))
+            .filter_map(|t| counts.get(t).copied())
+            .max();
+        let Some(n) = external else { continue };
+        for t in &s.source_topics {
+            if let Some(None) = topology.repartition_topics.get(t) {
+                counts.insert(t.clone(), n);
+            }
+        }
+    }
 }
 
 fn topic_partitions(admin: &AdminClient<DefaultClientContext>) -> Result<HashMap<String, i32>> {

@@ -8,6 +8,10 @@ pub(crate) use window::SEGMENT_PREFIX;
 pub use window::{CachedStore, SessionStore, WindowStore};
 use window::{Layout, Segments};
 
+mod global;
+
+pub(crate) use global::GlobalStores;
+
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

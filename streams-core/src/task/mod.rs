@@ -23,7 +23,7 @@ use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
 use crate::record::{RawRecord, RecordMetadata};
-use crate::state::{changelog_topic, CollectorChangelogWriter, StoreCell};
+use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
 
@@ -118,6 +118,8 @@ pub(crate) struct TaskEnv {
     pub(crate) rocksdb: Arc<RocksDbConfig>,
     pub(crate) deserialization_handler: DeserializationHandler,
     pub(crate) lock_timeout: Duration,
+    /// The instance's global stores, which every task can read.
+    pub(crate) globals: Arc<GlobalStores>,
 }
 
 /// The part of a task processors reach through their context.
@@ -133,7 +135,9 @@ pub(crate) struct TaskCore {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) collector: Arc<dyn RecordCollector>,
     punctuations: Vec<Punctuation>,
-    /// Records processors dropped (late for their window, ...) since the task last counted.
+    pub(crate) globals: Arc<GlobalStores>,
+    /// Records processors dropped (late for their window, null join keys...) since the task
+    /// last counted them.
     pub(crate) dropped: u64,
 }
 
@@ -456,6 +460,7 @@ impl StreamTask {
             clock: env.clock.clone(),
             collector: env.collector.clone(),
             punctuations: Vec::new(),
+            globals: env.globals.clone(),
             dropped: 0,
         };
         Ok(StreamTask {
@@ -780,6 +785,7 @@ mod tests {
             rocksdb: Arc::new(RocksDbConfig::default()),
             deserialization_handler: DeserializationHandler::LogAndFail,
             lock_timeout: Duration::from_secs(1),
+            globals: Arc::default(),
         }
     }
 

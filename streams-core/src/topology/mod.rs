@@ -62,6 +62,13 @@ pub(crate) struct StoreDef {
     pub(crate) processors: Vec<usize>,
 }
 
+/// A global store: a copy of a whole topic (every partition) in every instance.
+pub(crate) struct GlobalStoreDef {
+    /// The topic the store mirrors; it is its own changelog.
+    pub(crate) topic: String,
+    pub(crate) factory: Arc<dyn StoreFactory>,
+}
+
 /// A sub-topology: the nodes of one connected part of the graph, and the topics it reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Subtopology {
@@ -103,6 +110,8 @@ pub struct Topology {
     pub(crate) repartition_topics: BTreeMap<String, Option<i32>>,
     /// Store and topic names the DSL generated (checked by ensure.explicit.internal.resource.naming).
     pub(crate) generated_names: Vec<(String, String)>,
+    /// Global stores by name: filled from their topics outside of tasks, readable by every task.
+    pub(crate) global_stores: BTreeMap<String, GlobalStoreDef>,
 }
 
 impl Topology {
@@ -149,6 +158,11 @@ impl Topology {
             if let Some(other) = self.source_of(t) {
                 return Err(StreamsError::Topology(format!(
                     "topic `{t}` is already read by source `{other}`; a topic can have one source node"
+                )));
+            }
+            if let Some((store, _)) = self.global_stores.iter().find(|(_, g)| g.topic == *t) {
+                return Err(StreamsError::Topology(format!(
+                    "topic `{t}` backs global store `{store}`; it cannot also be read by source `{name}`"
                 )));
             }
         }
@@ -311,7 +325,7 @@ impl Topology {
         V: Send + Sync + 'static,
     {
         let name = builder.name().to_string();
-        if self.stores.contains_key(&name) {
+        if self.stores.contains_key(&name) || self.global_stores.contains_key(&name) {
             return Err(StreamsError::Topology(format!(
                 "store `{name}` is already added"
             )));
@@ -330,6 +344,55 @@ impl Topology {
         Ok(self)
     }
 
+    /// Adds a global store: every instance holds every partition of `topic` in it, read from
+    /// the beginning before processing starts and kept up to date while running (Kafka Streams'
+    /// global state store). The topic is the store's changelog: records are copied as they are
+    /// (a null value deletes the key), so the builder's serdes must be the topic's. Connect
+    /// processors to it with [`Self::connect_processor_and_state_stores`]; they only read it.
+    /// Global stores are held in memory and rebuilt from the topic at each start.
+    pub fn add_global_store<K, V>(
+        &mut self,
+        builder: StoreBuilder<K, V>,
+        topic: &str,
+    ) -> Result<&mut Self>
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        let name = builder.name().to_string();
+        if self.stores.contains_key(&name) || self.global_stores.contains_key(&name) {
+            return Err(StreamsError::Topology(format!(
+                "store `{name}` is already added"
+            )));
+        }
+        if let Some(other) = self.source_of(topic) {
+            return Err(StreamsError::Topology(format!(
+                "topic `{topic}` is read by source `{other}`; it cannot also back global store `{name}`"
+            )));
+        }
+        if let Some((other, _)) = self.global_stores.iter().find(|(_, g)| g.topic == topic) {
+            return Err(StreamsError::Topology(format!(
+                "topic `{topic}` already backs global store `{other}`"
+            )));
+        }
+        self.global_stores.insert(
+            name,
+            GlobalStoreDef {
+                topic: topic.to_string(),
+                factory: Arc::new(builder.with_caching_disabled().with_logging_disabled()),
+            },
+        );
+        Ok(self)
+    }
+
+    /// Topics that back global stores (read whole by every instance, never by tasks).
+    pub fn global_topics(&self) -> BTreeSet<String> {
+        self.global_stores
+            .values()
+            .map(|g| g.topic.clone())
+            .collect()
+    }
+
     /// Gives `processor` access to `stores`.
     pub fn connect_processor_and_state_stores(
         &mut self,
@@ -343,6 +406,13 @@ impl Topology {
             )));
         }
         for s in stores {
+            if self.global_stores.contains_key(*s) {
+                // Global stores do not tie processors into one sub-topology: every task reads them.
+                if !self.nodes[idx].stores.iter().any(|x| x == s) {
+                    self.nodes[idx].stores.push(s.to_string());
+                }
+                continue;
+            }
             let def = self.stores.get_mut(*s).ok_or_else(|| {
                 StreamsError::Topology(format!("store `{s}` is not added to the topology"))
             })?;
@@ -378,9 +448,13 @@ impl Topology {
         TopologyDescription::of(self)
     }
 
-    /// Names of the state stores.
+    /// Names of the state stores (global stores included).
     pub fn store_names(&self) -> Vec<String> {
-        self.stores.keys().cloned().collect()
+        self.stores
+            .keys()
+            .chain(self.global_stores.keys())
+            .cloned()
+            .collect()
     }
 
     /// Every topic the topology reads that is not internal (they must exist before start).
@@ -396,7 +470,7 @@ impl Topology {
             .collect()
     }
 
-    fn source_of(&self, topic: &str) -> Option<&str> {
+    pub(crate) fn source_of(&self, topic: &str) -> Option<&str> {
         self.nodes.iter().find_map(|n| match &n.kind {
             NodeKind::Source { topics, .. } if topics.iter().any(|t| t == topic) => {
                 Some(n.name.as_str())
@@ -511,7 +585,13 @@ impl Topology {
                     if let NodeKind::Source { topics, .. } = &self.nodes[i].kind {
                         source_topics.extend(topics.iter().cloned());
                     }
-                    stores.extend(self.nodes[i].stores.iter().cloned());
+                    stores.extend(
+                        self.nodes[i]
+                            .stores
+                            .iter()
+                            .filter(|s| !self.global_stores.contains_key(*s))
+                            .cloned(),
+                    );
                 }
                 Subtopology {
                     id: id as u32,
