@@ -25,7 +25,20 @@ fn config(bootstrap: &str, app_id: &str, dir: &std::path::Path) -> StreamsConfig
         .set("consumer.heartbeat.interval.ms", "500")
 }
 
-fn produce(bootstrap: &str, topic: &str, records: &[(&str, &str, i64)]) {
+/// The start of a 10 s window about a minute ago: record times in these tests are offsets from
+/// it. Real times matter: windowed changelogs are `compact,delete` with retention relative to
+/// the wall clock (window retention + 1 day), so records stamped in 1970 can be deleted by
+/// the broker's retention check before a restart restores them, as in Kafka Streams.
+fn base_time() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now - now % 10_000 - 60_000
+}
+
+/// Produces (key, value, time offset from `base`) records.
+fn produce(bootstrap: &str, topic: &str, base: i64, records: &[(&str, &str, i64)]) {
     testing::produce(
         bootstrap,
         topic,
@@ -33,7 +46,7 @@ fn produce(bootstrap: &str, topic: &str, records: &[(&str, &str, i64)]) {
             (
                 Some(k.as_bytes().to_vec()),
                 Some(v.as_bytes().to_vec()),
-                Some(*ts),
+                Some(base + *ts),
             )
         }),
     )
@@ -68,9 +81,11 @@ fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
     let (input, output, app_id) = (unique("clicks"), unique("final-counts"), unique("win"));
     testing::create_topic(bootstrap, &input, 1).unwrap();
     testing::create_topic(bootstrap, &output, 1).unwrap();
+    let base = base_time();
     produce(
         bootstrap,
         &input,
+        base,
         &[
             ("a", "x", 1_000),
             ("b", "x", 2_000),
@@ -94,7 +109,12 @@ fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
     );
 
     // The rest of the window, then a record at 12 s that closes it.
-    produce(bootstrap, &input, &[("b", "x", 9_000), ("a", "x", 12_000)]);
+    produce(
+        bootstrap,
+        &input,
+        base,
+        &[("b", "x", 9_000), ("a", "x", 12_000)],
+    );
     let other_dir = tempfile::tempdir().unwrap();
     let mut app = final_counts_app(bootstrap, &app_id, &input, &output, other_dir.path());
     wait_running(&app);
@@ -114,7 +134,10 @@ fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
     finals.sort();
     assert_eq!(
         finals,
-        vec![("a".to_string(), 0, Some(3)), ("b".to_string(), 0, Some(2))]
+        vec![
+            ("a".to_string(), base, Some(3)),
+            ("b".to_string(), base, Some(2))
+        ]
     );
     // Later commits change nothing: no repeats, and [10 s, 20 s) is still open.
     std::thread::sleep(Duration::from_secs(2));
@@ -156,9 +179,11 @@ fn stream_stream_left_join_emits_matches_then_unmatched(bootstrap: &str) {
             app.metrics().processed >= n
         })
     };
+    let base = base_time();
     produce(
         bootstrap,
         &left,
+        base,
         &[
             ("o1", "book", 1_000),
             ("o2", "pen", 1_500),
@@ -166,12 +191,12 @@ fn stream_stream_left_join_emits_matches_then_unmatched(bootstrap: &str) {
         ],
     );
     processed(3);
-    produce(bootstrap, &right, &[("o1", "paid", 2_500)]);
+    produce(bootstrap, &right, base, &[("o1", "paid", 2_500)]);
     processed(4);
     // Stream time moves to 30 s: o2 (no payment) and o3 (payment 28 s late) are unpaid.
-    produce(bootstrap, &right, &[("o3", "paid", 30_000)]);
+    produce(bootstrap, &right, base, &[("o3", "paid", 30_000)]);
     processed(5);
-    produce(bootstrap, &left, &[("tick", "-", 40_000)]);
+    produce(bootstrap, &left, base, &[("tick", "-", 40_000)]);
     let got = testing::read_records(
         bootstrap,
         &output,
