@@ -50,6 +50,7 @@ pub use streams_dsl::{
     Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Produced,
     Repartitioned, StreamsBuilder,
 };
+pub use streams_dsl::{GlobalKTable, Joined, TableJoined};
 
 /// Everything an application usually needs.
 pub mod prelude {
