@@ -1,16 +1,18 @@
-//! Tweet aggregation: hashtag counts and tweets per user from JSON tweets.
+//! Tweet aggregation: hashtag counts, tweets per user and tweets per country from JSON tweets.
 //!
 //! Shows: JSON values with a user type, event time taken from a field (`timestamp_ms`), one
-//! input feeding two aggregations through named repartition topics, and the deserialization
+//! input feeding several aggregations through named repartition topics, a stream-table left
+//! join (tweets re-keyed by user, joined with the `users` table), and the deserialization
 //! policy for malformed records (`--config deserialization.exception.handler=log-and-continue`
 //! skips and counts them; the default stops with an error naming topic, partition and offset).
 //!
 //! Run it:
-//! - `cargo run --example tweets` starts the bundled broker in-process, generates 1000 tweets,
-//!   prints the top hashtags and users, and exits.
-//! - `cargo run --example tweets -- --bootstrap-servers HOST:PORT [--generate N]` produces N
-//!   generated tweets to `tweets` (created with 4 partitions if missing), then runs until
-//!   SIGINT or SIGTERM, writing `hashtag-counts` and `user-tweet-counts`.
+//! - `cargo run --example tweets` starts the bundled broker in-process, generates 1000 tweets
+//!   and their users, prints the top hashtags, users and countries, and exits.
+//! - `cargo run --example tweets -- --bootstrap-servers HOST:PORT [--generate N]` produces the
+//!   users to `users` and N generated tweets to `tweets` (both created with 4 partitions if
+//!   missing), then runs until SIGINT or SIGTERM, writing `hashtag-counts`,
+//!   `user-tweet-counts` and `country-tweet-counts`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,6 +62,18 @@ fn config(args: &Args, bootstrap: &str) -> anyhow::Result<StreamsConfig> {
 
 fn generate(bootstrap: &str, topic: &str, n: u64) -> anyhow::Result<BTreeMap<String, i64>> {
     testing::create_topic(bootstrap, topic, 4)?;
+    testing::create_topic(bootstrap, tweets::USERS_TOPIC, 4)?;
+    testing::produce(
+        bootstrap,
+        tweets::USERS_TOPIC,
+        tweets::generated_users().iter().map(|u| {
+            (
+                Some(u.user.clone().into_bytes()),
+                Some(serde_json::to_vec(u).expect("user to JSON")),
+                None,
+            )
+        }),
+    )?;
     let mut g = TweetGenerator::new(42, 1_700_000_000_000);
     let mut tags = BTreeMap::new();
     let tweets: Vec<_> = (0..n).map(|_| g.next_tweet()).collect();
@@ -142,6 +156,18 @@ async fn main() -> anyhow::Result<()> {
         )
     })
     .await??;
+    let b = bootstrap.clone();
+    let countries = tokio::task::spawn_blocking(move || {
+        testing::read_table(
+            &b,
+            tweets::COUNTRY_TOPIC,
+            Serdes::string(),
+            Serdes::nullable(Serdes::i64()),
+            Duration::from_secs(30),
+            |t| t.values().sum::<i64>() == n as i64,
+        )
+    })
+    .await??;
     tokio::task::spawn_blocking(move || app.close()).await??;
     broker.shutdown().await?;
 
@@ -157,6 +183,16 @@ async fn main() -> anyhow::Result<()> {
     for (u, c) in users.iter().take(5) {
         println!("  {u:<18} {c}");
     }
+    let mut countries: Vec<(String, i64)> = countries.into_iter().collect();
+    countries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("tweets per country:");
+    for (c, n) in &countries {
+        println!("  {c:<18} {n}");
+    }
+    anyhow::ensure!(
+        countries.iter().map(|(_, c)| c).sum::<i64>() == n as i64,
+        "every tweet is counted in one country"
+    );
     anyhow::ensure!(
         top.len() == expected.len() && top.iter().all(|(h, c)| expected.get(h) == Some(c)),
         "hashtag counts differ from the expected ones"

@@ -53,6 +53,7 @@ pub use streams_dsl::{
     Consumed, EmitStrategy, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
     Produced, Repartitioned, SessionWindowedKStream, StreamsBuilder, TimeWindowedKStream,
 };
+pub use streams_dsl::{GlobalKTable, Joined, TableJoined};
 
 /// Everything an application usually needs.
 pub mod prelude {

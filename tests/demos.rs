@@ -1,6 +1,6 @@
 //! The example topologies' semantics, through the TopologyTestDriver (no broker).
 
-use streams::demos::tweets::{self, Tweet, TweetGenerator};
+use streams::demos::tweets::{self, Tweet, TweetGenerator, User};
 use streams::demos::wordcount;
 use streams::{Serdes, StreamsConfig, TopologyTestDriver};
 
@@ -148,4 +148,57 @@ fn tweets_count_hashtags_once_per_tweet_and_tweets_per_user() {
     let b = g.next_tweet();
     assert_ne!(a.id, b.id);
     assert!(b.timestamp_ms > a.timestamp_ms);
+}
+
+#[test]
+fn tweets_count_per_country_of_their_user_and_unknown_users_under_unknown() {
+    let d = TopologyTestDriver::new(
+        tweets::topology(tweets::INPUT_TOPIC).unwrap(),
+        StreamsConfig::new("tweets", "unused:9092"),
+    )
+    .unwrap();
+    let users = d.create_input_topic(
+        tweets::USERS_TOPIC,
+        Serdes::string(),
+        Serdes::json::<User>(),
+    );
+    let input = d.create_input_topic(
+        tweets::INPUT_TOPIC,
+        Serdes::nullable(Serdes::string()),
+        Serdes::json::<Tweet>(),
+    );
+    let tweet = |id: &str, user: &str, ts: i64| Tweet {
+        id: id.into(),
+        user: user.into(),
+        text: "hello".into(),
+        timestamp_ms: ts,
+        lang: "en".into(),
+    };
+    let user = |name: &str, country: &str| User {
+        user: name.into(),
+        country: country.into(),
+    };
+    users.pipe_input("ada".into(), user("ada", "gb"));
+    users.pipe_input("alan".into(), user("alan", "gb"));
+    input.pipe_input(None, tweet("1", "ada", 1000));
+    input.pipe_input(None, tweet("2", "alan", 2000));
+    input.pipe_input(None, tweet("3", "grace", 3000)); // not in the table
+                                                       // A user who moves: earlier tweets stay where they were counted, later ones count anew.
+    users.pipe_input("ada".into(), user("ada", "fr"));
+    input.pipe_input(None, tweet("4", "ada", 4000));
+    let counts = d
+        .create_output_topic(
+            tweets::COUNTRY_TOPIC,
+            Serdes::string(),
+            Serdes::nullable(Serdes::i64()),
+        )
+        .read_key_values_to_map();
+    assert_eq!(counts["gb"], Some(2));
+    assert_eq!(counts["fr"], Some(1));
+    assert_eq!(counts[tweets::UNKNOWN_COUNTRY], Some(1));
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let text = d.describe();
+    assert!(text.contains("tweets-by-user-repartition"), "{text}");
+    assert!(text.contains("countries-repartition"), "{text}");
+    assert_eq!(tweets::generated_users().len(), 18);
 }

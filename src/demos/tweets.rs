@@ -1,4 +1,5 @@
-//! Tweet aggregation: hashtag counts and tweet counts per user from JSON tweets.
+//! Tweet aggregation: hashtag counts and tweet counts per user from JSON tweets, and tweet counts
+//! per country from a join with a table of users.
 //!
 //! Input `tweets`: JSON values `{"id", "user", "text", "timestamp_ms", "lang"}`, record
 //! timestamps taken from `timestamp_ms`. Outputs: `hashtag-counts` (key: hashtag lower-cased
@@ -8,6 +9,11 @@
 //! hashtag and window once the window closes: stream time past its end plus 5 s of grace), key
 //! in Kafka Streams' time-windowed format (hashtag bytes + 8-byte window start), value i64
 //! big-endian.
+//!
+//! With [`topology`] (or [`topology_with_countries`]) also: table `users` (key: user; JSON value
+//! `{"user", "country"}`), and output `country-tweet-counts` (key: country; value: i64
+//! big-endian): each tweet is re-keyed by its user, joined with the user's current row (a left
+//! join: tweets of users not in the table count under `unknown`) and counted per country.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use streams_core::serde::{DefaultSerde, SerdeRef, Serdes};
 use streams_core::window::TimeWindows;
 use streams_dsl::suppress::{BufferConfig, Suppressed};
-use streams_dsl::{Consumed, Grouped, KStream, Materialized, Produced, StreamsBuilder};
+use streams_dsl::{Consumed, Grouped, Joined, KStream, Materialized, Produced, StreamsBuilder};
 
 use crate::{Result, Topology};
 
@@ -30,8 +36,29 @@ pub const USER_TOPIC: &str = "user-tweet-counts";
 pub const HASHTAG_MINUTE_TOPIC: &str = "hashtag-counts-1m";
 /// How late a tweet may arrive for its minute (event time).
 pub const HASHTAG_MINUTE_GRACE: Duration = Duration::from_secs(5);
+/// Users table topic.
+pub const USERS_TOPIC: &str = "users";
+/// Per-country counts topic.
+pub const COUNTRY_TOPIC: &str = "country-tweet-counts";
+/// The country of tweets whose user is not in the users table.
+pub const UNKNOWN_COUNTRY: &str = "unknown";
 /// Default application id.
 pub const APPLICATION_ID: &str = "streams-tweets";
+
+/// A row of the users table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's name (also the row's key).
+    pub user: String,
+    /// Where the user lives.
+    pub country: String,
+}
+
+impl DefaultSerde for User {
+    fn default_serde() -> SerdeRef<Self> {
+        Serdes::json()
+    }
+}
 
 /// A tweet as it arrives on the input topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,14 +103,61 @@ pub fn hashtags(text: &str) -> Vec<String> {
     tags.into_iter().collect()
 }
 
-/// The tweets topology reading `input` and writing the default output topics.
+/// The tweets topology reading `input` and the `users` table, writing the default output topics.
 pub fn topology(input: &str) -> Result<Topology> {
-    topology_to(input, HASHTAG_TOPIC, USER_TOPIC)
+    topology_with_countries(input, USERS_TOPIC, HASHTAG_TOPIC, USER_TOPIC, COUNTRY_TOPIC)
 }
 
-/// The tweets topology reading `input` and writing `hashtag_topic` and `user_topic`.
+/// The tweets topology without the users join: reads `input`, writes `hashtag_topic`,
+/// `user_topic` and the final per-minute counts to [`HASHTAG_MINUTE_TOPIC`].
 pub fn topology_to(input: &str, hashtag_topic: &str, user_topic: &str) -> Result<Topology> {
     let builder = StreamsBuilder::new();
+    add_counts(&builder, input, hashtag_topic, user_topic);
+    builder.build()
+}
+
+/// The whole tweets topology: hashtag and user counts from `input`, and per-country counts to
+/// `country_topic` from the join of the tweets with the table of `users_topic`.
+pub fn topology_with_countries(
+    input: &str,
+    users_topic: &str,
+    hashtag_topic: &str,
+    user_topic: &str,
+    country_topic: &str,
+) -> Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let tweets = add_counts(&builder, input, hashtag_topic, user_topic);
+    let users = builder.table_with::<String, User>(
+        users_topic,
+        Consumed::with(Serdes::string(), User::default_serde()),
+        Materialized::as_store("users-store"),
+    );
+    tweets
+        // Re-keyed by user: the join repartitions through `tweets-by-user-repartition`, so that
+        // a tweet meets its user's row whatever the partitioning of the tweets topic.
+        .select_key(|_, t| t.user.clone())
+        .left_join_with(
+            &users,
+            |_, user| user.map_or_else(|| UNKNOWN_COUNTRY.to_string(), |u| u.country.clone()),
+            Joined::as_name("tweets-by-user"),
+        )
+        .group_by_with(|_, country| country.clone(), Grouped::as_name("countries"))
+        .count_with(Materialized::as_store("country-tweet-counts-store"))
+        .to_stream()
+        .to_with(
+            country_topic,
+            Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
+        );
+    builder.build()
+}
+
+/// Adds the hashtag, user and final per-minute hashtag counts; returns the tweets stream.
+fn add_counts(
+    builder: &StreamsBuilder,
+    input: &str,
+    hashtag_topic: &str,
+    user_topic: &str,
+) -> KStream<Option<String>, Tweet> {
     let tweets = builder.stream_with::<Option<String>, Tweet>(
         &[input],
         Consumed::with(Serdes::nullable(Serdes::string()), Tweet::default_serde())
@@ -105,7 +179,7 @@ pub fn topology_to(input: &str, hashtag_topic: &str, user_topic: &str) -> Result
             Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
         );
     hashtag_counts_per_minute(&tweets, HASHTAG_MINUTE_TOPIC);
-    builder.build()
+    tweets
 }
 
 /// Final per-minute hashtag counts of `tweets` into `topic`.
@@ -187,6 +261,20 @@ const WORDS: &[&str] = &[
     "works",
 ];
 const LANGS: &[&str] = &["en", "en", "en", "de", "fr", "es", "ja"];
+
+/// The users of generated tweets with their countries (all but the last two: their tweets count
+/// under [`UNKNOWN_COUNTRY`]).
+pub fn generated_users() -> Vec<User> {
+    const COUNTRIES: &[&str] = &["gb", "us", "fi", "de", "nl", "fr"];
+    USERS[..USERS.len() - 2]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| User {
+            user: u.to_string(),
+            country: COUNTRIES[i % COUNTRIES.len()].to_string(),
+        })
+        .collect()
+}
 
 impl TweetGenerator {
     /// A generator whose tweets start at `start_ms`, one every 250 ms.
