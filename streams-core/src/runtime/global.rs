@@ -20,6 +20,9 @@ use crate::state::GlobalStores;
 /// Records applied to a store per call while bootstrapping.
 const BATCH: usize = 10_000;
 
+/// Keys and values (`None`: delete) of one topic, in offset order.
+type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Creates the global consumer, assigns it every partition of every global topic from the
 /// beginning and applies records until each partition reaches the end it had when bootstrapping
 /// began. Returns the consumer, positioned there, for [`spawn`]; `None` without global stores.
@@ -92,8 +95,8 @@ pub(crate) fn bootstrap(
     let began = Instant::now();
     let mut total = 0u64;
     let mut last_progress = Instant::now();
-    let mut pending: Vec<(String, Vec<(Vec<u8>, Option<Vec<u8>>)>)> = Vec::new();
-    let flush = |pending: &mut Vec<(String, Vec<(Vec<u8>, Option<Vec<u8>>)>)>| -> Result<()> {
+    let mut pending: Vec<(String, Batch)> = Vec::new();
+    let flush = |pending: &mut Vec<(String, Batch)>| -> Result<()> {
         for (topic, batch) in pending.drain(..) {
             stores.apply(&topic, &batch)?;
         }
