@@ -17,11 +17,11 @@ use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::state::GlobalStores;
 
-/// Records read from one global topic, to apply to its store: (topic, [(key, value or delete)]).
-type TopicBatch = (String, Vec<(Vec<u8>, Option<Vec<u8>>)>);
-
 /// Records applied to a store per call while bootstrapping.
 const BATCH: usize = 10_000;
+
+/// Keys and values (`None`: delete) of one topic, in offset order.
+type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// Creates the global consumer, assigns it every partition of every global topic from the
 /// beginning and applies records until each partition reaches the end it had when bootstrapping
@@ -95,8 +95,8 @@ pub(crate) fn bootstrap(
     let began = Instant::now();
     let mut total = 0u64;
     let mut last_progress = Instant::now();
-    let mut pending: Vec<TopicBatch> = Vec::new();
-    let flush = |pending: &mut Vec<TopicBatch>| -> Result<()> {
+    let mut pending: Vec<(String, Batch)> = Vec::new();
+    let flush = |pending: &mut Vec<(String, Batch)>| -> Result<()> {
         for (topic, batch) in pending.drain(..) {
             stores.apply(&topic, &batch)?;
         }
