@@ -65,7 +65,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// Aggregates per key and tumbling or hopping time window.
     ///
     /// ```
-    ///     /// use streams_core::window::TimeWindows;
+    /// use std::time::Duration;
+    /// use streams_core::window::TimeWindows;
     /// use streams_dsl::StreamsBuilder;
     /// let b = StreamsBuilder::new();
     /// let per_minute = b
