@@ -16,6 +16,7 @@ on_both_brokers!(
     foreign_key_join_across_differently_partitioned_tables,
     global_table_join_bootstraps_and_follows_updates,
     a_join_of_differently_partitioned_topics_fails_start_naming_them,
+    a_table_written_before_the_stream_is_loaded_before_the_stream_joins,
 );
 
 fn config(app_id: &str, bootstrap: &str, dir: &std::path::Path) -> StreamsConfig {
@@ -362,4 +363,73 @@ fn a_join_of_differently_partitioned_topics_fails_start_naming_them(bootstrap: &
         }
         other => panic!("expected a co-partitioning error, got {other:?}"),
     }
+}
+
+/// Table rows stamped before every stream record, all on the broker before the application
+/// starts: as in Kafka Streams (KIP-695), a task waits until each of its partitions has fetched
+/// what the broker held at assignment, then takes records in timestamp order, so every stream
+/// record finds its row (none joins with `None`).
+fn a_table_written_before_the_stream_is_loaded_before_the_stream_joins(bootstrap: &str) {
+    let (table, stream, output) = (unique("profiles"), unique("visits"), unique("enriched"));
+    for t in [&table, &stream, &output] {
+        testing::create_topic(bootstrap, t, 2).unwrap();
+    }
+    let n = 20_000;
+    // Times near now: the brokers' retention would delete records stamped in 1970.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let rows: Vec<testing::Outgoing> = (0..n)
+        .map(|i| {
+            (
+                Some(format!("k{i}").into_bytes()),
+                Some(format!("row{i}").into_bytes()),
+                Some(now - 60_000),
+            )
+        })
+        .collect();
+    // The stream first, so that its records are the first the broker can hand out.
+    let visits: Vec<testing::Outgoing> = (0..n)
+        .map(|i| {
+            (
+                Some(format!("k{i}").into_bytes()),
+                Some(b"visit".to_vec()),
+                Some(now - 30_000),
+            )
+        })
+        .collect();
+    testing::produce(bootstrap, &stream, visits).unwrap();
+    testing::produce(bootstrap, &table, rows).unwrap();
+
+    let b = StreamsBuilder::new();
+    let t = b.table::<String, String>(&table);
+    b.stream::<String, String>(&stream)
+        .left_join(&t, |v, row| {
+            format!("{v}+{}", row.map_or("none", String::as_str))
+        })
+        .to(&output);
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = KafkaStreams::new(
+        b.build().unwrap(),
+        config(&unique("kip695"), bootstrap, dir.path()),
+    )
+    .unwrap();
+    app.start().unwrap();
+    let got = testing::read_records(
+        bootstrap,
+        &output,
+        Serdes::string(),
+        Serdes::string(),
+        Duration::from_secs(90),
+        |r| r.len() >= n,
+    )
+    .unwrap();
+    app.close().unwrap();
+    assert_eq!(got.len(), n);
+    let unjoined = got.iter().filter(|(_, v)| v.ends_with("+none")).count();
+    assert_eq!(
+        unjoined, 0,
+        "stream records processed before their table rows were loaded"
+    );
 }

@@ -30,6 +30,13 @@ use crate::topology::Topology;
 
 /// Records taken from the consumer per loop turn before processing them.
 const POLL_BATCH: usize = 2000;
+/// Poll timeout while queued records wait for another partition's fetch.
+const STALLED_POLL: Duration = Duration::from_millis(5);
+/// Timeout of the committed-offset and watermark lookups made when tasks are assigned.
+const FETCH_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a new task waits for records known to be on the broker before it processes
+/// what it has (a bound against a partition that cannot be fetched).
+const FETCH_WAIT_MAX_MS: i64 = 10_000;
 
 pub(crate) struct ThreadSetup {
     pub(crate) index: usize,
@@ -213,9 +220,16 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
     let config = &setup.config;
     let mut last_commit = Instant::now();
     let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
+    // Whether the last round processed nothing although records were queued (tasks waiting for
+    // a partition's records to be fetched): then poll with a short wait instead of spinning.
+    let mut stalled = false;
     while !setup.shared.shutdown_requested() {
         let idle = lock(&ctx.tasks).buffered() == 0;
-        let mut timeout = if idle { config.poll } else { Duration::ZERO };
+        let mut timeout = match (idle, stalled) {
+            (true, _) => config.poll,
+            (false, true) => STALLED_POLL,
+            (false, false) => Duration::ZERO,
+        };
         batch.clear();
         loop {
             let msg = consumer.poll(timeout);
@@ -227,7 +241,7 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                 // Queue what was polled before the assignment changed, then rebuild the tasks.
                 let mut tm = lock(&ctx.tasks);
                 tm.add(std::mem::take(&mut batch))?;
-                tm.assign(parts)?;
+                tm.assign(parts, consumer)?;
                 drop(tm);
                 setup.shared.set_rebalancing(setup.index, false);
             }
@@ -253,7 +267,7 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
         }
         let mut tm = lock(&ctx.tasks);
         tm.add(std::mem::take(&mut batch))?;
-        tm.process()?;
+        stalled = tm.process()? == 0 && tm.buffered() > 0;
         tm.punctuate()?;
         if last_commit.elapsed() >= config.commit_interval {
             tm.commit(consumer)?;
@@ -451,7 +465,11 @@ impl TaskManager {
 
     /// Turns an assignment into tasks: keeps suspended tasks that stay, closes the rest, creates
     /// and restores new ones.
-    fn assign(&mut self, partitions: Vec<(String, i32)>) -> Result<()> {
+    fn assign(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+        consumer: &BaseConsumer<ThreadContext>,
+    ) -> Result<()> {
         // With the eager protocol every task was revoked (and committed) before an assignment;
         // anything still active is treated like a revoked task.
         self.suspend_all();
@@ -501,10 +519,48 @@ impl TaskManager {
                 let topic: Arc<str> = topic.as_str().into();
                 self.by_partition.insert((topic, *p), *id);
             }
+            let mut task = task;
+            if parts.len() > 1 {
+                self.await_unfetched(&mut task, parts, consumer);
+            }
             self.active.insert(*id, task);
         }
         self.publish_tasks();
         Ok(())
+    }
+
+    /// Makes `task` wait for the records its partitions hold on the broker beyond the group's
+    /// committed offsets (Kafka Streams' KIP-695), so that its first records are picked in
+    /// timestamp order across all of them. Best effort: a failed lookup only logs.
+    fn await_unfetched(
+        &mut self,
+        task: &mut StreamTask,
+        parts: &[(String, i32)],
+        consumer: &BaseConsumer<ThreadContext>,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in parts {
+            tpl.add_partition(topic, *p);
+        }
+        let committed = match consumer.committed_offsets(tpl, FETCH_LOOKUP_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(task = %task.id, error = %e, "no committed offsets: not waiting for fetches");
+                return;
+            }
+        };
+        for (topic, p) in parts {
+            let Ok((low, high)) = consumer.fetch_watermarks(topic, *p, FETCH_LOOKUP_TIMEOUT) else {
+                continue;
+            };
+            let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            if start < high {
+                task.await_fetch(topic, *p, high, FETCH_WAIT_MAX_MS);
+            }
+        }
     }
 
     /// Replays each changelog of `task` from its checkpoint (or the beginning) to its end.

@@ -321,6 +321,16 @@ pub(crate) struct ChangelogPartition {
     pub(crate) checkpoint: Option<i64>,
 }
 
+/// A partition a task waits to have fetched up to `end` before it processes (or until
+/// `deadline_ms` on the task's clock).
+#[derive(Debug, Clone)]
+struct PendingFetch {
+    topic: String,
+    partition: i32,
+    end: i64,
+    deadline_ms: i64,
+}
+
 /// A running task.
 pub(crate) struct StreamTask {
     pub(crate) id: TaskId,
@@ -332,6 +342,9 @@ pub(crate) struct StreamTask {
     checkpoint_path: Option<PathBuf>,
     pub(crate) metrics: TaskMetrics,
     initialized: bool,
+    /// Partitions whose records that were on the broker when the task was assigned have not all
+    /// arrived yet: see [`Self::await_fetch`].
+    pending_fetch: Vec<PendingFetch>,
     /// Held for the task's lifetime so no other instance on this machine opens its stores.
     _lock: Option<TaskDirLock>,
 }
@@ -472,6 +485,7 @@ impl StreamTask {
             checkpoint_path,
             metrics: TaskMetrics::default(),
             initialized: false,
+            pending_fetch: Vec::new(),
             _lock: lock,
         })
     }
@@ -605,10 +619,57 @@ impl StreamTask {
         self.queues.len()
     }
 
+    /// Holds processing back until `topic`/`partition` has been fetched up to `end` (its high
+    /// watermark when the task was assigned), for at most `max_wait_ms` on the task's clock.
+    ///
+    /// As Kafka Streams does (KIP-695), a task does not pick records by timestamp while one of
+    /// its partitions still has records on the broker that it has not fetched: otherwise, at
+    /// start, a stream could run ahead of the table it joins with before the table is loaded.
+    pub(crate) fn await_fetch(&mut self, topic: &str, partition: i32, end: i64, max_wait_ms: i64) {
+        let deadline_ms = self.core.clock.now_ms().saturating_add(max_wait_ms);
+        self.pending_fetch.push(PendingFetch {
+            topic: topic.to_string(),
+            partition,
+            end,
+            deadline_ms,
+        });
+    }
+
+    /// Whether a partition with known unfetched records has nothing queued (so processing now
+    /// could break timestamp order). Forgets partitions fetched far enough or waited for long
+    /// enough.
+    fn waiting_for_fetch(&mut self) -> bool {
+        if self.pending_fetch.is_empty() {
+            return false;
+        }
+        let now = self.core.clock.now_ms();
+        let queues = &self.queues;
+        let mut blocked = false;
+        self.pending_fetch.retain(|p| {
+            let Some((queued, next)) = queues.fetch_state(&p.topic, p.partition) else {
+                return false;
+            };
+            let fetched = next.is_some_and(|n| n >= p.end);
+            if fetched || now >= p.deadline_ms {
+                if !fetched {
+                    tracing::debug!(topic = %p.topic, partition = p.partition, "stopped waiting for records known to be on the broker");
+                }
+                return false;
+            }
+            blocked |= !queued;
+            true
+        });
+        blocked
+    }
+
     /// Processes up to `max` queued records, smallest timestamp first across partitions.
     pub(crate) fn process(&mut self, max: usize) -> Result<usize> {
         let mut n = 0;
         while n < max {
+            // Checked per record: a partition catching up can run dry in the middle of a batch.
+            if self.waiting_for_fetch() {
+                break;
+            }
             let Some(next) = self.queues.next() else {
                 break;
             };

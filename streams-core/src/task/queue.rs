@@ -97,6 +97,17 @@ impl PartitionGroup {
         self.total
     }
 
+    /// For partition (`topic`, `partition`): whether records are queued, and the offset after
+    /// the last record queued or taken (`None` before the first).
+    pub(crate) fn fetch_state(&self, topic: &str, partition: i32) -> Option<(bool, Option<i64>)> {
+        let q = self
+            .queues
+            .iter()
+            .find(|q| &*q.topic == topic && q.partition == partition)?;
+        let next = q.records.back().map(|r| r.offset + 1).or(q.next_offset);
+        Some((!q.records.is_empty(), next))
+    }
+
     /// Decodes and queues one record; `Ok(Some(_))` when the handler chose to skip it.
     pub(crate) fn add(
         &mut self,
