@@ -271,21 +271,29 @@ impl KeyValueStoreStack {
         Ok(())
     }
 
-    /// Drops every entry with `from <= key < to`, cached or stored, without logging or
-    /// forwarding anything: expired time segments leave this way (their changelog records age
-    /// out by the topic's retention, as in Kafka Streams).
-    pub fn drop_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+    /// Drops every entry with `from <= key < to`, cached or stored: expired time segments leave
+    /// this way (their changelog records age out by the topic's retention, as in Kafka
+    /// Streams).
+    ///
+    /// Dirty cache entries in the range are first written out like an eviction (engine and
+    /// changelog) and returned for the owner to forward: a window's last update must reach
+    /// downstream even when its segment expires before the next commit.
+    pub fn drop_range(&mut self, from: &[u8], to: &[u8]) -> Result<Vec<FlushedEntry>> {
+        let mut flushed = Vec::new();
         if let Some(cache) = &mut self.cache {
             let doomed: Vec<Vec<u8>> = cache
                 .range(Some(from), Some(to))
                 .filter(|(k, _)| k.as_slice() < to)
                 .map(|(k, _)| k.clone())
                 .collect();
+            let writes = cache.dirty_writes(&doomed);
+            flushed = write_entries(self.engine.as_mut(), self.changelog.as_deref_mut(), writes)?;
             for key in doomed {
                 cache.remove(&key);
             }
         }
-        self.engine.delete_range(from, to)
+        self.engine.delete_range(from, to)?;
+        Ok(flushed)
     }
 
     /// Releases cache budget, closes engine; dirty entries are NOT flushed (caller flushes
@@ -718,6 +726,26 @@ mod tests {
         assert_eq!(s.get(b"j").unwrap(), None);
         assert_eq!(log.records().len(), 1);
         assert!(s.flush_cache().unwrap().is_empty());
+    }
+
+    #[test]
+    fn drop_range_writes_out_dirty_cached_entries_before_dropping_them() {
+        let (mut store, log) = stack(Some(CacheBudget::new(1 << 20)));
+        store.put(b"a1", Some(b"old"), 1).unwrap();
+        store.flush_cache().unwrap();
+        store.put(b"a1", Some(b"new"), 2).unwrap();
+        store.put(b"a2", Some(b"x"), 3).unwrap();
+        store.put(b"b1", Some(b"kept"), 4).unwrap();
+        let flushed = store.drop_range(b"a", b"b").unwrap();
+        assert_eq!(
+            flushed,
+            vec![entry("a1", Some("new"), Some("old"), 2), entry("a2", Some("x"), None, 3)]
+        );
+        assert_eq!(store.get(b"a1").unwrap(), None);
+        assert_eq!(store.get(b"a2").unwrap(), None);
+        assert_eq!(store.get(b"b1").unwrap(), Some(b"kept".to_vec()));
+        // The last updates were logged before the range went.
+        assert!(log.records().contains(&logged("store", "a1", Some("new"), 2)));
     }
 
     #[test]

@@ -576,6 +576,10 @@ impl TaskManager {
             }
             cc.set("client.id", format!("{}-restore-consumer", self.client_id));
             cc.set("enable.partition.eof", "true");
+            // Changelogs are read one partition after another to their end: a fetch the broker
+            // holds for `fetch.wait.max.ms` (500 ms by default) at the end of one partition
+            // would delay the next by as much.
+            cc.set("fetch.wait.max.ms", "10");
             // rdkafka delivers assigned partitions' records through the group queue, so the
             // restore consumer needs a group id; it only assigns, so it never joins that group
             // and never commits.

@@ -141,7 +141,13 @@ fn advance(cell: &StoreCell, seg: &Segments, ts: i64) -> Result<bool> {
         // Everything below `min_live`, including segments left from before a restart.
         let from = 0i64.to_be_bytes();
         let to = min_live.to_be_bytes();
-        cell.with_stack(|s| s.drop_range(&from, &to))?;
+        // What the cache still held for those segments is written out and forwarded first.
+        let mut inner = cell.lock();
+        let flushed = inner
+            .stack
+            .drop_range(&from, &to)
+            .map_err(|e| cell.err(e))?;
+        cell.note_evicted(&mut inner, flushed);
         seg.min_live.store(min_live, Ordering::Relaxed);
     }
     Ok(true)
