@@ -739,13 +739,18 @@ mod tests {
         let flushed = store.drop_range(b"a", b"b").unwrap();
         assert_eq!(
             flushed,
-            vec![entry("a1", Some("new"), Some("old"), 2), entry("a2", Some("x"), None, 3)]
+            vec![
+                entry("a1", Some("new"), Some("old"), 2),
+                entry("a2", Some("x"), None, 3)
+            ]
         );
         assert_eq!(store.get(b"a1").unwrap(), None);
         assert_eq!(store.get(b"a2").unwrap(), None);
         assert_eq!(store.get(b"b1").unwrap(), Some(b"kept".to_vec()));
         // The last updates were logged before the range went.
-        assert!(log.records().contains(&logged("store", "a1", Some("new"), 2)));
+        assert!(log
+            .records()
+            .contains(&logged("store", "a1", Some("new"), 2)));
     }
 
     #[test]
