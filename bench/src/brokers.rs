@@ -46,8 +46,8 @@ impl RunningBroker {
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 let bootstrap = stdout
                     .lines()
-                    .filter_map(|l| l.strip_prefix("bootstrap.servers="))
-                    .last()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("bootstrap.servers="))
                     .map(str::to_string);
                 let broker = RunningBroker {
                     bootstrap: bootstrap.clone().unwrap_or_default(),
