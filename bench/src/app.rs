@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use streams::core::window::TimeWindows;
 use streams::prelude::*;
-use streams::{KeyValueStore, Processor, ProcessorContext, StateRestoreListener};
+use streams::StateRestoreListener;
 
 use crate::workload::{Input, System, Workload, WINDOW_MS};
 
@@ -174,24 +174,27 @@ fn left_join(stream: &KStream<i32, String>, table: &KTable<i32, String>) -> KStr
 #[cfg(not(feature = "dsl-joins"))]
 struct LeftJoin {
     store_name: String,
-    store: Option<KeyValueStore<i32, String>>,
+    store: Option<streams::KeyValueStore<i32, String>>,
 }
 
 #[cfg(not(feature = "dsl-joins"))]
-impl Processor for LeftJoin {
+impl streams::Processor for LeftJoin {
     type KIn = i32;
     type VIn = String;
     type KOut = i32;
     type VOut = String;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, i32, String>) -> streams::Result<()> {
+    fn init(
+        &mut self,
+        ctx: &mut streams::ProcessorContext<'_, i32, String>,
+    ) -> streams::Result<()> {
         self.store = Some(ctx.get_state_store(&self.store_name)?);
         Ok(())
     }
 
     fn process(
         &mut self,
-        ctx: &mut ProcessorContext<'_, i32, String>,
+        ctx: &mut streams::ProcessorContext<'_, i32, String>,
         r: Record<i32, String>,
     ) -> streams::Result<()> {
         let table = self.store.as_ref().expect("initialized").get(&r.key)?;
