@@ -126,6 +126,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<()> {
         for &broker in &args.brokers {
             let running = RunningBroker::start(broker, &root, &work)?;
             eprintln!("{broker}: bootstrap.servers={}", running.bootstrap);
+            running.warm_up()?;
             for &workload in &args.workloads {
                 let plan = Plan {
                     broker,
