@@ -58,6 +58,9 @@ pub(crate) struct RunArgs {
     /// Where the JSON-lines file goes.
     #[arg(long, default_value = "bench/results")]
     results_dir: PathBuf,
+    /// Keep the scratch directory (the applications' logs; RUST_LOG is passed on to them).
+    #[arg(long)]
+    keep: bool,
     /// Longest a single application run may take.
     #[arg(long, default_value_t = 1800)]
     timeout_s: u64,
@@ -179,7 +182,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.jvm_flags
     );
-    if result.is_ok() {
+    if result.is_ok() && !args.keep {
         let _ = std::fs::remove_dir_all(&work);
     } else {
         eprintln!("logs kept in {}", work.join("logs").display());
