@@ -107,11 +107,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         mut m: Materialized<K, V>,
     ) -> KTable<K, V> {
         if m.value_serde.is_none() {
-            m.value_serde = self
-                .grouped
-                .value_serde
-                .clone()
-                .or(self.stream.value_serde.clone());
+            m.value_serde = self.value_serde();
         }
         let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
         self.fold(
@@ -160,6 +156,15 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
+    /// The serde of the grouped values: the grouping's, else the stream's (a reduce stores
+    /// values of this type).
+    pub(crate) fn value_serde(&self) -> Option<SerdeRef<V>> {
+        self.grouped
+            .value_serde
+            .clone()
+            .or(self.stream.value_serde.clone())
+    }
+
     /// The stream an aggregation into `store` reads: this one, or when the key was changed
     /// upstream, the same records through a repartition topic named after the grouping (or the
     /// store).

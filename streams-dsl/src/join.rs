@@ -22,7 +22,7 @@ use crate::builder::{store_builder, StreamsBuilder};
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Consumed, Materialized};
-use crate::processors::{open_table_store, FnProcessor};
+use crate::processors::{FnProcessor, TableSource};
 use crate::Data;
 
 /// Options of a stream-table join: the name of its node (and of its repartition topic
@@ -402,7 +402,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         );
         let (n, s, parent) = (node.clone(), store.clone(), self.node.clone());
         b.apply(move |t| {
-            t.add_processor(&n, move || TableMaterialize::<K, V>::new(&s), &[&parent])?;
+            t.add_processor(
+                &n,
+                move || TableSource::<K, V, Change<V>>::new(&s),
+                &[&parent],
+            )?;
             t.add_state_store(sb, &[&n])?;
             Ok(())
         });
@@ -558,7 +562,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         let sb = store_builder(&store, k.clone(), v.clone(), &m);
         let (n, s, parent) = (node.clone(), store.clone(), self.node.clone());
         b.apply(move |t| {
-            t.add_processor(&n, move || TableMaterialize::<K, V>::new(&s), &[&parent])?;
+            t.add_processor(
+                &n,
+                move || TableSource::<K, V, Change<V>>::new(&s),
+                &[&parent],
+            )?;
             t.add_state_store(sb, &[&n])?;
             Ok(())
         });
@@ -684,56 +692,5 @@ impl<K: Data, VA: Data, VB: Data, VR: Data> Processor for TableJoinSide<K, VA, V
             return Ok(());
         }
         ctx.forward(r.with_value(Change::new(new, old)))
-    }
-}
-
-/// Writes a table's changes into a store and forwards them, with the old value the store held
-/// (through the store's cache when it has one).
-pub(crate) struct TableMaterialize<K, V> {
-    store_name: String,
-    store: Option<KeyValueStore<K, V>>,
-}
-
-impl<K, V> TableMaterialize<K, V> {
-    pub(crate) fn new(store: &str) -> Self {
-        TableMaterialize {
-            store_name: store.to_string(),
-            store: None,
-        }
-    }
-}
-
-impl<K: Data, V: Data> Processor for TableMaterialize<K, V> {
-    type KIn = K;
-    type VIn = Change<V>;
-    type KOut = K;
-    type VOut = Change<V>;
-
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.store = Some(open_table_store(ctx, &self.store_name)?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, K, Change<V>>,
-        r: Record<K, Change<V>>,
-    ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        let old = store.get(&r.key)?;
-        match &r.value.new_value {
-            Some(v) => store.put(&r.key, v)?,
-            None => {
-                if old.is_none() {
-                    return Ok(());
-                }
-                store.delete(&r.key)?;
-            }
-        }
-        if !store.is_cached() {
-            let change = Change::new(r.value.new_value.clone(), old);
-            ctx.forward(r.with_value(change))?;
-        }
-        Ok(())
     }
 }

@@ -4,7 +4,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use streams_core::{Change, KeyValueStore, Processor, ProcessorContext, Record, Result};
+use streams_core::{
+    CachedStore, Change, KeyValueStore, Processor, ProcessorContext, Record, Result,
+};
 
 use crate::Data;
 
@@ -61,38 +63,74 @@ pub(crate) fn open_table_store<K: Data, V: Data>(
 ) -> Result<KeyValueStore<K, V>> {
     let store = ctx.get_state_store::<K, V>(name)?;
     if store.is_cached() {
-        ctx.on_cache_flush(&store, |ctx, f| {
-            if f.new_value.is_none() && f.old_value.is_none() {
-                return Ok(());
-            }
-            ctx.forward(Record::new(
-                f.key,
-                Change::new(f.new_value, f.old_value),
-                f.timestamp,
-            ))
-        })?;
+        forward_cache_flushes(ctx, &store)?;
     }
     Ok(store)
 }
 
-/// Materializes a table from its source topic: puts, and deletes on tombstones.
-pub(crate) struct TableSource<K, V> {
-    store_name: String,
-    store: Option<KeyValueStore<K, V>>,
+/// Forwards the entries a store's record cache writes out (on commit or eviction) as changes
+/// of the table the store holds (key-value, window or session store).
+pub(crate) fn forward_cache_flushes<S: CachedStore>(
+    ctx: &mut ProcessorContext<'_, S::Key, Change<S::Value>>,
+    store: &S,
+) -> Result<()>
+where
+    S::Key: Data,
+    S::Value: Data,
+{
+    ctx.on_cache_flush(store, |ctx, f| {
+        if f.new_value.is_none() && f.old_value.is_none() {
+            return Ok(());
+        }
+        ctx.forward(Record::new(
+            f.key,
+            Change::new(f.new_value, f.old_value),
+            f.timestamp,
+        ))
+    })
 }
 
-impl<K, V> TableSource<K, V> {
+/// What a table materializer reads: the row a record sets (`None`: delete it).
+pub(crate) trait TableRow<V>: Data {
+    fn row(&self) -> Option<&V>;
+}
+
+/// A source topic's record: a value, or a tombstone.
+impl<V: Data> TableRow<V> for Option<V> {
+    fn row(&self) -> Option<&V> {
+        self.as_ref()
+    }
+}
+
+/// An upstream table's change: its new value.
+impl<V: Data> TableRow<V> for Change<V> {
+    fn row(&self) -> Option<&V> {
+        self.new_value.as_ref()
+    }
+}
+
+/// Writes rows into a table's store and forwards them as changes with the old value the store
+/// held: a table from its source topic (`I = Option<V>`), or a store-less table materialized for
+/// a join (`I = Change<V>`).
+pub(crate) struct TableSource<K, V, I = Option<V>> {
+    store_name: String,
+    store: Option<KeyValueStore<K, V>>,
+    _input: std::marker::PhantomData<fn(I)>,
+}
+
+impl<K, V, I> TableSource<K, V, I> {
     pub(crate) fn new(store: &str) -> Self {
         TableSource {
             store_name: store.to_string(),
             store: None,
+            _input: std::marker::PhantomData,
         }
     }
 }
 
-impl<K: Data, V: Data> Processor for TableSource<K, V> {
+impl<K: Data, V: Data, I: TableRow<V>> Processor for TableSource<K, V, I> {
     type KIn = K;
-    type VIn = Option<V>;
+    type VIn = I;
     type KOut = K;
     type VOut = Change<V>;
 
@@ -104,11 +142,12 @@ impl<K: Data, V: Data> Processor for TableSource<K, V> {
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
-        r: Record<K, Option<V>>,
+        r: Record<K, I>,
     ) -> Result<()> {
         let store = self.store.as_ref().expect("initialized");
         let old = store.get(&r.key)?;
-        match &r.value {
+        let row = r.value.row().cloned();
+        match &row {
             Some(v) => store.put(&r.key, v)?,
             None => {
                 if old.is_none() {
@@ -118,8 +157,7 @@ impl<K: Data, V: Data> Processor for TableSource<K, V> {
             }
         }
         if !store.is_cached() {
-            let change = Change::new(r.value.clone(), old);
-            ctx.forward(r.with_value(change))?;
+            ctx.forward(r.with_value(Change::new(row, old)))?;
         }
         Ok(())
     }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use streams_core::serde::Serdes;
 use streams_core::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 use streams_core::{
-    CachedStore, Change, KeyValueStore, Processor, ProcessorContext, Record, Result, SessionStore,
-    StoreBuilder, Stores, StreamsError, WindowStore,
+    Change, KeyValueStore, Processor, ProcessorContext, Record, Result, SessionStore, StoreBuilder,
+    Stores, StreamsError, WindowStore,
 };
 
 use crate::grouped::{store_name, KGroupedStream};
 use crate::ktable::KTable;
 use crate::options::Materialized;
-use crate::processors::{First, Folder, Init};
+use crate::processors::{forward_cache_flushes, First, Folder, Init};
 use crate::Data;
 
 /// When a windowed aggregation emits.
@@ -146,11 +146,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         mut m: Materialized<K, V>,
     ) -> KTable<Windowed<K>, V> {
         if m.value_serde.is_none() {
-            m.value_serde = self.grouped.grouped.value_serde.clone().or(self
-                .grouped
-                .stream
-                .value_serde
-                .clone());
+            m.value_serde = self.grouped.value_serde();
         }
         let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
         self.fold(
@@ -341,26 +337,6 @@ fn emitted_store<K, V>(store: &str, m: &Materialized<K, V>) -> StoreBuilder<Stri
         m,
         false,
     )
-}
-
-/// Forwards what a windowed store's record cache writes out as changes of the windowed table.
-fn forward_cache_flushes<K: Data, VA: Data, S>(
-    ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
-    store: &S,
-) -> Result<()>
-where
-    S: CachedStore<Key = Windowed<K>, Value = VA>,
-{
-    ctx.on_cache_flush(store, |ctx, f| {
-        if f.new_value.is_none() && f.old_value.is_none() {
-            return Ok(());
-        }
-        ctx.forward(Record::new(
-            f.key,
-            Change::new(f.new_value, f.old_value),
-            f.timestamp,
-        ))
-    })
 }
 
 /// The one key of an emit-on-close aggregation's `<store>-emitted` store.
@@ -622,11 +598,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     /// their aggregates with `f` too.
     pub fn reduce(self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<Windowed<K>, V> {
         let m = Materialized {
-            value_serde: self.grouped.grouped.value_serde.clone().or(self
-                .grouped
-                .stream
-                .value_serde
-                .clone()),
+            value_serde: self.grouped.value_serde(),
             ..Materialized::default()
         };
         let f = Arc::new(f);
