@@ -124,12 +124,32 @@ impl RecordCache {
 
     /// Records a write: the entry becomes dirty and most recently written.
     pub(crate) fn put(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) {
-        self.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;
         let size = entry_size(key, value);
         self.bytes += size;
         self.budget.add(size);
+        if let Some(entry) = self.entries.get_mut(key) {
+            // The hot path of an aggregation: a key written again. Update in place, reusing the
+            // value's and the order entry's allocations.
+            let old = entry_size(key, entry.value.as_deref());
+            self.bytes -= old;
+            self.budget.release(old);
+            match (&mut entry.value, value) {
+                (Some(v), Some(new)) => {
+                    v.clear();
+                    v.extend_from_slice(new);
+                }
+                (slot, new) => *slot = new.map(<[u8]>::to_vec),
+            }
+            entry.timestamp = timestamp;
+            entry.dirty = true;
+            let order_key = self.order.remove(&entry.seq);
+            entry.seq = seq;
+            self.order
+                .insert(seq, order_key.unwrap_or_else(|| key.to_vec()));
+            return;
+        }
         self.order.insert(seq, key.to_vec());
         self.entries.insert(
             key.to_vec(),
