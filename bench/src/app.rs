@@ -214,14 +214,18 @@ fn run_streams(args: &AppArgs) -> anyhow::Result<AppReport> {
 
 /// The raw limit: a consumer group member reading the input from the start and, for the pipe,
 /// a producer writing each record unchanged to the same partition of the output. Client
-/// settings are those this project's runtime gives its own clients (earliest, no auto-commit;
-/// linger.ms 100), so the difference to `streams` is the processing alone.
+/// settings are those this project's runtime gives its own clients (earliest, no auto-commit,
+/// the same prefetch; linger.ms 100), so the difference to `streams` is the processing alone.
 fn run_raw(args: &AppArgs, pipe: bool) -> anyhow::Result<AppReport> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", &args.app_id)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // The runtime's prefetch settings (streams-core's consumer defaults).
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "20000")
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .context("creating the consumer")?;
     let producer: Option<ThreadedProducer<DefaultProducerContext>> = if pipe {

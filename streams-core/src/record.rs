@@ -83,6 +83,34 @@ pub struct RawRecord {
     pub headers: Headers,
 }
 
+impl RawRecord {
+    /// This record's bytes, as a source node decodes them.
+    pub(crate) fn bytes(&self) -> RecordBytes<'_> {
+        RecordBytes {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// A consumed record's bytes, borrowed from where they arrived (the consumer's buffer, a test
+/// driver's input) so that a source decodes them without copying them first.
+pub(crate) struct RecordBytes<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    /// Owned: they move into the decoded record.
+    pub(crate) headers: Headers,
+}
+
 /// Where the record being processed came from: Kafka Streams' record context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordMetadata {

@@ -6,6 +6,7 @@
 //! and initializes the new ones before processing their records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
-use crate::record::RawRecord;
+use crate::record::RecordBytes;
 use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
 use crate::time::SystemClock;
 use crate::topology::Topology;
@@ -85,6 +86,9 @@ struct ThreadContext {
     pending: Mutex<Option<Vec<(String, i32)>>>,
     /// An error raised inside a callback, where it cannot be returned.
     error: Mutex<Option<StreamsError>>,
+    /// Set by the callbacks when they leave an assignment or an error behind, so that the loop
+    /// looks at `pending` and `error` only then (it polls once per record).
+    callback_news: AtomicBool,
     shared: Arc<Shared>,
     index: usize,
 }
@@ -103,6 +107,7 @@ impl ConsumerContext for ThreadContext {
                 let mut tm = lock(&self.tasks);
                 if let Err(e) = tm.commit(consumer) {
                     lock(&self.error).get_or_insert(e);
+                    self.callback_news.store(true, AtomicOrdering::Release);
                 }
                 tm.suspend_all();
             }
@@ -120,6 +125,7 @@ impl ConsumerContext for ThreadContext {
                 .collect();
             tracing::info!(partitions = parts.len(), "partitions assigned");
             *lock(&self.pending) = Some(parts);
+            self.callback_news.store(true, AtomicOrdering::Release);
         }
     }
 }
@@ -156,26 +162,28 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         active: BTreeMap::new(),
         suspended: BTreeMap::new(),
         by_partition: HashMap::new(),
+        last_partition: None,
         topics: HashMap::new(),
         closed_totals: TaskMetrics::default(),
         commits: 0,
         shared: setup.shared.clone(),
         client_id: client_id.clone(),
         restore_consumer: None,
-        admin: {
+        admin: Some({
             let mut cc = ClientConfig::new();
             for (k, v) in &config.admin {
                 cc.set(k, v);
             }
             cc.create()
                 .map_err(|e| StreamsError::kafka("creating the admin client", e))?
-        },
+        }),
         last_purge: Instant::now(),
     };
     let ctx = ThreadContext {
         tasks: Mutex::new(tm),
         pending: Mutex::new(None),
         error: Mutex::new(None),
+        callback_news: AtomicBool::new(false),
         shared: setup.shared.clone(),
         index: setup.index,
     };
@@ -197,6 +205,9 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
     let result = poll_loop(&consumer, &setup);
     let ctx = consumer.context();
     let mut tm = lock(&ctx.tasks);
+    if let Some(admin) = tm.admin.take() {
+        super::topics::drop_in_background(admin);
+    }
     match &result {
         Ok(()) => {
             // Clean shutdown: final commit, then stores closed; dropping the consumer leaves the group.
@@ -219,7 +230,6 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
     let ctx = consumer.context();
     let config = &setup.config;
     let mut last_commit = Instant::now();
-    let mut batch: Vec<RawRecord> = Vec::with_capacity(POLL_BATCH);
     // Whether the last round processed nothing although records were queued (tasks waiting for
     // a partition's records to be fetched): then poll with a short wait instead of spinning.
     let mut stalled = false;
@@ -230,20 +240,21 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
             (false, true) => STALLED_POLL,
             (false, false) => Duration::ZERO,
         };
-        batch.clear();
+        let mut polled = 0;
         loop {
             let msg = consumer.poll(timeout);
             timeout = Duration::ZERO;
-            if let Some(e) = lock(&ctx.error).take() {
-                return Err(e);
-            }
-            if let Some(parts) = lock(&ctx.pending).take() {
-                // Queue what was polled before the assignment changed, then rebuild the tasks.
-                let mut tm = lock(&ctx.tasks);
-                tm.add(std::mem::take(&mut batch))?;
-                tm.assign(parts, consumer)?;
-                drop(tm);
-                setup.shared.set_rebalancing(setup.index, false);
+            if ctx.callback_news.swap(false, AtomicOrdering::Acquire) {
+                if let Some(e) = lock(&ctx.error).take() {
+                    return Err(e);
+                }
+                if let Some(parts) = lock(&ctx.pending).take() {
+                    // What was polled before is queued in its task already; rebuild the tasks.
+                    let mut tm = lock(&ctx.tasks);
+                    tm.assign(parts, consumer)?;
+                    drop(tm);
+                    setup.shared.set_rebalancing(setup.index, false);
+                }
             }
             match msg {
                 None => break,
@@ -258,15 +269,15 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                     break;
                 }
                 Some(Ok(m)) => {
-                    batch.push(lock(&ctx.tasks).raw_record(&m));
-                    if batch.len() >= POLL_BATCH {
+                    lock(&ctx.tasks).add_message(&m)?;
+                    polled += 1;
+                    if polled >= POLL_BATCH {
                         break;
                     }
                 }
             }
         }
         let mut tm = lock(&ctx.tasks);
-        tm.add(std::mem::take(&mut batch))?;
         stalled = tm.process()? == 0 && tm.buffered() > 0;
         tm.punctuate()?;
         if last_commit.elapsed() >= config.commit_interval {
@@ -289,6 +300,9 @@ struct TaskManager {
     /// Tasks revoked by a rebalance in progress: kept open in case they come back.
     suspended: BTreeMap<TaskId, StreamTask>,
     by_partition: HashMap<(Arc<str>, i32), TaskId>,
+    /// The partition and task of the last consumed record: records arrive in runs from one
+    /// partition, and this spares two hash lookups per record. Cleared with `by_partition`.
+    last_partition: Option<(Arc<str>, i32, TaskId)>,
     /// Interned topic names, so that a record does not allocate its topic.
     topics: HashMap<String, Arc<str>>,
     closed_totals: TaskMetrics,
@@ -298,7 +312,8 @@ struct TaskManager {
     /// Reads changelogs when tasks are created; made on first use and kept.
     restore_consumer: Option<BaseConsumer>,
     /// Deletes repartition records once their offsets are committed.
-    admin: AdminClient<DefaultClientContext>,
+    /// `None` once handed to a background thread at shutdown.
+    admin: Option<AdminClient<DefaultClientContext>>,
     last_purge: Instant,
 }
 
@@ -307,14 +322,39 @@ impl TaskManager {
         self.active.values().map(StreamTask::buffered).sum()
     }
 
-    fn raw_record(&mut self, m: &BorrowedMessage<'_>) -> RawRecord {
-        let topic = match self.topics.get(m.topic()) {
-            Some(t) => t.clone(),
-            None => {
-                let t: Arc<str> = m.topic().into();
-                self.topics.insert(m.topic().to_string(), t.clone());
-                t
+    /// Decodes a consumed record straight from the consumer's buffer into its task's queue.
+    fn add_message(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        let id = match &self.last_partition {
+            Some((topic, p, id)) if *p == m.partition() && **topic == *m.topic() => *id,
+            _ => {
+                let topic = match self.topics.get(m.topic()) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t: Arc<str> = m.topic().into();
+                        self.topics.insert(m.topic().to_string(), t.clone());
+                        t
+                    }
+                };
+                let Some(id) = self
+                    .by_partition
+                    .get(&(topic.clone(), m.partition()))
+                    .copied()
+                else {
+                    // Not ours (any more): it was not processed, so its offset is not committed
+                    // here.
+                    tracing::debug!(
+                        topic = m.topic(),
+                        partition = m.partition(),
+                        "record for a partition without a task"
+                    );
+                    return Ok(());
+                };
+                self.last_partition = Some((topic, m.partition(), id));
+                id
             }
+        };
+        let Some(task) = self.active.get_mut(&id) else {
+            return Ok(());
         };
         let headers = m
             .headers()
@@ -324,33 +364,15 @@ impl TaskManager {
                     .collect()
             })
             .unwrap_or_default();
-        RawRecord {
-            topic,
+        task.add_record(RecordBytes {
+            topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
             timestamp: m.timestamp().to_millis().unwrap_or(-1),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
+            key: m.key(),
+            value: m.payload(),
             headers,
-        }
-    }
-
-    fn add(&mut self, records: Vec<RawRecord>) -> Result<()> {
-        for r in records {
-            let Some(id) = self
-                .by_partition
-                .get(&(r.topic.clone(), r.partition))
-                .copied()
-            else {
-                // Not ours (any more): it was not processed, so its offset is not committed here.
-                tracing::debug!(topic = %r.topic, partition = r.partition, "record for a partition without a task");
-                continue;
-            };
-            if let Some(t) = self.active.get_mut(&id) {
-                t.add_records([r])?;
-            }
-        }
-        Ok(())
+        })
     }
 
     fn process(&mut self) -> Result<usize> {
@@ -432,7 +454,10 @@ impl TaskManager {
             return;
         }
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-        match futures::executor::block_on(self.admin.delete_records(&tpl, &opts)) {
+        let Some(admin) = &self.admin else {
+            return;
+        };
+        match futures::executor::block_on(admin.delete_records(&tpl, &opts)) {
             Ok(_) => tracing::debug!(partitions = tpl.count(), "purged repartition records"),
             Err(e) => tracing::warn!(error = %e, "purging repartition records failed"),
         }
@@ -442,6 +467,7 @@ impl TaskManager {
         let active = std::mem::take(&mut self.active);
         self.suspended.extend(active);
         self.by_partition.clear();
+        self.last_partition = None;
     }
 
     fn close_task(&mut self, t: StreamTask) {
@@ -461,6 +487,7 @@ impl TaskManager {
             self.close_task(t);
         }
         self.by_partition.clear();
+        self.last_partition = None;
     }
 
     /// Turns an assignment into tasks: keeps suspended tasks that stay, closes the rest, creates
@@ -518,6 +545,7 @@ impl TaskManager {
             for (topic, p) in parts {
                 let topic: Arc<str> = topic.as_str().into();
                 self.by_partition.insert((topic, *p), *id);
+                self.last_partition = None;
             }
             let mut task = task;
             if parts.len() > 1 {
@@ -681,6 +709,11 @@ impl TaskManager {
                 consumer
                     .unassign()
                     .map_err(|e| err(format!("unassigning: {e}")))?;
+            }
+            if total > 0 {
+                // Written out now (RocksDB memtables to files), so that the memory of a restored
+                // store is given back before the next one is restored.
+                task.flush_store(&cl.store)?;
             }
             task.restored_to(&cl.topic, cl.partition, high);
             tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,

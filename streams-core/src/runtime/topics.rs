@@ -235,6 +235,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
             topic_to_sub.insert(topology.physical_topic(app, t), s.id);
         }
     }
+    drop_in_background(admin);
     Ok(Layout {
         subtopologies: subs,
         topic_to_sub,
@@ -277,4 +278,15 @@ fn topic_partitions(admin: &AdminClient<DefaultClientContext>) -> Result<HashMap
         .filter(|t| t.error().is_none())
         .map(|t| (t.name().to_string(), t.partitions().len() as i32))
         .collect())
+}
+
+/// Drops an rdkafka admin client on a thread of its own: dropping one joins its polling thread,
+/// which wakes at most every 100 ms, and start-up or shutdown should not wait for that.
+pub(crate) fn drop_in_background(admin: AdminClient<DefaultClientContext>) {
+    let spawned = std::thread::Builder::new()
+        .name("admin-client-drop".into())
+        .spawn(move || drop(admin));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not spawn a thread to drop the admin client");
+    }
 }

@@ -22,7 +22,7 @@ use state_store::{
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
-use crate::record::{RawRecord, RecordMetadata};
+use crate::record::{RawRecord, RecordBytes, RecordMetadata};
 use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
@@ -562,6 +562,18 @@ impl StreamTask {
         s.cell.with_stack(|st| st.restore_batch(&keys))
     }
 
+    /// Makes `store` durable (after a restore: its writes leave memory for files).
+    pub(crate) fn flush_store(&mut self, store: &str) -> Result<()> {
+        let s = self
+            .core
+            .store(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!("not a store of task {}", self.id),
+            })?;
+        s.cell.with_stack(|st| st.flush())
+    }
+
     /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
     pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
         self.changelog_offsets
@@ -605,11 +617,17 @@ impl StreamTask {
         records: impl IntoIterator<Item = RawRecord>,
     ) -> Result<()> {
         for raw in records {
-            if let Some(skipped) = self.queues.add(raw, self.handler)? {
-                self.metrics.dropped += 1;
-                tracing::warn!(task = %self.id, topic = %skipped.topic, partition = skipped.partition,
-                    offset = skipped.offset, error = %skipped.error, "skipping a record that failed to deserialize (log-and-continue)");
-            }
+            self.add_record(raw.bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Decodes and queues one record, as [`Self::add_records`] does.
+    pub(crate) fn add_record(&mut self, raw: RecordBytes<'_>) -> Result<()> {
+        if let Some(skipped) = self.queues.add(raw, self.handler)? {
+            self.metrics.dropped += 1;
+            tracing::warn!(task = %self.id, topic = %skipped.topic, partition = skipped.partition,
+                offset = skipped.offset, error = %skipped.error, "skipping a record that failed to deserialize (log-and-continue)");
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::record::RawRecord;
+use crate::record::RecordBytes;
 use crate::topology::{DecodeError, NodeKind, SourceDecoder, Subtopology, Topology};
 
 struct Queued {
@@ -111,7 +111,7 @@ impl PartitionGroup {
     /// Decodes and queues one record; `Ok(Some(_))` when the handler chose to skip it.
     pub(crate) fn add(
         &mut self,
-        raw: RawRecord,
+        raw: RecordBytes<'_>,
         handler: DeserializationHandler,
     ) -> Result<Option<Skipped>> {
         let q = self
@@ -125,21 +125,22 @@ impl PartitionGroup {
                 ))
             })?;
         self.total += 1;
-        match (q.decoder)(&raw, q.partition_time) {
+        let (topic, partition, offset) = (raw.topic, raw.partition, raw.offset);
+        match (q.decoder)(raw, q.partition_time) {
             Ok((payload, ts)) => {
                 if ts < 0 {
                     return Err(StreamsError::InvalidTimestamp {
                         timestamp: ts,
-                        topic: raw.topic.to_string(),
-                        partition: raw.partition,
-                        offset: raw.offset,
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
                     });
                 }
                 q.partition_time = q.partition_time.max(ts);
                 q.records.push_back(Queued {
                     payload: Some(payload),
                     timestamp: ts,
-                    offset: raw.offset,
+                    offset,
                 });
                 Ok(None)
             }
@@ -150,9 +151,9 @@ impl PartitionGroup {
                 };
                 let error = StreamsError::Deserialization {
                     part,
-                    topic: raw.topic.to_string(),
-                    partition: raw.partition,
-                    offset: raw.offset,
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
                     source,
                 };
                 match handler {
@@ -161,12 +162,12 @@ impl PartitionGroup {
                         q.records.push_back(Queued {
                             payload: None,
                             timestamp: q.partition_time.max(0),
-                            offset: raw.offset,
+                            offset,
                         });
                         Ok(Some(Skipped {
-                            topic: raw.topic.clone(),
-                            partition: raw.partition,
-                            offset: raw.offset,
+                            topic: q.topic.clone(),
+                            partition,
+                            offset,
                             error,
                         }))
                     }

@@ -13,14 +13,14 @@ use crate::error::{Result, StreamsError};
 use crate::processor::{
     ErasedProcessor, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor, TopicChooser,
 };
-use crate::record::{RawRecord, Record};
+use crate::record::{Record, RecordBytes};
 use crate::serde::SerdeRef;
 use crate::state::{StoreBuilder, StoreFactory};
 
 /// Turns a consumed record into a typed payload and its timestamp (at enqueue time, so that a
 /// task can order records by timestamp before processing them).
 pub(crate) type SourceDecoder = Arc<
-    dyn Fn(&RawRecord, i64) -> std::result::Result<(Box<dyn Any + Send>, i64), DecodeError>
+    dyn Fn(RecordBytes<'_>, i64) -> std::result::Result<(Box<dyn Any + Send>, i64), DecodeError>
         + Send
         + Sync,
 >;
@@ -166,18 +166,18 @@ impl Topology {
                 )));
             }
         }
-        let decoder: SourceDecoder = Arc::new(move |raw: &RawRecord, partition_time: i64| {
+        let decoder: SourceDecoder = Arc::new(move |raw: RecordBytes<'_>, partition_time: i64| {
             let key = key_serde
-                .deserialize(&raw.topic, raw.key.as_deref())
+                .deserialize(raw.topic, raw.key)
                 .map_err(DecodeError::Key)?;
             let value = value_serde
-                .deserialize(&raw.topic, raw.value.as_deref())
+                .deserialize(raw.topic, raw.value)
                 .map_err(DecodeError::Value)?;
             let mut record = Record {
                 key,
                 value,
                 timestamp: raw.timestamp,
-                headers: raw.headers.clone(),
+                headers: raw.headers,
             };
             if let Some(x) = &extractor {
                 record.timestamp = x(&record, partition_time);
