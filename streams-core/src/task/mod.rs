@@ -519,19 +519,23 @@ impl StreamTask {
             .collect()
     }
 
+    /// The task's store `store`, or an error naming it and the task.
+    fn own_store(&self, store: &str) -> Result<&TaskStore> {
+        self.core
+            .store(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!("not a store of task {}", self.id),
+            })
+    }
+
     /// Writes restored changelog records straight into `store`.
     pub(crate) fn restore_batch(
         &mut self,
         store: &str,
         batch: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> Result<()> {
-        let s = self
-            .core
-            .store(store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: format!("not a store of task {}", self.id),
-            })?;
+        let s = self.own_store(store)?;
         match &s.restore_key {
             None => s.cell.with_stack(|stack| stack.restore_batch(batch))?,
             Some(map) => {
@@ -546,13 +550,7 @@ impl StreamTask {
 
     /// Deletes every entry of `store` (before a restore from scratch).
     pub(crate) fn clear_store(&mut self, store: &str) -> Result<()> {
-        let s = self
-            .core
-            .store(store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: format!("not a store of task {}", self.id),
-            })?;
+        let s = self.own_store(store)?;
         let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = s
             .cell
             .with_stack(|st| st.all())?
@@ -564,13 +562,7 @@ impl StreamTask {
 
     /// Makes `store` durable (after a restore: its writes leave memory for files).
     pub(crate) fn flush_store(&mut self, store: &str) -> Result<()> {
-        let s = self
-            .core
-            .store(store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: format!("not a store of task {}", self.id),
-            })?;
+        let s = self.own_store(store)?;
         s.cell.with_stack(|st| st.flush())
     }
 
