@@ -35,6 +35,33 @@ pub trait Serde<T>: Send + Sync + 'static {
     fn serialize(&self, topic: &str, value: &T) -> Result<Option<Vec<u8>>, SerdeError>;
     /// Deserializes bytes read from `topic` (`None`: the record had a null).
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
+    /// Serializes `value` for `topic` into `buf` (cleared first) and returns `false` for a null.
+    ///
+    /// Sink nodes call this with a buffer they keep, so a serde that overrides it sends records
+    /// without allocating; the default goes through [`Serde::serialize`].
+    ///
+    /// ```
+    /// use streams_core::serde::Serdes;
+    /// let mut buf = Vec::new();
+    /// assert!(Serdes::i32().serialize_into("t", &7, &mut buf).unwrap());
+    /// assert_eq!(buf, [0, 0, 0, 7]);
+    /// assert!(!Serdes::nullable(Serdes::i32()).serialize_into("t", &None, &mut buf).unwrap());
+    /// ```
+    fn serialize_into(
+        &self,
+        topic: &str,
+        value: &T,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        buf.clear();
+        match self.serialize(topic, value)? {
+            Some(bytes) => {
+                *buf = bytes;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 /// A shared serde, as the DSL and the topology hold them.
@@ -144,6 +171,16 @@ impl Serde<String> for StringSerde {
     fn serialize(&self, _: &str, value: &String) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(value.as_bytes().to_vec()))
     }
+    fn serialize_into(
+        &self,
+        _: &str,
+        value: &String,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        buf.clear();
+        buf.extend_from_slice(value.as_bytes());
+        Ok(true)
+    }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<String, SerdeError> {
         let b = require(topic, bytes)?;
         String::from_utf8(b.to_vec()).map_err(|e| SerdeError(format!("invalid UTF-8: {e}")))
@@ -155,6 +192,16 @@ impl Serde<Vec<u8>> for BytesSerde {
     fn serialize(&self, _: &str, value: &Vec<u8>) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(value.clone()))
     }
+    fn serialize_into(
+        &self,
+        _: &str,
+        value: &Vec<u8>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        buf.clear();
+        buf.extend_from_slice(value);
+        Ok(true)
+    }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Vec<u8>, SerdeError> {
         Ok(require(topic, bytes)?.to_vec())
     }
@@ -165,6 +212,7 @@ trait BigEndian: Sized + Send + Sync + 'static {
     const WIDTH: usize;
     const JAVA_NAME: &'static str;
     fn to_be(&self) -> Vec<u8>;
+    fn write_be(&self, buf: &mut Vec<u8>);
     fn from_be(b: &[u8]) -> Self;
 }
 
@@ -175,6 +223,9 @@ macro_rules! big_endian {
             const JAVA_NAME: &'static str = $name;
             fn to_be(&self) -> Vec<u8> {
                 self.to_be_bytes().to_vec()
+            }
+            fn write_be(&self, buf: &mut Vec<u8>) {
+                buf.extend_from_slice(&self.to_be_bytes());
             }
             fn from_be(b: &[u8]) -> Self {
                 let mut a = [0u8; $w];
@@ -194,6 +245,11 @@ struct FixedSerde<T>(PhantomData<fn() -> T>);
 impl<T: BigEndian> Serde<T> for FixedSerde<T> {
     fn serialize(&self, _: &str, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(value.to_be()))
+    }
+    fn serialize_into(&self, _: &str, value: &T, buf: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        buf.clear();
+        value.write_be(buf);
+        Ok(true)
     }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         let b = require(topic, bytes)?;
@@ -231,6 +287,10 @@ impl Serde<()> for UnitSerde {
     fn serialize(&self, _: &str, _: &()) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(None)
     }
+    fn serialize_into(&self, _: &str, _: &(), buf: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        buf.clear();
+        Ok(false)
+    }
     fn deserialize(&self, _: &str, _: Option<&[u8]>) -> Result<(), SerdeError> {
         Ok(())
     }
@@ -246,6 +306,11 @@ where
             .map(Some)
             .map_err(|e| SerdeError(format!("JSON: {e}")))
     }
+    fn serialize_into(&self, _: &str, value: &T, buf: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        buf.clear();
+        serde_json::to_writer(&mut *buf, value).map_err(|e| SerdeError(format!("JSON: {e}")))?;
+        Ok(true)
+    }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         serde_json::from_slice(require(topic, bytes)?).map_err(|e| SerdeError(format!("JSON: {e}")))
     }
@@ -257,6 +322,20 @@ impl<T: 'static> Serde<Option<T>> for NullableSerde<T> {
         match value {
             Some(v) => self.0.serialize(topic, v),
             None => Ok(None),
+        }
+    }
+    fn serialize_into(
+        &self,
+        topic: &str,
+        value: &Option<T>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        match value {
+            Some(v) => self.0.serialize_into(topic, v, buf),
+            None => {
+                buf.clear();
+                Ok(false)
+            }
         }
     }
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
@@ -348,6 +427,35 @@ pub fn builtin_serde<T: 'static>() -> Option<SerdeRef<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `serialize_into` must write exactly what `serialize` returns, into a buffer that held
+    /// something longer before.
+    fn same_bytes<T: 'static>(serde: &SerdeRef<T>, value: &T) {
+        let mut buf = vec![0xAA; 64];
+        let written = serde.serialize_into("t", value, &mut buf).unwrap();
+        let expected = serde.serialize("t", value).unwrap();
+        assert_eq!(written.then_some(buf), expected);
+    }
+
+    #[test]
+    fn serialize_into_matches_serialize() {
+        same_bytes(&Serdes::string(), &"héllo".to_string());
+        same_bytes(&Serdes::string(), &String::new());
+        same_bytes(&Serdes::bytes(), &vec![1, 2, 3]);
+        same_bytes(&Serdes::i64(), &-3);
+        same_bytes(&Serdes::i32(), &70_000);
+        same_bytes(&Serdes::i16(), &-2);
+        same_bytes(&Serdes::f64(), &1.5);
+        same_bytes(&Serdes::f32(), &-0.25);
+        same_bytes(&Serdes::bool(), &true);
+        same_bytes(&Serdes::unit(), &());
+        same_bytes(&Serdes::json::<Vec<u32>>(), &vec![1, 2]);
+        same_bytes(&Serdes::nullable(Serdes::i32()), &Some(5));
+        same_bytes(&Serdes::nullable(Serdes::i32()), &None);
+        let w = crate::window::Windowed::new("k".to_string(), crate::window::Window::new(10, 20));
+        same_bytes(&Serdes::time_windowed(Serdes::string(), 10), &w);
+        same_bytes(&Serdes::session_windowed(Serdes::string()), &w);
+    }
 
     #[test]
     fn numbers_match_java_serializers() {

@@ -292,11 +292,36 @@ fn inner_key_bytes<K: 'static>(
         .ok_or_else(|| SerdeError("a windowed key must not serialize to null".into()))
 }
 
+fn inner_key_into<K: 'static>(
+    inner: &SerdeRef<K>,
+    topic: &str,
+    key: &K,
+    buf: &mut Vec<u8>,
+) -> Result<(), SerdeError> {
+    match inner.serialize_into(topic, key, buf)? {
+        true => Ok(()),
+        false => Err(SerdeError(
+            "a windowed key must not serialize to null".into(),
+        )),
+    }
+}
+
 impl<K: Send + Sync + 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
     fn serialize(&self, topic: &str, w: &Windowed<K>) -> Result<Option<Vec<u8>>, SerdeError> {
         let mut out = inner_key_bytes(&self.inner, topic, &w.key)?;
         out.extend_from_slice(&w.window.start.to_be_bytes());
         Ok(Some(out))
+    }
+
+    fn serialize_into(
+        &self,
+        topic: &str,
+        w: &Windowed<K>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        inner_key_into(&self.inner, topic, &w.key, buf)?;
+        buf.extend_from_slice(&w.window.start.to_be_bytes());
+        Ok(true)
     }
 
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Windowed<K>, SerdeError> {
@@ -328,6 +353,18 @@ impl<K: Send + Sync + 'static> Serde<Windowed<K>> for SessionWindowedSerde<K> {
         out.extend_from_slice(&w.window.end.to_be_bytes());
         out.extend_from_slice(&w.window.start.to_be_bytes());
         Ok(Some(out))
+    }
+
+    fn serialize_into(
+        &self,
+        topic: &str,
+        w: &Windowed<K>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
+        inner_key_into(&self.inner, topic, &w.key, buf)?;
+        buf.extend_from_slice(&w.window.end.to_be_bytes());
+        buf.extend_from_slice(&w.window.start.to_be_bytes());
+        Ok(true)
     }
 
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Windowed<K>, SerdeError> {

@@ -102,6 +102,9 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
 
     /// Forwards `record` to every child, one after the other, depth-first.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
+        if let Some(child) = self.inner.task.only_child(self.inner.node) {
+            return self.inner.process_child(child, Box::new(record));
+        }
         let children = self.inner.task.children(self.inner.node);
         let Some((&last, rest)) = children.split_last() else {
             return Ok(());

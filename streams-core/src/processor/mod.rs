@@ -130,6 +130,13 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
         Ok(())
     }
     fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        // With one child (the usual case) the decoded record goes on in the box it came in,
+        // saving an allocation per record.
+        if let Some(child) = ctx.task.only_child(ctx.node) {
+            if record.is::<Record<K, V>>() {
+                return ctx.process_child(child, record);
+            }
+        }
         let record = downcast::<Record<K, V>>(ctx, record)?;
         ProcessorContext::<K, V>::new(ctx.reborrow()).forward(record)
     }
@@ -161,6 +168,10 @@ pub(crate) struct SinkProcessor<K, V> {
     physical: Option<String>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
+    /// Serialized key and value of the record being sent, kept between records: the producer
+    /// copies them, so one buffer each serves every record.
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
 }
 
 impl<K, V> SinkProcessor<K, V> {
@@ -174,6 +185,8 @@ impl<K, V> SinkProcessor<K, V> {
             physical: None,
             key_serde,
             value_serde,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
         }
     }
 }
@@ -204,16 +217,19 @@ impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, 
             target: topic.to_string(),
             source: e,
         };
-        let key = self.key_serde.serialize(topic, &record.key).map_err(ser)?;
+        let key = self
+            .key_serde
+            .serialize_into(topic, &record.key, &mut self.key_buf)
+            .map_err(ser)?;
         let value = self
             .value_serde
-            .serialize(topic, &record.value)
+            .serialize_into(topic, &record.value, &mut self.value_buf)
             .map_err(ser)?;
         ctx.collector().send(
             topic,
             None,
-            key.as_deref(),
-            value.as_deref(),
+            key.then_some(&self.key_buf[..]),
+            value.then_some(&self.value_buf[..]),
             record.timestamp,
             &record.headers,
         )

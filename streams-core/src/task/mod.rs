@@ -150,6 +150,14 @@ impl TaskCore {
         &self.topology.nodes[node].stores
     }
 
+    /// The child of `node` when it has exactly one, the common case that needs no list.
+    pub(crate) fn only_child(&self, node: usize) -> Option<usize> {
+        match self.nodes[node].as_ref().map(|n| &n.children[..]) {
+            Some(&[child]) => Some(child),
+            _ => None,
+        }
+    }
+
     pub(crate) fn children(&self, node: usize) -> Arc<[usize]> {
         self.nodes[node]
             .as_ref()
