@@ -75,12 +75,23 @@ pub(crate) struct CacheEntry {
     pub(crate) timestamp: i64,
     /// Written since the last flush, so the engine and changelog do not have it yet.
     pub(crate) dirty: bool,
+    /// The engine is known to hold no value for this key: it was read as missing just before
+    /// this entry was made, and the entry has not been written out since. Writing it out then
+    /// needs no engine read for the old value.
+    absent_below: bool,
     /// Position in `RecordCache::order`.
     seq: u64,
 }
 
-/// A write that must reach the engine and the changelog: (key, value or tombstone, timestamp).
-pub(crate) type PendingWrite = (Vec<u8>, Option<Vec<u8>>, i64);
+/// A write that must reach the engine and the changelog.
+pub(crate) struct PendingWrite {
+    pub(crate) key: Vec<u8>,
+    /// `None`: a tombstone.
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) timestamp: i64,
+    /// The engine holds no value for the key (see `CacheEntry::absent_below`).
+    pub(crate) absent_below: bool,
+}
 
 /// The cache of one store: entries by key (for gets and ordered ranges) plus their write order
 /// (for eviction and flush order).
@@ -122,8 +133,15 @@ impl RecordCache {
         self.entries.is_empty()
     }
 
-    /// Records a write: the entry becomes dirty and most recently written.
-    pub(crate) fn put(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) {
+    /// Records a write: the entry becomes dirty and most recently written. `absent_below`: the
+    /// engine is known to hold nothing for `key` (used when the key is not cached yet).
+    pub(crate) fn put(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp: i64,
+        absent_below: bool,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let size = entry_size(key, value);
@@ -157,6 +175,7 @@ impl RecordCache {
                 value: value.map(<[u8]>::to_vec),
                 timestamp,
                 dirty: true,
+                absent_below,
                 seq,
             },
         );
@@ -196,9 +215,12 @@ impl RecordCache {
         keys.into_iter()
             .filter_map(|key| {
                 let entry = &self.entries[key];
-                entry
-                    .dirty
-                    .then(|| (key.clone(), entry.value.clone(), entry.timestamp))
+                entry.dirty.then(|| PendingWrite {
+                    key: key.clone(),
+                    value: entry.value.clone(),
+                    timestamp: entry.timestamp,
+                    absent_below: entry.absent_below,
+                })
             })
             .collect()
     }
@@ -212,6 +234,8 @@ impl RecordCache {
         for key in keys {
             if let Some(entry) = self.entries.get_mut(&key) {
                 entry.dirty = false;
+                // The engine has the value now.
+                entry.absent_below = false;
             }
         }
     }
@@ -259,12 +283,12 @@ mod tests {
     fn sizes_are_charged_and_released() {
         let budget = CacheBudget::new(1000);
         let mut cache = RecordCache::new(budget.clone());
-        cache.put(b"k", Some(b"vv"), 1);
+        cache.put(b"k", Some(b"vv"), 1, false);
         assert_eq!(budget.used_bytes(), 3 + CACHE_ENTRY_OVERHEAD);
         // Replacing an entry charges only the new size.
-        cache.put(b"k", Some(b"v"), 2);
+        cache.put(b"k", Some(b"v"), 2, false);
         assert_eq!(budget.used_bytes(), 2 + CACHE_ENTRY_OVERHEAD);
-        cache.put(b"k", None, 3);
+        cache.put(b"k", None, 3, false);
         assert_eq!(budget.used_bytes(), 1 + CACHE_ENTRY_OVERHEAD);
         assert_eq!(cache.bytes(), budget.used_bytes());
         drop(cache);
@@ -275,20 +299,20 @@ mod tests {
     fn victims_are_least_recently_written_first() {
         let budget = CacheBudget::new(2 * (2 + CACHE_ENTRY_OVERHEAD));
         let mut cache = RecordCache::new(budget);
-        cache.put(b"a", Some(b"1"), 0);
-        cache.put(b"b", Some(b"1"), 0);
+        cache.put(b"a", Some(b"1"), 0, false);
+        cache.put(b"b", Some(b"1"), 0, false);
         assert!(cache.eviction_victims().is_empty());
-        cache.put(b"c", Some(b"1"), 0);
+        cache.put(b"c", Some(b"1"), 0, false);
         assert_eq!(cache.eviction_victims(), vec![b"a".to_vec()]);
         // Rewriting `a` makes `b` the oldest.
-        cache.put(b"a", Some(b"2"), 0);
+        cache.put(b"a", Some(b"2"), 0, false);
         assert_eq!(cache.eviction_victims(), vec![b"b".to_vec()]);
     }
 
     #[test]
     fn inverted_range_is_empty() {
         let mut cache = RecordCache::new(CacheBudget::new(1000));
-        cache.put(b"a", Some(b"1"), 0);
+        cache.put(b"a", Some(b"1"), 0, false);
         assert_eq!(cache.range(Some(b"b"), Some(b"a")).count(), 0);
         assert_eq!(cache.range(Some(b"a"), Some(b"a")).count(), 1);
     }

@@ -61,6 +61,12 @@ pub struct KeyValueStoreStack {
     changelog: Option<Box<dyn ChangelogWriter>>,
     /// `None` when caching is disabled: writes then go straight through.
     cache: Option<RecordCache>,
+    /// The last key a cached store's `get` found in neither the cache nor the engine. A put of
+    /// that key right after (an aggregation opening a new key or window) makes a cache entry that
+    /// knows the engine holds nothing, so writing it out skips reading the engine for the old
+    /// value. The engine gains a key only when its cache entry is written out, and a put takes
+    /// the memo, so it cannot go stale; restores and range deletes clear it anyway.
+    missing: std::cell::RefCell<Vec<u8>>,
 }
 
 impl std::fmt::Debug for KeyValueStoreStack {
@@ -81,6 +87,7 @@ impl KeyValueStoreStack {
             engine,
             changelog: None,
             cache: None,
+            missing: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -123,10 +130,30 @@ impl KeyValueStoreStack {
 
     /// Reads see the cache first (a cached delete reads as None).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(entry) = self.cache.as_ref().and_then(|cache| cache.get(key)) {
+        let Some(cache) = &self.cache else {
+            return self.engine.get(key);
+        };
+        if let Some(entry) = cache.get(key) {
             return Ok(entry.value.clone());
         }
-        self.engine.get(key)
+        let value = self.engine.get(key)?;
+        if value.is_none() {
+            let mut missing = self.missing.borrow_mut();
+            missing.clear();
+            missing.extend_from_slice(key);
+        }
+        Ok(value)
+    }
+
+    /// Whether `key` is the memo of the last missing read; takes the memo either way when it
+    /// matches.
+    fn take_missing(&self, key: &[u8]) -> bool {
+        let mut missing = self.missing.borrow_mut();
+        let matched = !missing.is_empty() && missing.as_slice() == key;
+        if matched {
+            missing.clear();
+        }
+        matched
     }
 
     /// value None = delete. Returns entries evicted from the cache by this put (already written
@@ -137,9 +164,10 @@ impl KeyValueStoreStack {
         value: Option<&[u8]>,
         timestamp: i64,
     ) -> Result<Vec<FlushedEntry>> {
+        let absent_below = self.take_missing(key);
         match &mut self.cache {
             Some(cache) => {
-                cache.put(key, value, timestamp);
+                cache.put(key, value, timestamp, absent_below);
                 self.evict()
             }
             None => {
@@ -243,7 +271,7 @@ impl KeyValueStoreStack {
             return Ok(Vec::new());
         };
         let writes = cache.all_dirty_writes();
-        let keys: Vec<Vec<u8>> = writes.iter().map(|(key, _, _)| key.clone()).collect();
+        let keys: Vec<Vec<u8>> = writes.iter().map(|w| w.key.clone()).collect();
         let flushed = write_entries(self.engine.as_mut(), self.changelog.as_deref_mut(), writes)?;
         // Only after the engine took them: on error the entries stay dirty for the next attempt.
         cache.mark_clean(keys);
@@ -260,6 +288,7 @@ impl KeyValueStoreStack {
     ///
     /// Cached entries of the restored keys are dropped so that reads see the restored values.
     pub fn restore_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        self.missing.borrow_mut().clear();
         self.engine.write_batch(batch)?;
         if let Some(cache) = &mut self.cache {
             if !cache.is_empty() {
@@ -279,6 +308,7 @@ impl KeyValueStoreStack {
     /// changelog) and returned for the owner to forward: a window's last update must reach
     /// downstream even when its segment expires before the next commit.
     pub fn drop_range(&mut self, from: &[u8], to: &[u8]) -> Result<Vec<FlushedEntry>> {
+        self.missing.borrow_mut().clear();
         let mut flushed = Vec::new();
         if let Some(cache) = &mut self.cache {
             let doomed: Vec<Vec<u8>> = cache
@@ -339,8 +369,17 @@ fn write_entries(
     writes: Vec<PendingWrite>,
 ) -> Result<Vec<FlushedEntry>> {
     let mut flushed = Vec::with_capacity(writes.len());
-    for (key, new_value, timestamp) in writes {
-        let old_value = engine.get(&key)?;
+    for w in writes {
+        let PendingWrite {
+            key,
+            value: new_value,
+            timestamp,
+            absent_below,
+        } = w;
+        let old_value = match absent_below {
+            true => None,
+            false => engine.get(&key)?,
+        };
         if new_value.is_none() && old_value.is_none() {
             // Deleting what the engine never had (e.g. put then delete within one commit):
             // as in Kafka Streams, neither written, logged nor forwarded.
@@ -435,6 +474,43 @@ mod tests {
     /// Budget for exactly `n` entries of a one-byte key and one-byte value.
     fn room_for(n: usize) -> Arc<CacheBudget> {
         CacheBudget::new(n * (2 + CACHE_ENTRY_OVERHEAD))
+    }
+
+    #[test]
+    fn old_values_after_a_missing_read_are_right() {
+        let (mut s, _) = stack(Some(room_for(1)));
+        // A read that finds nothing, then a put: written out with no old value.
+        assert_eq!(s.get(b"a").unwrap(), None);
+        assert!(s.put(b"a", Some(b"1"), 1).unwrap().is_empty());
+        // `b` pushes `a` out: the engine has a = 1 now, and `a` is no longer cached.
+        assert_eq!(
+            s.put(b"b", Some(b"1"), 2).unwrap(),
+            vec![entry("a", Some("1"), None, 1)]
+        );
+        // A put of `a` with no read before it must find the engine's value as the old one, and
+        // so must a put after a read that found `b` in the cache.
+        assert_eq!(s.get(b"b").unwrap(), Some(b("1")));
+        assert_eq!(
+            s.put(b"a", Some(b"2"), 3).unwrap(),
+            vec![entry("b", Some("1"), None, 2)]
+        );
+        assert_eq!(
+            s.flush_cache().unwrap(),
+            vec![entry("a", Some("2"), Some("1"), 3)]
+        );
+        // A missing read of one key says nothing of another.
+        assert_eq!(s.get(b"c").unwrap(), None);
+        // (`a`, clean, leaves the cache without being written.)
+        assert!(s.put(b"b", Some(b"2"), 4).unwrap().is_empty());
+        assert_eq!(
+            s.flush_cache().unwrap(),
+            vec![entry("b", Some("2"), Some("1"), 4)]
+        );
+        // Deleting a key that was read as missing writes nothing.
+        assert_eq!(s.get(b"d").unwrap(), None);
+        let (previous, _) = s.delete(b"d", 5).unwrap();
+        assert_eq!(previous, None);
+        assert!(s.flush_cache().unwrap().is_empty());
     }
 
     #[test]
