@@ -20,8 +20,9 @@ pub fn rocksdb_dir(task_dir: &Path, store: &str) -> PathBuf {
 /// Memory settings of a RocksDB store.
 ///
 /// [`Default`] gives Kafka Streams' per-store defaults: 50 MiB block cache, 16 MiB write buffer,
-/// 3 write buffers, 4 KiB blocks. Every store also gets a bloom filter (10 bits per key), LZ4
-/// compression and universal compaction.
+/// 3 write buffers, 4 KiB blocks. Every store also gets a bloom filter (10 bits per key) on its
+/// files, LZ4 compression and universal compaction, and (unlike Kafka Streams) a bloom filter over
+/// each memtable's keys.
 ///
 /// Unlike Kafka Streams, the block cache is not per store: all stores of the process opened with
 /// the same `block_cache_bytes` share one LRU cache of that size, so with the default settings
