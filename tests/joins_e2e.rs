@@ -61,6 +61,25 @@ fn read_strings(
     .unwrap()
 }
 
+/// Asserts that `topic` comes to hold `expected`, naming the application's state, error and
+/// metrics when it does not (its log lines are in the test's captured output).
+fn assert_output(
+    app: &KafkaStreams,
+    bootstrap: &str,
+    topic: &str,
+    expected: &HashMap<String, String>,
+) {
+    let got = read_strings(bootstrap, topic, expected);
+    assert_eq!(
+        &got,
+        expected,
+        "output topic `{topic}`; application state {:?}, error {:?}, metrics {:?}",
+        app.state(),
+        app.error(),
+        app.metrics()
+    );
+}
+
 fn partition_count(bootstrap: &str, topic: &str) -> usize {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -143,7 +162,7 @@ fn stream_table_left_join_after_a_key_change_sees_table_updates(bootstrap: &str)
         ("u5", "c1@eu"),
         ("u6", "c1@unknown"),
     ]);
-    assert_eq!(read_strings(bootstrap, &out, &expected), expected);
+    assert_output(&app, bootstrap, &out, &expected);
     // 5 users + 6 clicks read + 6 clicks read back from the repartition topic.
     wait_until(
         "the clicks to be processed",
@@ -169,7 +188,7 @@ fn stream_table_left_join_after_a_key_change_sees_table_updates(bootstrap: &str)
     let mut expected = expected;
     expected.insert("u1".into(), "c2@us".into());
     expected.insert("u2".into(), "c2@unknown".into());
-    assert_eq!(read_strings(bootstrap, &out, &expected), expected);
+    assert_output(&app, bootstrap, &out, &expected);
     assert_eq!(
         testing::record_count(bootstrap, &out).unwrap(),
         8,
@@ -227,7 +246,7 @@ fn foreign_key_join_across_differently_partitioned_tables(bootstrap: &str) {
         ("o2", "20 by Bob"),
         ("o4", "40 by Ada"),
     ]);
-    assert_eq!(read_strings(bootstrap, &out, &expected), expected);
+    assert_output(&app, bootstrap, &out, &expected);
     // The internal topics are co-partitioned with the table of the side that reads them.
     let registration = format!("{app_id}-orders-customers-subscription-registration-topic");
     let response = format!("{app_id}-orders-customers-subscription-response-topic");
@@ -250,7 +269,7 @@ fn foreign_key_join_across_differently_partitioned_tables(bootstrap: &str) {
         ("o2", "20 by Ada L."),
         ("o3", "30 by Cy"),
     ]);
-    assert_eq!(read_strings(bootstrap, &out, &expected), expected);
+    assert_output(&app, bootstrap, &out, &expected);
     app.close().unwrap();
 }
 
@@ -306,7 +325,7 @@ fn global_table_join_bootstraps_and_follows_updates(bootstrap: &str) {
         .map(|i| (format!("visitor{i}"), format!("c{i}=country {i}")))
         .collect();
     expected.insert("visitor-x".into(), "nowhere=?".into());
-    assert_eq!(read_strings(bootstrap, &out, &expected), expected);
+    assert_output(&app, bootstrap, &out, &expected);
 
     // An update while running reaches the store through the global thread.
     produce(

@@ -51,6 +51,23 @@ impl Drop for Bundled {
     }
 }
 
+/// Sends the library's log lines (level from `RUST_LOG`, default info for this project's crates)
+/// to the test's captured output, so that a failing test shows what the application did.
+pub fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,streams_core=info,streams_dsl=info,streams=info")
+    });
+    // One subscriber for the process; the test writer prints through the test harness's
+    // capture, which threads spawned by a test (the stream threads) inherit from it.
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .finish();
+    // The first test of the process sets it; the others find it set.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 /// Runs `$name(bootstrap)` once on Apache Kafka and once on the bundled broker.
 #[macro_export]
 macro_rules! on_both_brokers {
@@ -59,10 +76,12 @@ macro_rules! on_both_brokers {
             mod $name {
                 #[test]
                 fn apache_kafka() {
+                    $crate::common::capture_logs();
                     super::$name(&$crate::common::kafka_bootstrap());
                 }
                 #[test]
                 fn bundled_broker() {
+                    $crate::common::capture_logs();
                     let broker = $crate::common::Bundled::start();
                     super::$name(&broker.bootstrap());
                 }
