@@ -369,13 +369,13 @@ fn write_entries(
     writes: Vec<PendingWrite>,
 ) -> Result<Vec<FlushedEntry>> {
     let mut flushed = Vec::with_capacity(writes.len());
-    for w in writes {
-        let PendingWrite {
-            key,
-            value: new_value,
-            timestamp,
-            absent_below,
-        } = w;
+    for PendingWrite {
+        key,
+        value: new_value,
+        timestamp,
+        absent_below,
+    } in writes
+    {
         let old_value = match absent_below {
             true => None,
             false => engine.get(&key)?,

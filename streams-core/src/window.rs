@@ -282,16 +282,6 @@ fn be_i64(b: &[u8]) -> i64 {
     i64::from_be_bytes(a)
 }
 
-fn inner_key_bytes<K: 'static>(
-    inner: &SerdeRef<K>,
-    topic: &str,
-    key: &K,
-) -> Result<Vec<u8>, SerdeError> {
-    inner
-        .serialize(topic, key)?
-        .ok_or_else(|| SerdeError("a windowed key must not serialize to null".into()))
-}
-
 fn inner_key_into<K: 'static>(
     inner: &SerdeRef<K>,
     topic: &str,
@@ -308,8 +298,8 @@ fn inner_key_into<K: 'static>(
 
 impl<K: Send + Sync + 'static> Serde<Windowed<K>> for TimeWindowedSerde<K> {
     fn serialize(&self, topic: &str, w: &Windowed<K>) -> Result<Option<Vec<u8>>, SerdeError> {
-        let mut out = inner_key_bytes(&self.inner, topic, &w.key)?;
-        out.extend_from_slice(&w.window.start.to_be_bytes());
+        let mut out = Vec::new();
+        self.serialize_into(topic, w, &mut out)?;
         Ok(Some(out))
     }
 
@@ -349,9 +339,8 @@ impl<K> SessionWindowedSerde<K> {
 
 impl<K: Send + Sync + 'static> Serde<Windowed<K>> for SessionWindowedSerde<K> {
     fn serialize(&self, topic: &str, w: &Windowed<K>) -> Result<Option<Vec<u8>>, SerdeError> {
-        let mut out = inner_key_bytes(&self.inner, topic, &w.key)?;
-        out.extend_from_slice(&w.window.end.to_be_bytes());
-        out.extend_from_slice(&w.window.start.to_be_bytes());
+        let mut out = Vec::new();
+        self.serialize_into(topic, w, &mut out)?;
         Ok(Some(out))
     }
 
