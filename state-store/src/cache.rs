@@ -254,6 +254,18 @@ impl RecordCache {
         range.into_iter().flatten()
     }
 
+    /// The keys with `from <= key < to`, least recently written first: the order in which
+    /// writes must reach downstream processors when a range leaves the cache, as on a flush.
+    pub(crate) fn keys_below_in_write_order(&self, from: &[u8], to: &[u8]) -> Vec<Vec<u8>> {
+        let mut keys: Vec<(u64, &Vec<u8>)> = self
+            .range(Some(from), Some(to))
+            .filter(|(k, _)| k.as_slice() < to)
+            .map(|(k, e)| (e.seq, k))
+            .collect();
+        keys.sort_unstable_by_key(|(seq, _)| *seq);
+        keys.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
     /// Drops every entry (dirty ones are lost) and gives the bytes back to the budget.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();

@@ -311,11 +311,9 @@ impl KeyValueStoreStack {
         self.missing.borrow_mut().clear();
         let mut flushed = Vec::new();
         if let Some(cache) = &mut self.cache {
-            let doomed: Vec<Vec<u8>> = cache
-                .range(Some(from), Some(to))
-                .filter(|(k, _)| k.as_slice() < to)
-                .map(|(k, _)| k.clone())
-                .collect();
+            // In write order, as a flush: downstream, a later write forwarded first would move
+            // stream time past windows whose earlier updates are still to come.
+            let doomed = cache.keys_below_in_write_order(from, to);
             let writes = cache.dirty_writes(&doomed);
             flushed = write_entries(self.engine.as_mut(), self.changelog.as_deref_mut(), writes)?;
             for key in doomed {
@@ -827,6 +825,22 @@ mod tests {
         assert!(log
             .records()
             .contains(&logged("store", "a1", Some("new"), 2)));
+    }
+
+    #[test]
+    fn drop_range_forwards_in_write_order_like_a_flush() {
+        let (mut store, _) = stack(Some(CacheBudget::new(1 << 20)));
+        store.put(b"a2", Some(b"x"), 1).unwrap();
+        store.put(b"a1", Some(b"y"), 2).unwrap();
+        store.put(b"a3", Some(b"z"), 3).unwrap();
+        store.put(b"a2", Some(b"w"), 4).unwrap();
+        let keys: Vec<_> = store
+            .drop_range(b"a", b"b")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, vec![b("a1"), b("a3"), b("a2")]);
     }
 
     #[test]
