@@ -2,7 +2,8 @@
 //! code the runtime uses. Pipe input with timestamps, read outputs, read stores, move the wall clock.
 //!
 //! As in Kafka Streams' driver, every sub-topology runs as one task (partition 0), records sent
-//! to repartition topics are processed at once, and the driver commits after every input record,
+//! to repartition topics are processed at once, and the driver commits after every input record
+//! (unless [`TopologyTestDriver::commit_only_when_told`]),
 //! so caches are flushed and every update is visible right away. Records piped to the topic of a
 //! global store go straight into that store.
 
@@ -88,6 +89,10 @@ struct Inner {
     outputs: BTreeMap<String, VecDeque<Sent>>,
     next_offset: HashMap<String, i64>,
     clock: ManualClock,
+    /// Whether every input record is followed by a commit (Kafka Streams' driver does that);
+    /// otherwise caches are flushed only by [`TopologyTestDriver::commit`], as the runtime
+    /// flushes them once per commit interval.
+    commit_each_record: bool,
 }
 
 /// Runs a [`Topology`] without Kafka.
@@ -160,6 +165,7 @@ impl TopologyTestDriver {
                 outputs: BTreeMap::new(),
                 next_offset: HashMap::new(),
                 clock,
+                commit_each_record: true,
             })),
         })
     }
@@ -208,6 +214,19 @@ impl TopologyTestDriver {
         self.inner
             .borrow_mut()
             .pipe(topic, key, value, timestamp, headers)
+    }
+
+    /// Stops committing after every input record: from now on caches are flushed (and what they
+    /// hold forwarded) only when they evict, when a windowed store drops expired segments, or on
+    /// [`Self::commit`]. This is how the runtime processes the records between two commits, so
+    /// tests can drive the paths that per-record commits never reach.
+    pub fn commit_only_when_told(&self) {
+        self.inner.borrow_mut().commit_each_record = false;
+    }
+
+    /// Commits every task: writes out its caches, forwarding what they hold.
+    pub fn commit(&self) -> Result<()> {
+        self.inner.borrow_mut().commit_all()
     }
 
     /// Moves the wall clock forward and fires the wall-clock punctuations that are due.
@@ -286,7 +305,14 @@ impl Inner {
         };
         self.feed(task, topic, key, value, timestamp, headers)?;
         self.settle()?;
-        // Commit after every input record, as Kafka Streams' driver does.
+        if self.commit_each_record {
+            // As Kafka Streams' driver does.
+            self.commit_all()?;
+        }
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<()> {
         for i in 0..self.tasks.len() {
             self.tasks[i].flush()?;
             self.settle()?;
