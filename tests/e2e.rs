@@ -233,7 +233,13 @@ fn bad_records_follow_the_deserialization_policy(bootstrap: &str) {
     testing::create_topic(bootstrap, &tags_topic, 1).unwrap();
     testing::create_topic(bootstrap, &users_topic, 1).unwrap();
     let mut app = KafkaStreams::new(
-        tweets::topology_to(&input, &tags_topic, &users_topic).unwrap(),
+        tweets::topology_to(
+            &input,
+            &tags_topic,
+            &users_topic,
+            &unique("hashtag-counts-1m"),
+        )
+        .unwrap(),
         config,
     )
     .unwrap();
@@ -264,7 +270,13 @@ fn bad_records_follow_the_deserialization_policy(bootstrap: &str) {
         .set("state.dir", dir.path().to_str().unwrap())
         .set("commit.interval.ms", "200");
     let mut app = KafkaStreams::new(
-        tweets::topology_to(&input, &tags_topic, &users_topic).unwrap(),
+        tweets::topology_to(
+            &input,
+            &tags_topic,
+            &users_topic,
+            &unique("hashtag-counts-1m"),
+        )
+        .unwrap(),
         config,
     )
     .unwrap();

@@ -6,6 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{unique, wait_running, wait_until};
+use std::collections::BTreeMap;
+
+use streams::demos::tweets::{self, Tweet};
 use streams::{testing, KafkaStreams, Serdes, StreamsBuilder, StreamsConfig};
 use streams_core::window::{TimeWindows, Windowed};
 use streams_dsl::stream_join::JoinWindows;
@@ -14,6 +17,7 @@ use streams_dsl::Materialized;
 
 on_both_brokers!(
     final_window_counts_survive_a_restart_mid_window,
+    tweets_final_minute_counts_survive_a_jump_of_days,
     stream_stream_left_join_emits_matches_then_unmatched
 );
 
@@ -217,4 +221,136 @@ fn stream_stream_left_join_emits_matches_then_unmatched(bootstrap: &str) {
         ]
     );
     app.close().unwrap();
+}
+
+/// The tweets example's final per-minute hashtag counts on the shape that lost 90 of 100 of
+/// them: ten minutes of tweets in order on one partition (ten a second, 0-3 of ten hashtags
+/// each), then 64 tweets two days later with hashtags of their own, which close every window.
+/// Every (hashtag, minute) count comes out exactly once and exactly right, and nothing else.
+fn tweets_final_minute_counts_survive_a_jump_of_days(bootstrap: &str) {
+    const TAGS: [&str; 10] = [
+        "rust",
+        "kafka",
+        "streaming",
+        "tokio",
+        "rocksdb",
+        "async",
+        "devops",
+        "cloud",
+        "bigdata",
+        "realtime",
+    ];
+    let (input, app_id) = (unique("tweets"), unique("tweets-jump"));
+    let (tags_topic, users_topic, minutes_topic) = (
+        unique("hashtag-counts"),
+        unique("user-tweet-counts"),
+        unique("hashtag-counts-1m"),
+    );
+    for t in [&input, &tags_topic, &users_topic, &minutes_topic] {
+        testing::create_topic(bootstrap, t, 1).unwrap();
+    }
+    // The ten minutes end two days before now, so that the later tweets are stamped about now
+    // (brokers refuse timestamps far in the future).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 24 * 60 * 60 * 1000;
+    let start = now - now % 60_000 - 2 * day - 10 * 60_000;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut all = Vec::new();
+    for i in 0..6_000i64 {
+        let mut text = format!("tweet {i}");
+        for _ in 0..next() % 4 {
+            text.push_str(&format!(" #{}", TAGS[(next() % 10) as usize]));
+        }
+        all.push(Tweet {
+            id: i.to_string(),
+            user: format!("user{}", i % 7),
+            text,
+            timestamp_ms: start + i * 100,
+            lang: "en".into(),
+        });
+    }
+    for i in 0..64i64 {
+        all.push(Tweet {
+            id: format!("later-{i}"),
+            user: "later".into(),
+            text: format!("two days on #later{}", i % 4),
+            timestamp_ms: start + 10 * 60_000 + 2 * day + i * 100,
+            lang: "en".into(),
+        });
+    }
+    let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for t in &all[..6_000] {
+        for tag in tweets::hashtags(&t.text) {
+            *expected
+                .entry((tag, t.timestamp_ms - t.timestamp_ms % 60_000))
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(expected.len(), 100, "ten hashtags in ten minutes");
+    testing::produce(
+        bootstrap,
+        &input,
+        all.iter()
+            .map(|t| (None, Some(serde_json::to_vec(t).unwrap()), None)),
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    // The default commit interval: the ten minutes go through the caches between commits.
+    let config = StreamsConfig::new(&app_id, bootstrap)
+        .set("state.dir", dir.path().to_str().unwrap())
+        .set("consumer.session.timeout.ms", "10000")
+        .set("consumer.heartbeat.interval.ms", "500");
+    let mut app = KafkaStreams::new(
+        tweets::topology_to(&input, &tags_topic, &users_topic, &minutes_topic).unwrap(),
+        config,
+    )
+    .unwrap();
+    app.start().unwrap();
+    wait_running(&app);
+    let got: Vec<(Windowed<String>, Option<i64>)> = testing::read_records(
+        bootstrap,
+        &minutes_topic,
+        Serdes::time_windowed(Serdes::string(), 60_000),
+        Serdes::nullable(Serdes::i64()),
+        Duration::from_secs(120),
+        |r| r.len() >= expected.len(),
+    )
+    .unwrap();
+    // Closing commits: whatever the application still had to emit is out once it returns.
+    app.close().unwrap();
+    let mut finals: BTreeMap<(String, i64), Vec<Option<i64>>> = BTreeMap::new();
+    for (k, v) in got {
+        finals.entry((k.key, k.window.start)).or_default().push(v);
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !finals.contains_key(*k))
+        .collect();
+    let wrong: Vec<_> = finals
+        .iter()
+        .filter(|(k, v)| expected.get(*k).map(|e| vec![Some(*e)]) != Some(v.to_vec()))
+        .collect();
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{} of 100 final counts missing (first {:?}); {} wrong or repeated (first {:?})",
+        missing.len(),
+        missing.first(),
+        wrong.len(),
+        wrong.first()
+    );
+    assert_eq!(
+        testing::record_count(bootstrap, &minutes_topic).unwrap(),
+        100,
+        "nothing but the 100 final counts, each once"
+    );
 }

@@ -109,10 +109,15 @@ pub fn topology(input: &str) -> Result<Topology> {
 }
 
 /// The tweets topology without the users join: reads `input`, writes `hashtag_topic`,
-/// `user_topic` and the final per-minute counts to [`HASHTAG_MINUTE_TOPIC`].
-pub fn topology_to(input: &str, hashtag_topic: &str, user_topic: &str) -> Result<Topology> {
+/// `user_topic` and the final per-minute counts to `minute_topic`.
+pub fn topology_to(
+    input: &str,
+    hashtag_topic: &str,
+    user_topic: &str,
+    minute_topic: &str,
+) -> Result<Topology> {
     let builder = StreamsBuilder::new();
-    add_counts(&builder, input, hashtag_topic, user_topic);
+    add_counts(&builder, input, hashtag_topic, user_topic, minute_topic);
     builder.build()
 }
 
@@ -126,7 +131,13 @@ pub fn topology_with_countries(
     country_topic: &str,
 ) -> Result<Topology> {
     let builder = StreamsBuilder::new();
-    let tweets = add_counts(&builder, input, hashtag_topic, user_topic);
+    let tweets = add_counts(
+        &builder,
+        input,
+        hashtag_topic,
+        user_topic,
+        HASHTAG_MINUTE_TOPIC,
+    );
     let users = builder.table_with::<String, User>(
         users_topic,
         Consumed::with(Serdes::string(), User::default_serde()),
@@ -157,6 +168,7 @@ fn add_counts(
     input: &str,
     hashtag_topic: &str,
     user_topic: &str,
+    minute_topic: &str,
 ) -> KStream<Option<String>, Tweet> {
     let tweets = builder.stream_with::<Option<String>, Tweet>(
         &[input],
@@ -178,7 +190,7 @@ fn add_counts(
             user_topic,
             Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
         );
-    hashtag_counts_per_minute(&tweets, HASHTAG_MINUTE_TOPIC);
+    hashtag_counts_per_minute(&tweets, minute_topic);
     tweets
 }
 
