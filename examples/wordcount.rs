@@ -71,8 +71,7 @@ fn config(args: &Args, bootstrap: &str) -> anyhow::Result<StreamsConfig> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,streams_core=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -115,10 +114,17 @@ async fn main() -> anyhow::Result<()> {
             *expected.entry(w).or_default() += 1;
         }
     }
-    let mut app = KafkaStreams::new(
-        topology,
-        config(&args, &bootstrap)?.set("commit.interval.ms", "100"),
-    )?;
+    // The in-process broker starts empty each run, so the local state starts empty too (state
+    // left from an earlier run would be ahead of the new changelogs).
+    let scratch = tempfile::tempdir()?;
+    let mut c = config(&args, &bootstrap)?.set("commit.interval.ms", "100");
+    if args.state_dir.is_none() {
+        c = c.set(
+            "state.dir",
+            scratch.path().to_str().context("temp dir path")?,
+        );
+    }
+    let mut app = KafkaStreams::new(topology, c)?;
     app.start()?;
     let (b, out, exp) = (
         bootstrap.clone(),
