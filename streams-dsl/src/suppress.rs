@@ -8,7 +8,8 @@
 //! # When windows close
 //! Stream time here is the largest record timestamp the suppression has seen in its task (one
 //! task per input partition). A window closes when stream time reaches its end plus the grace
-//! period of the windowed aggregation. Stream time only moves with records: if a partition goes
+//! period of the windowed aggregation; a session, its end plus the inactivity gap plus the grace
+//! (until then a record within the gap can still extend it). Stream time only moves with records: if a partition goes
 //! quiet, its last windows stay open. [`Suppressed::with_wall_clock_close`] also closes a
 //! window once the wall clock passes its end + grace + a delay of your choice, for inputs that
 //! may stop.

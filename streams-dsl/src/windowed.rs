@@ -677,7 +677,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             !final_only,
         );
         let emitted = final_only.then(|| emitted_store(&store, &m));
-        inner.window_grace.insert(node.clone(), windows.grace_ms());
+        // A session can still grow until stream time passes its end by the gap (a record within
+        // the gap extends it) plus the grace: that is when its result is final, as in Kafka
+        // Streams, whose suppression takes gap + grace for session windows.
+        inner.window_grace.insert(
+            node.clone(),
+            windows.grace_ms().saturating_add(windows.gap_ms()),
+        );
         let (n, s, parent) = (node.clone(), store.clone(), input.node.clone());
         inner.apply(move |t| {
             t.add_processor(

@@ -425,3 +425,46 @@ fn session_emit_on_close_gives_each_final_session_once() {
         vec![("b".to_string(), Window::new(9_000, 10_001), Some(3))]
     );
 }
+
+#[test]
+fn suppressed_sessions_wait_for_the_gap_as_well_as_the_grace() {
+    let b = StreamsBuilder::new();
+    b.stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(secs(5)))
+        .count()
+        .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
+        .to_stream()
+        .to("out");
+    let d = driver(b);
+    let input = d.create_input_topic("in", s(), s());
+    let out = d.create_output_topic(
+        "out",
+        Serdes::session_windowed(s()),
+        Serdes::nullable(Serdes::i64()),
+    );
+    input.pipe_input_at("a".into(), "x".into(), 1_000);
+    // Stream time 5 s: [1 s, 1 s] is past its end + grace but a record within the gap can
+    // still extend it, so it is not final.
+    input.pipe_input_at("b".into(), "x".into(), 5_000);
+    assert!(out.is_empty());
+    input.pipe_input_at("a".into(), "x".into(), 5_500);
+    let finals = || -> Vec<_> {
+        out.read_key_values_to_list()
+            .into_iter()
+            .map(|(k, v)| (k.key, k.window, v))
+            .collect()
+    };
+    // [5 s, 5 s] of b is final at 10 s; a's session [1 s, 5.5 s] only at 10.5 s.
+    input.pipe_input_at("c".into(), "x".into(), 10_499);
+    assert_eq!(
+        finals(),
+        vec![("b".to_string(), Window::new(5_000, 5_000), Some(1))]
+    );
+    input.pipe_input_at("c".into(), "x".into(), 10_500);
+    let got = finals();
+    assert_eq!(
+        got,
+        vec![("a".to_string(), Window::new(1_000, 5_500), Some(2))]
+    );
+}
