@@ -286,3 +286,57 @@ fn session_windows_give_every_final_session_across_a_jump_of_days() {
         assert_exactly(v, got, &expected);
     }
 }
+
+/// A left join's records that found no partner wait in the join's outer store until their
+/// window closes; a jump of days closes them all at once. Every left record comes out exactly
+/// once: joined with its partner, or unmatched.
+#[test]
+fn left_join_emits_every_unmatched_record_across_a_jump_of_days() {
+    use streams_dsl::stream_join::JoinWindows;
+    for commit_every in [1, 2_500, usize::MAX] {
+        let b = StreamsBuilder::new();
+        let left = b.stream::<String, String>("left");
+        let right = b.stream::<String, String>("right");
+        left.left_join_windowed(
+            &right,
+            |l, r| format!("{l}/{}", r.map_or("unmatched", String::as_str)),
+            JoinWindows::of_time_difference_and_grace(
+                Duration::from_millis(500),
+                Duration::from_millis(GRACE_MS as u64),
+            ),
+        )
+        .to("out");
+        let d = TopologyTestDriver::new(
+            b.build().expect("topology builds"),
+            StreamsConfig::new("join-jump", "unused:9092"),
+        )
+        .expect("driver starts");
+        if commit_every > 1 {
+            d.commit_only_when_told();
+        }
+        let l = d.create_input_topic("left", Serdes::string(), Serdes::string());
+        let r = d.create_input_topic("right", Serdes::string(), Serdes::string());
+        let out = d.create_output_topic("out", Serdes::string(), Serdes::string());
+        let mut expected = Vec::new();
+        // One left record a second for ten minutes over ten keys; every third has a partner.
+        for i in 0..600i64 {
+            let (key, ts) = (format!("k{}", i % 10), START_MS + i * 1_000);
+            l.pipe_input_at(key.clone(), format!("L{i}"), ts);
+            if i % 3 == 0 {
+                r.pipe_input_at(key.clone(), format!("R{i}"), ts);
+                expected.push((key, format!("L{i}/R{i}")));
+            } else {
+                expected.push((key, format!("L{i}/unmatched")));
+            }
+            if (i as usize + 1) % commit_every == 0 {
+                d.commit().expect("commit");
+            }
+        }
+        l.pipe_input_at("later".into(), "L-later".into(), START_MS + JUMP_MS);
+        d.commit().expect("commit");
+        let mut got = out.read_key_values_to_list();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected, "committing every {commit_every} records");
+    }
+}
