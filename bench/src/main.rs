@@ -8,11 +8,15 @@
 //! - `app --system streams|raw-pipe|raw-consume --workload W ...`: one measured application
 //!   ([`app`]); the Java one is bench/java ([`java`]).
 //!
+//! - `disorder --bootstrap-servers HOST:PORT`: how far event time jumps back in a repartition
+//!   topic after a four-partition replay ([`disorder`]).
+//!
 //! Run it with a release build of the whole workspace (the bundled broker is
 //! `streams-broker` next to this binary): `bench/run --quick` does both.
 
 mod app;
 mod brokers;
+mod disorder;
 mod java;
 mod measure;
 mod report;
@@ -35,6 +39,8 @@ enum Cmd {
     Run(run::RunArgs),
     /// Runs one application until it has processed its input (started by `run`).
     App(app::AppArgs),
+    /// Measures the event-time disorder of a repartition topic after a replay.
+    Disorder(disorder::DisorderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +53,6 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Run(args) => run::run(args),
         Cmd::App(args) => app::run(&args),
+        Cmd::Disorder(args) => disorder::run(args),
     }
 }
