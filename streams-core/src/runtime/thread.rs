@@ -631,8 +631,7 @@ impl TaskManager {
                 changelog: cl.topic.clone(),
                 message,
             };
-            let (low, high) = consumer
-                .fetch_watermarks(&cl.topic, cl.partition, Duration::from_secs(30))
+            let (low, high) = changelog_watermarks(consumer, &cl.topic, cl.partition)
                 .map_err(|e| err(format!("reading watermarks: {e}")))?;
             let mut start = cl.checkpoint.unwrap_or(low).max(low);
             if cl.checkpoint.is_some_and(|c| c > high) {
@@ -756,5 +755,26 @@ impl TaskManager {
             .and_then(|n| n.parse::<usize>().ok())
             .map_or(0, |n| n - 1);
         self.publish(index);
+    }
+}
+
+/// The watermarks of a changelog partition. A changelog created at start-up may have no leader
+/// yet (Apache Kafka answers NOT_LEADER_OR_FOLLOWER for a moment), so errors are retried for up
+/// to 30 s before they fail the restore.
+fn changelog_watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> std::result::Result<(i64, i64), rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(topic, partition, error = %e, "retrying a changelog watermark lookup");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
