@@ -31,6 +31,18 @@ use crate::topology::Topology;
 
 /// Records taken from the consumer per loop turn before processing them.
 const POLL_BATCH: usize = 2000;
+/// A loop turn polls past `POLL_BATCH`, up to this many records per task (the consumer's
+/// prefetch per partition, `queued.min.messages`), while a task has nothing queued and the
+/// consumer has more: the consumer hands out one partition's fetched records after another, and
+/// processing the first partition's before the others' are polled would write minutes of
+/// event time out of order (see `TaskManager::process`).
+const POLL_MAX_PER_TASK: usize = 20_000;
+/// Most records a task processes before the thread looks again for the task whose next
+/// record is the oldest.
+const PROCESS_SLICE: usize = 256;
+/// How far past the runner-up's next timestamp a slice may go: the disorder between tasks this
+/// thread accepts, so that tasks at the same pace are not switched after every record.
+const SLICE_SLACK_MS: i64 = 1_000;
 /// Poll timeout while queued records wait for another partition's fetch.
 const STALLED_POLL: Duration = Duration::from_millis(5);
 /// Timeout of the committed-offset and watermark lookups made when tasks are assigned.
@@ -269,9 +281,14 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                     break;
                 }
                 Some(Ok(m)) => {
-                    lock(&ctx.tasks).add_message(&m)?;
+                    let mut tm = lock(&ctx.tasks);
+                    tm.add_message(&m)?;
                     polled += 1;
-                    if polled >= POLL_BATCH {
+                    // Past the batch, whether a task is still idle is asked every 256 records.
+                    if polled >= POLL_BATCH
+                        && polled % 256 == 0
+                        && (!tm.has_idle_task() || polled >= POLL_MAX_PER_TASK * tm.active.len())
+                    {
                         break;
                     }
                 }
@@ -320,6 +337,11 @@ struct TaskManager {
 impl TaskManager {
     fn buffered(&self) -> usize {
         self.active.values().map(StreamTask::buffered).sum()
+    }
+
+    /// Whether a task has nothing queued (more polling may bring its records).
+    fn has_idle_task(&self) -> bool {
+        self.active.len() > 1 && self.active.values().any(|t| t.buffered() == 0)
     }
 
     /// Decodes a consumed record straight from the consumer's buffer into its task's queue.
@@ -375,12 +397,66 @@ impl TaskManager {
         })
     }
 
+    /// Processes the queued records of every task, the task with the smallest next timestamp
+    /// first, a slice at a time: a slice stops a second past the runner-up's next timestamp
+    /// (`SLICE_SLACK_MS`). And no
+    /// task runs past the point up to which every task of its sub-topology that has records
+    /// queued knows its input (the smallest of their largest queued timestamps): the rest waits
+    /// for the next poll, which refills the tasks that ran dry; a task with nothing queued
+    /// holds no one back. Records this thread writes to repartition topics then stay close to
+    /// event-time order although the consumer hands out one partition's records after
+    /// another: task by task, a replay wrote minutes (or hours) of one partition, then jumped
+    /// back for the next, and the windows downstream dropped the records of the jump as late.
     fn process(&mut self) -> Result<usize> {
-        let mut n = 0;
-        for t in self.active.values_mut() {
-            n += t.process(usize::MAX)?;
+        if self.active.len() == 1 {
+            let t = self.active.values_mut().next().expect("one task");
+            return t.process(usize::MAX);
         }
-        Ok(n)
+        let mut horizon: HashMap<u32, i64> = HashMap::new();
+        for (id, t) in &self.active {
+            if let Some(until) = t.queued_until() {
+                let h = horizon.entry(id.subtopology).or_insert(i64::MAX);
+                *h = (*h).min(until);
+            }
+        }
+        let mut n = 0;
+        // Tasks done for this turn: nothing left up to their horizon, or waiting for a fetch.
+        let mut done: Vec<TaskId> = Vec::new();
+        loop {
+            let mut first: Option<(i64, TaskId)> = None;
+            let mut runner_up = i64::MAX;
+            for (id, t) in &self.active {
+                let Some(ts) = t.head_timestamp() else {
+                    continue;
+                };
+                if done.contains(id)
+                    || ts > horizon.get(&id.subtopology).copied().unwrap_or(i64::MAX)
+                {
+                    continue;
+                }
+                match first {
+                    Some((best, _)) if ts >= best => runner_up = runner_up.min(ts),
+                    _ => {
+                        if let Some((best, _)) = first {
+                            runner_up = runner_up.min(best);
+                        }
+                        first = Some((ts, *id));
+                    }
+                }
+            }
+            let Some((_, id)) = first else {
+                return Ok(n);
+            };
+            let until = runner_up
+                .saturating_add(SLICE_SLACK_MS)
+                .min(horizon.get(&id.subtopology).copied().unwrap_or(i64::MAX));
+            let task = self.active.get_mut(&id).expect("picked from active");
+            let processed = task.process_until(PROCESS_SLICE, until)?;
+            if processed == 0 {
+                done.push(id);
+            }
+            n += processed;
+        }
     }
 
     fn punctuate(&mut self) -> Result<()> {

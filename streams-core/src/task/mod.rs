@@ -680,12 +680,31 @@ impl StreamTask {
         blocked
     }
 
+    /// The timestamp of the record this task would process next, if it has one queued.
+    pub(crate) fn head_timestamp(&self) -> Option<i64> {
+        self.queues.head_timestamp()
+    }
+
+    /// The largest timestamp queued, if any record is.
+    pub(crate) fn queued_until(&self) -> Option<i64> {
+        self.queues.queued_until()
+    }
+
     /// Processes up to `max` queued records, smallest timestamp first across partitions.
     pub(crate) fn process(&mut self, max: usize) -> Result<usize> {
+        self.process_until(max, i64::MAX)
+    }
+
+    /// Processes up to `max` queued records whose timestamps are at most `until`, smallest
+    /// timestamp first across partitions.
+    pub(crate) fn process_until(&mut self, max: usize, until: i64) -> Result<usize> {
         let mut n = 0;
         while n < max {
             // Checked per record: a partition catching up can run dry in the middle of a batch.
             if self.waiting_for_fetch() {
+                break;
+            }
+            if self.queues.head_timestamp().is_none_or(|ts| ts > until) {
                 break;
             }
             let Some(next) = self.queues.next() else {

@@ -176,6 +176,24 @@ impl PartitionGroup {
         }
     }
 
+    /// The smallest timestamp among the head records of the partitions (the next record's).
+    pub(crate) fn head_timestamp(&self) -> Option<i64> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.records.front().map(|r| r.timestamp))
+            .min()
+    }
+
+    /// The largest timestamp queued in the partitions that hold records: how far this task's
+    /// input is known.
+    pub(crate) fn queued_until(&self) -> Option<i64> {
+        self.queues
+            .iter()
+            .filter(|q| !q.records.is_empty())
+            .map(|q| q.partition_time)
+            .max()
+    }
+
     /// Takes the head record with the smallest timestamp across the partitions.
     pub(crate) fn next(&mut self) -> Option<Next> {
         let q = self
