@@ -419,19 +419,22 @@ impl TaskManager {
                 *h = (*h).min(until);
             }
         }
+        // How far each task (in `active`'s order) may run this turn; `None` once it is done for
+        // the turn (nothing left up to its limit, or waiting for a fetch).
+        let mut limits: Vec<Option<i64>> = self
+            .active
+            .keys()
+            .map(|id| Some(horizon.get(&id.subtopology).copied().unwrap_or(i64::MAX)))
+            .collect();
         let mut n = 0;
-        // Tasks done for this turn: nothing left up to their horizon, or waiting for a fetch.
-        let mut done: Vec<TaskId> = Vec::new();
         loop {
-            let mut first: Option<(i64, TaskId)> = None;
+            let mut first: Option<(i64, usize)> = None;
             let mut runner_up = i64::MAX;
-            for (id, t) in &self.active {
-                let Some(ts) = t.head_timestamp() else {
+            for (i, t) in self.active.values().enumerate() {
+                let (Some(limit), Some(ts)) = (limits[i], t.head_timestamp()) else {
                     continue;
                 };
-                if done.contains(id)
-                    || ts > horizon.get(&id.subtopology).copied().unwrap_or(i64::MAX)
-                {
+                if ts > limit {
                     continue;
                 }
                 match first {
@@ -440,20 +443,20 @@ impl TaskManager {
                         if let Some((best, _)) = first {
                             runner_up = runner_up.min(best);
                         }
-                        first = Some((ts, *id));
+                        first = Some((ts, i));
                     }
                 }
             }
-            let Some((_, id)) = first else {
+            let Some((_, i)) = first else {
                 return Ok(n);
             };
             let until = runner_up
                 .saturating_add(SLICE_SLACK_MS)
-                .min(horizon.get(&id.subtopology).copied().unwrap_or(i64::MAX));
-            let task = self.active.get_mut(&id).expect("picked from active");
+                .min(limits[i].unwrap_or(i64::MAX));
+            let task = self.active.values_mut().nth(i).expect("picked from active");
             let processed = task.process_until(PROCESS_SLICE, until)?;
             if processed == 0 {
-                done.push(id);
+                limits[i] = None;
             }
             n += processed;
         }
