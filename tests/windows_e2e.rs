@@ -143,8 +143,12 @@ fn final_window_counts_survive_a_restart_mid_window(bootstrap: &str) {
             ("b".to_string(), base, Some(2))
         ]
     );
-    // Later commits change nothing: no repeats, and [10 s, 20 s) is still open.
-    std::thread::sleep(Duration::from_secs(2));
+    // Later commits change nothing: no repeats, and [10 s, 20 s) is still open. Two more
+    // commits (each flushes the caches downstream) and the closing one must add nothing.
+    let commits = app.metrics().commits;
+    wait_until("two more commits", Duration::from_secs(30), || {
+        app.metrics().commits >= commits + 2
+    });
     app.close().unwrap();
     assert_eq!(testing::record_count(bootstrap, &output).unwrap(), 2);
 }
