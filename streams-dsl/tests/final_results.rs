@@ -129,6 +129,16 @@ struct Variant {
     commit_every: usize,
 }
 
+impl Variant {
+    /// Suppression sits downstream of an aggregation that emits every update.
+    fn emit(self) -> EmitStrategy {
+        match self.final_by {
+            Final::Suppress => EmitStrategy::OnWindowUpdate,
+            Final::OnWindowClose => EmitStrategy::OnWindowClose,
+        }
+    }
+}
+
 fn variants() -> Vec<Variant> {
     let mut out = Vec::new();
     for final_by in [Final::Suppress, Final::OnWindowClose] {
@@ -250,11 +260,10 @@ fn time_windows_give_every_final_count_across_a_jump_of_days() {
             Duration::from_millis(MINUTE_MS as u64),
             Duration::from_millis(GRACE_MS as u64),
         ));
-        let windowed = match v.final_by {
-            Final::OnWindowClose => windowed.emit_strategy(EmitStrategy::OnWindowClose),
-            Final::Suppress => windowed,
-        };
-        finals(windowed.count_with(materialized(v)), v);
+        finals(
+            windowed.emit_strategy(v.emit()).count_with(materialized(v)),
+            v,
+        );
         let got = run(
             b,
             v,
@@ -277,11 +286,10 @@ fn session_windows_give_every_final_session_across_a_jump_of_days() {
                 Duration::from_millis(SESSION_GAP_MS as u64),
                 Duration::from_millis(GRACE_MS as u64),
             ));
-        let windowed = match v.final_by {
-            Final::OnWindowClose => windowed.emit_strategy(EmitStrategy::OnWindowClose),
-            Final::Suppress => windowed,
-        };
-        finals(windowed.count_with(materialized(v)), v);
+        finals(
+            windowed.emit_strategy(v.emit()).count_with(materialized(v)),
+            v,
+        );
         let got = run(b, v, &input, Serdes::session_windowed(Serdes::string()));
         assert_exactly(v, got, &expected);
     }

@@ -399,11 +399,10 @@ impl TaskManager {
 
     /// Processes the queued records of every task, the task with the smallest next timestamp
     /// first, a slice at a time: a slice stops a second past the runner-up's next timestamp
-    /// (`SLICE_SLACK_MS`). And no
-    /// task runs past the point up to which every task of its sub-topology that has records
-    /// queued knows its input (the smallest of their largest queued timestamps): the rest waits
-    /// for the next poll, which refills the tasks that ran dry; a task with nothing queued
-    /// holds no one back. Records this thread writes to repartition topics then stay close to
+    /// (`SLICE_SLACK_MS`). And no task runs past the point up to which every task of its
+    /// sub-topology that has records queued knows its input (the smallest of their largest
+    /// queued timestamps): the rest waits for the next poll, which refills the tasks that ran
+    /// dry; a task with nothing queued holds no one back. Records this thread writes to repartition topics then stay close to
     /// event-time order although the consumer hands out one partition's records after
     /// another: task by task, a replay wrote minutes (or hours) of one partition, then jumped
     /// back for the next, and the windows downstream dropped the records of the jump as late.
