@@ -33,9 +33,6 @@
 //! assert_eq!(counts["kafka"], Some(1));
 //! ```
 
-pub mod demos;
-pub mod testing;
-
 pub use state_store as store;
 pub use streams_core as core;
 pub use streams_dsl as dsl;

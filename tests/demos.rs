@@ -1,8 +1,16 @@
 //! The example topologies' semantics, through the TopologyTestDriver (no broker).
 
-use streams::demos::tweets::{self, Tweet, TweetGenerator, User};
-use streams::demos::wordcount;
+// The examples' own topologies (and their unit tests), so that these tests drive exactly what
+// the examples run.
+#[path = "../examples/tweets/topology.rs"]
+#[allow(dead_code)]
+pub mod tweets;
+#[path = "../examples/wordcount/topology.rs"]
+#[allow(dead_code)]
+pub mod wordcount;
+
 use streams::{Serdes, StreamsConfig, TopologyTestDriver};
+use tweets::{Tweet, TweetGenerator, User};
 
 #[test]
 fn wordcount_matches_the_java_demo() {

@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::tweets::{self, TweetGenerator};
 use common::*;
-use streams::demos::tweets::{self, TweetGenerator};
-use streams::{testing, KafkaStreams, Serdes, State, StreamsConfig, StreamsError};
+use streams::{KafkaStreams, Serdes, State, StreamsConfig, StreamsError};
+use streams_testkit as testing;
 
 on_both_brokers!(
     one_instance_counts_exactly,
@@ -22,7 +23,7 @@ on_both_brokers!(
 fn stream_threads_split_the_tasks_of_one_instance(bootstrap: &str) {
     let wc = WordCount::new(bootstrap, 4);
     let dir = tempfile::tempdir().unwrap();
-    let topology = streams::demos::wordcount::topology(&wc.input, &wc.output).unwrap();
+    let topology = wordcount::topology(&wc.input, &wc.output).unwrap();
     let mut app = KafkaStreams::new(
         topology,
         wc.config(dir.path()).set("num.stream.threads", "2"),
@@ -198,7 +199,7 @@ fn restarts_replay_only_the_changelog_tail_or_everything_without_state(bootstrap
 
 fn missing_source_topic_fails_start(bootstrap: &str) {
     let missing = unique("no-such-topic");
-    let topology = streams::demos::wordcount::topology(&missing, "whatever").unwrap();
+    let topology = wordcount::topology(&missing, "whatever").unwrap();
     let mut app =
         KafkaStreams::new(topology, StreamsConfig::new(unique("app"), bootstrap)).unwrap();
     match app.start() {

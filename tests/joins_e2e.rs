@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use streams::{
-    testing, Joined, KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, StreamsError, TableJoined,
+    Joined, KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, StreamsError, TableJoined,
 };
+use streams_testkit as testing;
 
 on_both_brokers!(
     stream_table_left_join_after_a_key_change_sees_table_updates,

@@ -8,12 +8,13 @@ use std::time::Duration;
 use common::{unique, wait_running, wait_until};
 use std::collections::BTreeMap;
 
-use streams::demos::tweets::{self, Tweet};
-use streams::{testing, KafkaStreams, Serdes, StreamsBuilder, StreamsConfig};
+use common::tweets::{self, Tweet};
+use streams::{KafkaStreams, Serdes, StreamsBuilder, StreamsConfig};
 use streams_core::window::{TimeWindows, Windowed};
 use streams_dsl::stream_join::JoinWindows;
 use streams_dsl::suppress::{BufferConfig, Suppressed};
 use streams_dsl::Materialized;
+use streams_testkit as testing;
 
 on_both_brokers!(
     final_window_counts_survive_a_restart_mid_window,

@@ -19,7 +19,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use streams::core::window::TimeWindows;
 use streams::dsl::Grouped;
-use streams::{testing, BufferConfig, KafkaStreams, StreamsBuilder, StreamsConfig, Suppressed};
+use streams::{BufferConfig, KafkaStreams, StreamsBuilder, StreamsConfig, Suppressed};
+use streams_testkit as testing;
 
 /// Arguments of `streams-bench disorder`.
 #[derive(Args, Debug)]

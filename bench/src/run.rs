@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use streams::testing;
+use streams_testkit as testing;
 
 use crate::app::AppReport;
 use crate::brokers::RunningBroker;

@@ -1,13 +1,19 @@
 //! Shared set-up of the end-to-end tests: the two brokers, unique names, the word count app.
 #![allow(dead_code, unreachable_pub)]
 
+// The examples' own topologies, so that the tests drive exactly what the examples run.
+#[path = "../../examples/tweets/topology.rs"]
+pub mod tweets;
+#[path = "../../examples/wordcount/topology.rs"]
+pub mod wordcount;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use streams::demos::wordcount::{self, split_words};
-use streams::{testing, KafkaStreams, Serdes, State, StateRestoreListener, StreamsConfig};
+use streams::{KafkaStreams, Serdes, State, StateRestoreListener, StreamsConfig};
+use streams_testkit as testing;
 
 /// The Apache Kafka test bed started by `scripts/test`. A missing variable fails the test: in
 /// CI a missing cluster must fail the run, never skip it.
@@ -146,7 +152,7 @@ pub fn lines(seed: u64, n: usize) -> Vec<String> {
 pub fn expected_counts<'a>(lines: impl IntoIterator<Item = &'a String>) -> HashMap<String, i64> {
     let mut m = HashMap::new();
     for l in lines {
-        for w in split_words(l) {
+        for w in wordcount::split_words(l) {
             *m.entry(w).or_insert(0) += 1;
         }
     }

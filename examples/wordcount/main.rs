@@ -12,13 +12,19 @@
 //!   writing `streams-wordcount-output`. Start more instances with the same
 //!   `--application-id` to share the work.
 
+// The topology, in its own file so that the tests run exactly this one (they include the file
+// and use parts of it that this program does not).
+#[path = "topology.rs"]
+#[allow(dead_code)]
+pub mod wordcount;
+
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use streams::demos::wordcount::{self, split_words};
-use streams::testing;
 use streams::{KafkaStreams, Serdes, StreamsConfig};
+use streams_testkit as testing;
+use wordcount::split_words;
 
 #[derive(Parser, Debug)]
 #[command(about = "Kafka Streams' WordCountDemo on streams")]

@@ -1,5 +1,6 @@
-//! Helpers for examples and integration tests on a real cluster: create topics, produce
-//! records, and read a topic back as a table (the latest value per key).
+//! Blocking helpers for the examples, the end-to-end tests and the benchmarks of streams on a
+//! real cluster: create topics, produce records, count them, and read a topic back as a table
+//! (the latest value per key) or as records. Not part of the `streams` API.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,7 +14,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::{Result, SerdeRef, StreamsError};
+use streams_core::serde::SerdeRef;
+use streams_core::{Result, StreamsError};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -19,12 +19,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use streams_core::serde::{DefaultSerde, SerdeRef, Serdes};
-use streams_core::window::TimeWindows;
-use streams_dsl::suppress::{BufferConfig, Suppressed};
-use streams_dsl::{Consumed, Grouped, Joined, KStream, Materialized, Produced, StreamsBuilder};
-
-use crate::{Result, Topology};
+use streams::{
+    BufferConfig, Consumed, Grouped, Joined, KStream, Materialized, Produced, Result, Serdes,
+    StreamsBuilder, Suppressed, TimeWindows, Topology,
+};
 
 /// Default input topic.
 pub const INPUT_TOPIC: &str = "tweets";
@@ -54,12 +52,6 @@ pub struct User {
     pub country: String,
 }
 
-impl DefaultSerde for User {
-    fn default_serde() -> SerdeRef<Self> {
-        Serdes::json()
-    }
-}
-
 /// A tweet as it arrives on the input topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tweet {
@@ -75,18 +67,7 @@ pub struct Tweet {
     pub lang: String,
 }
 
-impl DefaultSerde for Tweet {
-    fn default_serde() -> SerdeRef<Self> {
-        Serdes::json()
-    }
-}
-
-/// The distinct hashtags of `text`, lower-cased, without `#`.
-///
-/// ```
-/// use streams::demos::tweets::hashtags;
-/// assert_eq!(hashtags("#Rust and #kafka, #rust again #"), vec!["kafka", "rust"]);
-/// ```
+/// The distinct hashtags of `text`, lower-cased, without `#`, in alphabetical order.
 pub fn hashtags(text: &str) -> Vec<String> {
     let mut tags = BTreeSet::new();
     let mut rest = text;
@@ -140,7 +121,7 @@ pub fn topology_with_countries(
     );
     let users = builder.table_with::<String, User>(
         users_topic,
-        Consumed::with(Serdes::string(), User::default_serde()),
+        Consumed::with(Serdes::string(), Serdes::json()),
         Materialized::as_store("users-store"),
     );
     tweets
@@ -172,7 +153,7 @@ fn add_counts(
 ) -> KStream<Option<String>, Tweet> {
     let tweets = builder.stream_with::<Option<String>, Tweet>(
         &[input],
-        Consumed::with(Serdes::nullable(Serdes::string()), Tweet::default_serde())
+        Consumed::with(Serdes::nullable(Serdes::string()), Serdes::json::<Tweet>())
             .with_timestamp_extractor(|r, _| r.value.timestamp_ms),
     );
     let counts = Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64()));
@@ -330,5 +311,19 @@ impl TweetGenerator {
             timestamp_ms: self.start_ms + id as i64 * 250,
             lang: self.pick(LANGS).to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashtags_are_distinct_lower_cased_and_sorted() {
+        assert_eq!(
+            hashtags("#Rust and #kafka, #rust again #"),
+            vec!["kafka", "rust"]
+        );
+        assert!(hashtags("no tags # here").is_empty());
     }
 }

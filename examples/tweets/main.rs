@@ -14,14 +14,20 @@
 //!   missing), then runs until SIGINT or SIGTERM, writing `hashtag-counts`,
 //!   `user-tweet-counts` and `country-tweet-counts`.
 
+// The topology, in its own file so that the tests run exactly this one (they include the file
+// and use parts of it that this program does not).
+#[path = "topology.rs"]
+#[allow(dead_code)]
+pub mod tweets;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use streams::demos::tweets::{self, hashtags, TweetGenerator};
-use streams::testing;
 use streams::{KafkaStreams, Serdes, StreamsConfig};
+use streams_testkit as testing;
+use tweets::{hashtags, TweetGenerator};
 
 #[derive(Parser, Debug)]
 #[command(about = "Hashtag and per-user tweet counts on streams")]

@@ -3,10 +3,7 @@
 //! Input `streams-plaintext-input` (any key, String lines); output `streams-wordcount-output`
 //! with String keys and 8-byte big-endian i64 values, exactly what the Java demo writes.
 
-use streams_core::serde::Serdes;
-use streams_dsl::{Consumed, Materialized, Produced, StreamsBuilder};
-
-use crate::{Result, Topology};
+use streams::{Consumed, Materialized, Produced, Result, Serdes, StreamsBuilder, Topology};
 
 /// Default input topic of the demo.
 pub const INPUT_TOPIC: &str = "streams-plaintext-input";
@@ -20,15 +17,6 @@ pub const STORE: &str = "counts-store";
 /// Java's `line.toLowerCase().split("\\W+")`: `\W` is ASCII (anything but `[A-Za-z0-9_]`
 /// separates), a leading separator gives an empty first token, trailing empty tokens are
 /// dropped, and a line without separators is one token (even an empty line).
-///
-/// ```
-/// use streams::demos::wordcount::split_words;
-/// assert_eq!(split_words("Hello, World!"), vec!["hello", "world"]);
-/// assert_eq!(split_words(" all  streams"), vec!["", "all", "streams"]);
-/// assert_eq!(split_words("naïve café"), vec!["na", "ve", "caf"]);
-/// assert_eq!(split_words(""), vec![""]);
-/// assert!(split_words("!!!").is_empty());
-/// ```
 pub fn split_words(line: &str) -> Vec<String> {
     let is_sep = |c: char| !(c.is_ascii_alphanumeric() || c == '_');
     let lower = line.to_lowercase();
@@ -76,6 +64,11 @@ mod tests {
 
     #[test]
     fn splits_like_java() {
+        assert_eq!(split_words("Hello, World!"), vec!["hello", "world"]);
+        assert_eq!(split_words(" all  streams"), vec!["", "all", "streams"]);
+        assert_eq!(split_words("naïve café"), vec!["na", "ve", "caf"]);
+        assert_eq!(split_words(""), vec![""]);
+        assert!(split_words("!!!").is_empty());
         assert_eq!(split_words("a b"), vec!["a", "b"]);
         assert_eq!(split_words("a--b__c"), vec!["a", "b__c"]);
         assert_eq!(split_words("trailing. "), vec!["trailing"]);
