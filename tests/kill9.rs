@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use streams::{testing, Serdes};
+use streams::Serdes;
+use streams_testkit as testing;
 
 on_both_brokers!(kill_minus_9_loses_nothing);
 
@@ -97,7 +98,7 @@ fn kill_minus_9_loses_nothing(bootstrap: &str) {
     let first = lines(11, 3000);
     let second = lines(12, 3000);
     produce_lines(bootstrap, &wc.input, &first);
-    // Wait until output flows (both have joined and are processing), then kill one mid-input.
+    // Kill one as soon as output flows: both have joined and the input is still being processed.
     let some = testing::read_table(
         bootstrap,
         &wc.output,
@@ -108,7 +109,6 @@ fn kill_minus_9_loses_nothing(bootstrap: &str) {
     )
     .unwrap();
     assert!(!some.is_empty(), "output flows before the kill");
-    std::thread::sleep(Duration::from_millis(500));
     victim.kill().expect("kill -9");
     victim.wait().unwrap();
     produce_lines(bootstrap, &wc.input, &second);
