@@ -60,3 +60,24 @@ pub mod prelude {
         StreamsConfig, Suppressed, TimeWindows, Topology, TopologyTestDriver, Windowed,
     };
 }
+
+// The README and the guides in docs/ are compiled and run as doc tests (`cargo test --doc`), so
+// their examples cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/windows.md")]
+pub struct WindowsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/joins.md")]
+pub struct JoinsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/semantics.md")]
+pub struct SemanticsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/testing.md")]
+pub struct TestingDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/performance.md")]
+pub struct PerformanceDoctests;
