@@ -67,16 +67,16 @@ pub trait Serde<T>: Send + Sync + 'static {
 /// A shared serde, as the DSL and the topology hold them.
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 
-/// Types with a serde chosen by their type, used when no serde is given explicitly.
+/// The serde of each built-in type: the one the DSL uses when no serde is given.
 ///
-/// Implement it for your own types to use the DSL without naming serdes:
+/// The DSL picks a serde by type only for the built-in types listed at [`builtin_serde`] (and
+/// their `Option`s); it does not look for implementations of this trait on your own types. For
+/// those, name the serde where the type enters or leaves a topic or a store (`Consumed::with`,
+/// `Produced::with`, `Grouped::with`, `Materialized::with`), for example `Serdes::json()`:
 /// ```
-/// use streams_core::serde::{DefaultSerde, SerdeRef, Serdes};
-/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
-/// struct Tweet { id: String }
-/// impl DefaultSerde for Tweet {
-///     fn default_serde() -> SerdeRef<Self> { Serdes::json() }
-/// }
+/// use streams_core::serde::{DefaultSerde, Serdes};
+/// let i64_serde = <i64 as DefaultSerde>::default_serde();
+/// assert_eq!(i64_serde.serialize("t", &1).unwrap(), Serdes::i64().serialize("t", &1).unwrap());
 /// ```
 pub trait DefaultSerde: Sized + 'static {
     /// The serde used for this type when none is given.
