@@ -1,4 +1,4 @@
-//! [`KeyValueStoreStack`]: the layered store Kafka Streams builds, [cache] -> [changelogging] ->
+//! [`KeyValueStoreStack`]: the layered store Kafka Streams builds, \[cache\] -> \[changelogging\] ->
 //! engine.
 //!
 //! The stack's methods are grouped by path: `read` (cache over engine), `write` (into the cache, or
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::cache::RecordCache;
 use crate::{CacheBudget, ChangelogWriter, KeyValueEngine, Result};
 
-/// The layered store Kafka Streams builds: [cache] -> [changelogging] -> engine.
+/// The layered store Kafka Streams builds: \[cache\] -> \[changelogging\] -> engine.
 ///
 /// * Without a cache, every write goes to the engine and then, when logged, to the changelog.
 /// * With a cache, writes stay in a record cache where repeated updates of a key fold into one,
@@ -64,6 +64,8 @@ use crate::{CacheBudget, ChangelogWriter, KeyValueEngine, Result};
 /// assert_eq!(budget.used_bytes(), 0);
 /// # Ok::<(), state_store::StoreError>(())
 /// ```
+///
+/// [`FlushedEntry`]: crate::FlushedEntry
 pub struct KeyValueStoreStack {
     engine: Box<dyn KeyValueEngine>,
     /// `None` for stores with logging disabled (their state is lost with the machine).
