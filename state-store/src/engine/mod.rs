@@ -1,8 +1,14 @@
 //! The byte-level [`KeyValueEngine`] trait and its two implementations, [`InMemoryEngine`] and
 //! [`RocksDbEngine`].
+//!
+//! Both pass one suite of contract tests (`contract_tests`); a new engine joins it with one line
+//! there, so engines cannot drift apart on what the trait promises.
 
 mod memory;
 mod rocks;
+
+#[cfg(test)]
+mod contract_tests;
 
 pub use memory::InMemoryEngine;
 pub use rocks::{rocksdb_dir, RocksDbConfig, RocksDbEngine};

@@ -278,14 +278,15 @@ impl KeyValueEngine for RocksDbEngine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn kv(k: &str, v: &str) -> KeyValue {
         (k.as_bytes().to_vec(), v.as_bytes().to_vec())
     }
 
-    fn small_config() -> RocksDbConfig {
+    /// Small memory settings for the engines of tests.
+    pub(in crate::engine) fn small_config() -> RocksDbConfig {
         RocksDbConfig {
             block_cache_bytes: 1024 * 1024,
             write_buffer_bytes: 1024 * 1024,
@@ -308,68 +309,6 @@ mod tests {
             rocksdb_dir(Path::new("/state/app/0_1"), "counts"),
             PathBuf::from("/state/app/0_1/rocksdb/counts")
         );
-    }
-
-    #[test]
-    fn get_put_delete_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = RocksDbEngine::open("s", &dir.path().join("a/b/s"), &small_config()).unwrap();
-        assert!(e.persistent());
-        assert_eq!(e.name(), "s");
-        for k in ["a", "b", "c", "d"] {
-            e.put(k.as_bytes(), k.to_uppercase().as_bytes()).unwrap();
-        }
-        assert_eq!(e.get(b"b").unwrap(), Some(b"B".to_vec()));
-        assert_eq!(e.get(b"x").unwrap(), None);
-        assert_eq!(
-            e.range(Some(b"b"), Some(b"c")).unwrap(),
-            vec![kv("b", "B"), kv("c", "C")]
-        );
-        assert_eq!(
-            e.range(None, Some(b"b")).unwrap(),
-            vec![kv("a", "A"), kv("b", "B")]
-        );
-        assert_eq!(
-            e.range(Some(b"c"), None).unwrap(),
-            vec![kv("c", "C"), kv("d", "D")]
-        );
-        assert_eq!(
-            e.range(Some(b"bb"), Some(b"cc")).unwrap(),
-            vec![kv("c", "C")]
-        );
-        assert_eq!(e.range(Some(b"d"), Some(b"a")).unwrap(), vec![]);
-        assert_eq!(e.approximate_num_entries().unwrap(), 4);
-
-        e.delete(b"c").unwrap();
-        assert_eq!(e.get(b"c").unwrap(), None);
-        assert_eq!(
-            e.all().unwrap(),
-            vec![kv("a", "A"), kv("b", "B"), kv("d", "D")]
-        );
-    }
-
-    #[test]
-    fn inclusive_upper_bound_does_not_include_longer_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = RocksDbEngine::open("s", dir.path(), &small_config()).unwrap();
-        e.put(b"b", b"1").unwrap();
-        e.put(&[b'b', 0], b"2").unwrap();
-        e.put(b"ba", b"3").unwrap();
-        assert_eq!(e.range(None, Some(b"b")).unwrap(), vec![kv("b", "1")]);
-    }
-
-    #[test]
-    fn write_batch_applies_puts_and_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = RocksDbEngine::open("s", dir.path(), &small_config()).unwrap();
-        e.put(b"gone", b"1").unwrap();
-        e.write_batch(&[
-            (b"a".to_vec(), Some(b"1".to_vec())),
-            (b"gone".to_vec(), None),
-            (b"a".to_vec(), Some(b"2".to_vec())),
-        ])
-        .unwrap();
-        assert_eq!(e.all().unwrap(), vec![kv("a", "2")]);
     }
 
     #[test]
