@@ -22,6 +22,7 @@
 //! I/O. Processing is at-least-once: offsets are committed only after caches and stores are
 //! flushed, every produced record is acknowledged and task checkpoints are written.
 
+mod collector;
 pub mod config;
 pub mod error;
 pub mod processor;
@@ -30,20 +31,23 @@ pub mod runtime;
 pub mod serde;
 pub mod state;
 pub mod task;
+mod task_id;
 pub mod test_driver;
 pub mod time;
 pub mod topology;
 pub mod window;
 
+pub use collector::RecordCollector;
 pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
-pub use processor::{
-    CacheFlush, Cancellable, Processor, ProcessorContext, PunctuationType, RecordCollector,
-};
+pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
 pub use runtime::{KafkaStreams, State, StateRestoreListener};
-pub use state::{CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore};
-pub use task::{TaskId, TaskMetrics};
+pub use state::{
+    CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore,
+};
+pub use task::TaskMetrics;
+pub use task_id::TaskId;
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{TimestampExtractor, Topology, TopologyDescription};
 pub use window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::RecordCollector;
+use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
-use crate::state::{CachedStore, KeyValueStore};
-use crate::task::{Punctuation, TaskCore, TaskId};
+use crate::state::{CacheFlush, CachedStore, KeyValueStore};
+use crate::task::{Punctuation, TaskCore};
+use crate::task_id::TaskId;
 
 /// The untyped context of one node inside a task.
 pub(crate) struct NodeContext<'a> {
@@ -69,19 +70,6 @@ impl Cancellable {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// An entry written from a store's record cache to the store (on commit or eviction), typed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheFlush<K, V> {
-    /// The key.
-    pub key: K,
-    /// The value now in the store (`None`: deleted).
-    pub new_value: Option<V>,
-    /// The value the store held before the cached updates.
-    pub old_value: Option<V>,
-    /// Timestamp of the last update of the key.
-    pub timestamp: i64,
 }
 
 /// A processor's handle on its task: forwarding, punctuation, stores and record metadata.

@@ -7,14 +7,14 @@
 mod context;
 
 pub(crate) use context::NodeContext;
-pub use context::{CacheFlush, Cancellable, ProcessorContext, PunctuationType};
+pub use context::{Cancellable, ProcessorContext, PunctuationType};
 
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
-use crate::record::{Headers, Record};
+use crate::record::Record;
 use crate::serde::SerdeRef;
 
 /// A node of the topology that receives records one at a time and forwards records downstream.
@@ -47,29 +47,6 @@ pub trait Processor: Send + 'static {
 
     /// Releases resources when the task closes.
     fn close(&mut self) {}
-}
-
-/// Where processed records leave the task: the producer in the runtime, a list in the test
-/// driver. Changelog writes go through it too.
-pub trait RecordCollector: Send + Sync {
-    /// Sends a record; `partition` `None` lets the producer's partitioner (murmur2 of the key,
-    /// as in Java) choose.
-    fn send(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: &Headers,
-    ) -> Result<()>;
-
-    /// Records an error found where it cannot be returned (a changelog write inside a store);
-    /// the task raises it at its next check.
-    fn fail(&self, error: StreamsError);
-
-    /// The first recorded error, if any (sticky: a failed collector stays failed).
-    fn check(&self) -> Result<()>;
 }
 
 /// The task's view of one processor node, without types.

@@ -25,7 +25,8 @@ use super::{Shared, ThreadMetrics};
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::RecordBytes;
-use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
+use crate::task::{StreamTask, TaskEnv, TaskMetrics};
+use crate::task_id::TaskId;
 use crate::time::SystemClock;
 use crate::topology::Topology;
 

@@ -1,5 +1,4 @@
-//! Tasks: [`TaskId`] = (sub-topology, partition), and the stream task that owns partition p of
-//! each of its sub-topology's source topics, its processors and its stores, and processes its
+//! The stream task: it owns partition p of each of its sub-topology's source topics, its processors and its stores, and processes its
 //! records in timestamp order. Synchronous and deterministic: no I/O here but the stores'.
 
 mod queue;
@@ -8,7 +7,6 @@ pub(crate) use queue::PartitionGroup;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -19,52 +17,15 @@ use state_store::{
     RocksDbConfig, RocksDbEngine, StateDirectory, TaskDirLock,
 };
 
+use crate::collector::RecordCollector;
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
+use crate::processor::{ErasedProcessor, NodeContext, PunctuationType};
 use crate::record::{RawRecord, RecordBytes, RecordMetadata};
 use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
+use crate::task_id::TaskId;
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
-
-/// A task's identity: its sub-topology and partition, printed `<subtopology>_<partition>`.
-///
-/// ```
-/// use streams_core::TaskId;
-/// let id: TaskId = "1_3".parse().unwrap();
-/// assert_eq!(id, TaskId { subtopology: 1, partition: 3 });
-/// assert_eq!(id.to_string(), "1_3");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology.
-    pub subtopology: u32,
-    /// The partition of the sub-topology's source topics.
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
-    }
-}
-
-impl std::str::FromStr for TaskId {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (a, b) = s
-            .split_once('_')
-            .ok_or_else(|| format!("`{s}` is not a task id like 0_1"))?;
-        Ok(TaskId {
-            subtopology: a
-                .parse()
-                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
-            partition: b
-                .parse()
-                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
-        })
-    }
-}
 
 pub(crate) type PunctuateFn =
     Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;

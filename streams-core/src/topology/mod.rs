@@ -15,7 +15,8 @@ use crate::processor::{
 };
 use crate::record::{Record, RecordBytes};
 use crate::serde::SerdeRef;
-use crate::state::{StoreBuilder, StoreFactory};
+use crate::state::{GlobalStores, StoreBuilder, StoreFactory};
+use crate::task_id::TaskId;
 
 /// Turns a consumed record into a typed payload and its timestamp (at enqueue time, so that a
 /// task can order records by timestamp before processing them).
@@ -627,6 +628,23 @@ impl Topology {
             ));
         }
         Ok(())
+    }
+
+    /// Opens (empty, in memory) the global stores of this topology, for an instance or a test
+    /// driver to fill from their topics.
+    pub(crate) fn open_global_stores(&self) -> GlobalStores {
+        // Kafka Streams describes global stores after the other sub-topologies; their errors name
+        // that sub-topology with partition -1 (they belong to no task).
+        let id = TaskId {
+            subtopology: self.subtopologies().len() as u32,
+            partition: -1,
+        };
+        GlobalStores::new(
+            id,
+            self.global_stores
+                .iter()
+                .map(|(name, def)| (name.as_str(), def.topic.as_str(), &*def.factory)),
+        )
     }
 
     /// The topic name on the cluster: repartition topics carry the application id as a prefix.

@@ -5,8 +5,13 @@
 //! here: only [`Serdes::nullable`] (and `Option<T>`'s default serde) accept it, every other serde
 //! rejects it with an error, so a null never turns silently into a value.
 
+mod windowed;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use crate::window::Windowed;
+use windowed::{SessionWindowedSerde, TimeWindowedSerde};
 
 /// Why bytes could not be turned into a value or back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,18 +148,30 @@ impl Serdes {
     pub fn nullable<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
         Arc::new(NullableSerde(inner))
     }
-    /// Time-windowed keys (inner key + 8-byte window start), for windows of `window_size_ms`.
+    /// Time-windowed keys (inner key + 8-byte window start), for windows of `window_size_ms`
+    /// (Kafka Streams' `TimeWindowedSerde`). The end is not on the wire: the deserializer adds
+    /// the window size to the start.
+    ///
+    /// ```
+    /// use streams_core::serde::{Serde, Serdes};
+    /// use streams_core::window::{Window, Windowed};
+    /// let serde = Serdes::time_windowed(Serdes::string(), 60_000);
+    /// let w = Windowed::new("rust".to_string(), Window::new(120_000, 180_000));
+    /// let bytes = serde.serialize("t", &w).unwrap().unwrap();
+    /// assert_eq!(&bytes[..4], b"rust");
+    /// assert_eq!(&bytes[4..], &120_000i64.to_be_bytes());
+    /// assert_eq!(serde.deserialize("t", Some(&bytes)).unwrap(), w);
+    /// ```
     pub fn time_windowed<K: Send + Sync + 'static>(
         inner: SerdeRef<K>,
         window_size_ms: i64,
-    ) -> SerdeRef<crate::window::Windowed<K>> {
-        Arc::new(crate::window::TimeWindowedSerde::new(inner, window_size_ms))
+    ) -> SerdeRef<Windowed<K>> {
+        Arc::new(TimeWindowedSerde::new(inner, window_size_ms))
     }
-    /// Session-windowed keys (inner key + 8-byte end + 8-byte start).
-    pub fn session_windowed<K: Send + Sync + 'static>(
-        inner: SerdeRef<K>,
-    ) -> SerdeRef<crate::window::Windowed<K>> {
-        Arc::new(crate::window::SessionWindowedSerde::new(inner))
+    /// Session-windowed keys (inner key + 8-byte end + 8-byte start), as Kafka Streams'
+    /// `SessionWindowedSerde`.
+    pub fn session_windowed<K: Send + Sync + 'static>(inner: SerdeRef<K>) -> SerdeRef<Windowed<K>> {
+        Arc::new(SessionWindowedSerde::new(inner))
     }
 }
 
