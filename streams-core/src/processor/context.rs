@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::engine::{Punctuation, TaskCore};
 use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
 use crate::state::{CacheFlush, CachedStore, KeyValueStore};
-use crate::task::{Punctuation, TaskCore};
 use crate::task_id::TaskId;
 
 /// The untyped context of one node inside a task.

@@ -8,63 +8,24 @@ pub(crate) use queue::PartitionGroup;
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use state_store::{
-    CacheBudget, Checkpoint, FlushedEntry, InMemoryEngine, KeyValueEngine, KeyValueStoreStack,
-    RocksDbConfig, RocksDbEngine, StateDirectory, TaskDirLock,
+    CacheBudget, Checkpoint, InMemoryEngine, KeyValueEngine, KeyValueStoreStack, RocksDbConfig,
+    RocksDbEngine, StateDirectory, TaskDirLock,
 };
 
 use crate::collector::RecordCollector;
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::processor::{ErasedProcessor, NodeContext, PunctuationType};
+use crate::processor::{PunctuationType, TaskCore, TaskNode, TaskStore};
 use crate::record::{RawRecord, RecordBytes, RecordMetadata};
 use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
 use crate::task_id::TaskId;
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
-
-pub(crate) type PunctuateFn =
-    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;
-pub(crate) type FlushFn =
-    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, FlushedEntry) -> Result<()> + Send>;
-
-/// A scheduled punctuation of one node.
-pub(crate) struct Punctuation {
-    pub(crate) node: usize,
-    pub(crate) interval_ms: i64,
-    pub(crate) kind: PunctuationType,
-    /// `i64::MIN` for a stream-time punctuation that has not fired yet (it fires with the first record).
-    pub(crate) next_due: i64,
-    pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
-    /// Taken out while it runs, so that it can borrow the task.
-    pub(crate) callback: Option<PunctuateFn>,
-}
-
-struct TaskNode {
-    processor: Option<Box<dyn ErasedProcessor>>,
-    children: Arc<[usize]>,
-}
-
-/// One store of a task.
-pub(crate) struct TaskStore {
-    pub(crate) name: String,
-    pub(crate) cell: Arc<StoreCell>,
-    /// The typed store handle handed to processors (`KeyValueStore<K, V>`, `WindowStore<K, V>`..).
-    pub(crate) handle: Arc<dyn Any + Send + Sync>,
-    /// For segmented stores: the engine key of a restored changelog key.
-    pub(crate) restore_key: Option<crate::state::KeyMapper>,
-    /// Changelog topic and partition, when logged.
-    pub(crate) changelog: Option<(String, i32)>,
-    pub(crate) persistent: bool,
-    /// The node whose flush listener forwards the entries the cache writes out.
-    listener: Option<(usize, FlushFn)>,
-    /// Lowest index of the processors using it: flushing in this order flushes upstream first.
-    order: usize,
-}
 
 /// What a task needs from its surroundings (the runtime or the test driver).
 #[derive(Clone)]
@@ -81,192 +42,6 @@ pub(crate) struct TaskEnv {
     pub(crate) lock_timeout: Duration,
     /// The instance's global stores, which every task can read.
     pub(crate) globals: Arc<GlobalStores>,
-}
-
-/// The part of a task processors reach through their context.
-pub(crate) struct TaskCore {
-    pub(crate) id: TaskId,
-    pub(crate) application_id: Arc<str>,
-    pub(crate) topology: Arc<Topology>,
-    nodes: Vec<Option<TaskNode>>,
-    pub(crate) stores: Vec<TaskStore>,
-    pub(crate) meta: Option<RecordMetadata>,
-    current_ts: Arc<AtomicI64>,
-    pub(crate) stream_time: i64,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) collector: Arc<dyn RecordCollector>,
-    punctuations: Vec<Punctuation>,
-    pub(crate) globals: Arc<GlobalStores>,
-    /// Records processors dropped (late for their window, null join keys...) since the task
-    /// last counted them.
-    pub(crate) dropped: u64,
-}
-
-impl TaskCore {
-    pub(crate) fn node_name(&self, node: usize) -> &str {
-        &self.topology.nodes[node].name
-    }
-
-    pub(crate) fn node_stores(&self, node: usize) -> &[String] {
-        &self.topology.nodes[node].stores
-    }
-
-    /// The child of `node` when it has exactly one, the common case that needs no list.
-    pub(crate) fn only_child(&self, node: usize) -> Option<usize> {
-        match self.nodes[node].as_ref().map(|n| &n.children[..]) {
-            Some(&[child]) => Some(child),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn children(&self, node: usize) -> Arc<[usize]> {
-        self.nodes[node]
-            .as_ref()
-            .map(|n| n.children.clone())
-            .unwrap_or_else(|| Arc::from([]))
-    }
-
-    pub(crate) fn store(&self, name: &str) -> Option<&TaskStore> {
-        self.stores.iter().find(|s| s.name == name)
-    }
-
-    pub(crate) fn current_timestamp(&self) -> i64 {
-        self.current_ts.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn schedule(&mut self, p: Punctuation) {
-        self.punctuations.push(p);
-    }
-
-    pub(crate) fn set_flush_listener(
-        &mut self,
-        store: &str,
-        node: usize,
-        f: FlushFn,
-    ) -> Result<()> {
-        let s = self
-            .stores
-            .iter_mut()
-            .find(|s| s.name == store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: "no such store in this task".into(),
-            })?;
-        s.listener = Some((node, f));
-        Ok(())
-    }
-
-    /// Runs node `idx` on `record`. The processor is taken out of its slot while it runs, which
-    /// is safe because the graph is acyclic: a node is never re-entered by its own forwards.
-    pub(crate) fn process_node(&mut self, idx: usize, record: Box<dyn Any + Send>) -> Result<()> {
-        let mut p = self.nodes[idx]
-            .as_mut()
-            .and_then(|n| n.processor.take())
-            .ok_or_else(|| {
-                StreamsError::Topology(format!(
-                    "node `{}` is not runnable in task {}",
-                    self.node_name(idx),
-                    self.id
-                ))
-            })?;
-        let r = p.process(
-            &mut NodeContext {
-                task: self,
-                node: idx,
-            },
-            record,
-        );
-        if let Some(n) = self.nodes[idx].as_mut() {
-            n.processor = Some(p);
-        }
-        r.map_err(|e| self.attribute(idx, e))
-    }
-
-    /// Names the task and processor on errors that user code raised.
-    fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
-        match e {
-            StreamsError::User(message) => StreamsError::Processing {
-                task: self.id,
-                processor: self.node_name(idx).to_string(),
-                message,
-            },
-            other => other,
-        }
-    }
-
-    fn set_timestamp(&mut self, ts: i64) {
-        self.current_ts.store(ts, Ordering::Relaxed);
-    }
-
-    /// Fires every punctuation of `kind` that is due at `now`.
-    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
-        let mut fired = false;
-        self.punctuations
-            .retain(|p| !p.cancelled.load(Ordering::Relaxed));
-        let mut i = 0;
-        while i < self.punctuations.len() {
-            let p = &mut self.punctuations[i];
-            if p.kind == kind && p.next_due <= now && !p.cancelled.load(Ordering::Relaxed) {
-                let node = p.node;
-                let mut cb = p.callback.take().expect("punctuation callback present");
-                let next = if p.next_due == i64::MIN {
-                    now + p.interval_ms
-                } else if now >= p.next_due + p.interval_ms {
-                    // Missed several intervals: fire once, then realign, as Kafka Streams does.
-                    now + p.interval_ms
-                } else {
-                    p.next_due + p.interval_ms
-                };
-                p.next_due = next;
-                let saved_meta = self.meta.take();
-                let saved_ts = self.current_timestamp();
-                self.set_timestamp(now);
-                let r = cb(&mut NodeContext { task: self, node }, now);
-                self.punctuations[i].callback = Some(cb);
-                self.meta = saved_meta;
-                self.set_timestamp(saved_ts);
-                r.map_err(|e| self.attribute(node, e))?;
-                self.forward_evicted()?;
-                fired = true;
-            }
-            i += 1;
-        }
-        Ok(fired)
-    }
-
-    /// Forwards what store caches evicted during the last record, through their listeners.
-    fn forward_evicted(&mut self) -> Result<()> {
-        // Forwarding can make downstream caches evict in turn; repeat until quiet.
-        loop {
-            let mut any = false;
-            for i in 0..self.stores.len() {
-                let evicted = self.stores[i].cell.take_evicted();
-                if evicted.is_empty() {
-                    continue;
-                }
-                any = true;
-                self.run_listener(i, evicted)?;
-            }
-            if !any {
-                return Ok(());
-            }
-        }
-    }
-
-    fn run_listener(&mut self, store: usize, entries: Vec<FlushedEntry>) -> Result<()> {
-        let Some((node, mut f)) = self.stores[store].listener.take() else {
-            return Ok(());
-        };
-        let mut result = Ok(());
-        for e in entries {
-            result = f(&mut NodeContext { task: self, node }, e);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.stores[store].listener = Some((node, f));
-        result.map_err(|e| self.attribute(node, e))
-    }
 }
 
 /// Metrics of one task.
@@ -553,19 +328,7 @@ impl StreamTask {
         if self.initialized {
             return Ok(());
         }
-        for i in 0..self.core.nodes.len() {
-            let Some(mut p) = self.core.nodes[i].as_mut().and_then(|n| n.processor.take()) else {
-                continue;
-            };
-            let r = p.init(&mut NodeContext {
-                task: &mut self.core,
-                node: i,
-            });
-            if let Some(n) = self.core.nodes[i].as_mut() {
-                n.processor = Some(p);
-            }
-            r.map_err(|e| self.core.attribute(i, e))?;
-        }
+        self.core.init_processors()?;
         self.initialized = true;
         Ok(())
     }
@@ -763,11 +526,7 @@ impl StreamTask {
 
     /// Closes processors and stores. The caller commits first when closing cleanly.
     pub(crate) fn close(mut self) {
-        for n in self.core.nodes.iter_mut().flatten() {
-            if let Some(p) = n.processor.as_mut() {
-                p.close();
-            }
-        }
+        self.core.close_processors();
         for s in &self.core.stores {
             if let Err(e) = s.cell.with_stack(|st| st.close()) {
                 tracing::warn!(task = %self.id, store = %s.name, error = %e, "closing store failed");

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{
-    ErasedProcessor, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor, TopicChooser,
+    ErasedProcessor, NodeGraph, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor,
+    TopicChooser,
 };
 use crate::record::{Record, RecordBytes};
 use crate::serde::SerdeRef;
@@ -654,6 +655,21 @@ impl Topology {
         } else {
             topic.to_string()
         }
+    }
+}
+
+/// How the engine sees the topology it runs.
+impl NodeGraph for Topology {
+    fn node_name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    fn node_stores(&self, node: usize) -> &[String] {
+        &self.nodes[node].stores
+    }
+
+    fn physical_topic(&self, application_id: &str, topic: &str) -> String {
+        Topology::physical_topic(self, application_id, topic)
     }
 }
 
