@@ -1,9 +1,14 @@
-//! The stream task: it owns partition p of each of its sub-topology's source topics, its processors and its stores, and processes its
-//! records in timestamp order. Synchronous and deterministic: no I/O here but the stores'.
+//! The stream task: it owns partition p of each of its sub-topology's source topics, its
+//! processors and its stores, and processes its records in timestamp order. Synchronous and
+//! deterministic: no I/O here but the stores'.
+//!
+//! `queue` decodes and orders the input records, `stores` opens the stores and restores and
+//! checkpoints them; running the nodes is the engine's (`crate::processor`).
 
 mod queue;
+mod stores;
 
-pub(crate) use queue::PartitionGroup;
+use queue::PartitionGroup;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -12,17 +17,14 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use state_store::{
-    CacheBudget, Checkpoint, InMemoryEngine, KeyValueEngine, KeyValueStoreStack, RocksDbConfig,
-    RocksDbEngine, StateDirectory, TaskDirLock,
-};
+use state_store::{CacheBudget, Checkpoint, RocksDbConfig, StateDirectory, TaskDirLock};
 
 use crate::collector::RecordCollector;
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::processor::{PunctuationType, TaskCore, TaskNode, TaskStore};
+use crate::processor::{PunctuationType, TaskCore, TaskNode};
 use crate::record::{RawRecord, RecordBytes, RecordMetadata};
-use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
+use crate::state::GlobalStores;
 use crate::task_id::TaskId;
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
@@ -53,16 +55,6 @@ pub struct TaskMetrics {
     pub dropped: u64,
     /// Records restored into the task's stores from their changelogs.
     pub restored: u64,
-}
-
-/// A changelog partition a task restores one store from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChangelogPartition {
-    pub(crate) store: String,
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    /// Where restoration starts: the checkpointed offset, or `None` for the beginning.
-    pub(crate) checkpoint: Option<i64>,
 }
 
 /// A partition a task waits to have fetched up to `end` before it processes (or until
@@ -106,10 +98,6 @@ impl StreamTask {
             subtopology: subtopology.id,
             partition,
         };
-        let io = |path: &std::path::Path| {
-            let path = path.display().to_string();
-            move |source| StreamsError::Io { path, source }
-        };
         let lock = match &env.state_dir {
             Some(dir) => Some(dir.lock_task(&id.to_string(), env.lock_timeout).map_err(
                 |source| StreamsError::Store {
@@ -133,58 +121,7 @@ impl StreamTask {
         };
 
         let current_ts = Arc::new(AtomicI64::new(0));
-        let mut stores = Vec::new();
-        for name in &subtopology.stores {
-            let def = &topology.stores[name];
-            let f = &def.factory;
-            let engine: Box<dyn KeyValueEngine> = match (&lock, f.persistent()) {
-                (Some(lock), true) => {
-                    let dir = state_store::rocksdb_dir(lock.dir(), name);
-                    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                    Box::new(
-                        RocksDbEngine::open(name.clone(), &dir, &env.rocksdb).map_err(
-                            |source| StreamsError::Store {
-                                task: id,
-                                store: name.clone(),
-                                source,
-                            },
-                        )?,
-                    )
-                }
-                _ => Box::new(InMemoryEngine::new(name.clone())),
-            };
-            let persistent = engine.persistent();
-            let mut stack = KeyValueStoreStack::new(engine);
-            let changelog = f
-                .logging()
-                .then(|| (changelog_topic(&env.application_id, name), partition));
-            if let Some((topic, partition)) = &changelog {
-                stack = stack.with_changelog(Box::new(CollectorChangelogWriter {
-                    collector: env.collector.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    key_offset: f.changelog_key_offset(),
-                }));
-            }
-            if f.caching() {
-                if let Some(budget) = &env.cache_budget {
-                    stack = stack.with_cache(budget.clone());
-                }
-            }
-            let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
-            let (handle, restore_key) = f.open(cell.clone());
-            stores.push(TaskStore {
-                name: name.clone(),
-                handle,
-                restore_key,
-                cell,
-                changelog,
-                persistent,
-                listener: None,
-                order: def.processors.iter().copied().min().unwrap_or(usize::MAX),
-            });
-        }
-        stores.sort_by_key(|s| s.order);
+        let stores = stores::open(&topology, subtopology, id, env, lock.as_ref(), &current_ts)?;
 
         let mut nodes: Vec<Option<TaskNode>> = (0..topology.nodes.len()).map(|_| None).collect();
         for &i in &subtopology.nodes {
@@ -237,90 +174,6 @@ impl StreamTask {
     /// The input partitions of this task (topic as named on the cluster, partition).
     pub(crate) fn input_partitions(&self) -> Vec<(String, i32)> {
         self.queues.partitions()
-    }
-
-    /// The changelog partitions to restore, with where to start.
-    pub(crate) fn changelogs(&self) -> Vec<ChangelogPartition> {
-        self.core
-            .stores
-            .iter()
-            .filter_map(|s| {
-                let (topic, partition) = s.changelog.clone()?;
-                let checkpoint = if s.persistent {
-                    self.changelog_offsets
-                        .get(&(topic.clone(), partition))
-                        .copied()
-                } else {
-                    None
-                };
-                Some(ChangelogPartition {
-                    store: s.name.clone(),
-                    topic,
-                    partition,
-                    checkpoint,
-                })
-            })
-            .collect()
-    }
-
-    /// The task's store `store`, or an error naming it and the task.
-    fn own_store(&self, store: &str) -> Result<&TaskStore> {
-        self.core
-            .store(store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: format!("not a store of task {}", self.id),
-            })
-    }
-
-    /// Writes restored changelog records straight into `store`.
-    pub(crate) fn restore_batch(
-        &mut self,
-        store: &str,
-        batch: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> Result<()> {
-        let s = self.own_store(store)?;
-        match &s.restore_key {
-            None => s.cell.with_stack(|stack| stack.restore_batch(batch))?,
-            Some(map) => {
-                let mapped: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                    batch.iter().map(|(k, v)| (map(k), v.clone())).collect();
-                s.cell.with_stack(|stack| stack.restore_batch(&mapped))?
-            }
-        }
-        self.metrics.restored += batch.len() as u64;
-        Ok(())
-    }
-
-    /// Deletes every entry of `store` (before a restore from scratch).
-    pub(crate) fn clear_store(&mut self, store: &str) -> Result<()> {
-        let s = self.own_store(store)?;
-        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = s
-            .cell
-            .with_stack(|st| st.all())?
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
-        s.cell.with_stack(|st| st.restore_batch(&keys))
-    }
-
-    /// Makes `store` durable (after a restore: its writes leave memory for files).
-    pub(crate) fn flush_store(&mut self, store: &str) -> Result<()> {
-        let s = self.own_store(store)?;
-        s.cell.with_stack(|st| st.flush())
-    }
-
-    /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
-    pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
-        self.changelog_offsets
-            .insert((topic.to_string(), partition), next_offset);
-    }
-
-    /// Throws away the local state of the task's persistent stores (for a checkpoint that no
-    /// longer matches its changelog): the caller then restores from the beginning.
-    pub(crate) fn forget_checkpoint(&mut self, topic: &str, partition: i32) {
-        self.changelog_offsets
-            .remove(&(topic.to_string(), partition));
     }
 
     /// Initializes the processors, in topological order, once the stores are restored.
@@ -487,41 +340,6 @@ impl StreamTask {
     /// Offsets to commit: the next offset of every input partition this task has moved on.
     pub(crate) fn committable_offsets(&self) -> Vec<(String, i32, i64)> {
         self.queues.offsets()
-    }
-
-    /// Last half of a commit, after the producer acknowledged everything: record how far each
-    /// changelog is reflected in the local stores. `acked` gives the next offset per changelog
-    /// partition written since the last checkpoint.
-    pub(crate) fn checkpoint(&mut self, acked: &HashMap<(String, i32), i64>) -> Result<()> {
-        for s in &self.core.stores {
-            if let Some(key) = &s.changelog {
-                if let Some(off) = acked.get(key) {
-                    self.changelog_offsets.insert(key.clone(), *off);
-                }
-            }
-        }
-        let Some(path) = &self.checkpoint_path else {
-            return Ok(());
-        };
-        let persistent: HashMap<(String, i32), i64> = self
-            .core
-            .stores
-            .iter()
-            .filter(|s| s.persistent)
-            .filter_map(|s| {
-                let key = s.changelog.clone()?;
-                let off = self.changelog_offsets.get(&key)?;
-                Some((key, *off))
-            })
-            .collect();
-        if persistent.is_empty() {
-            return Ok(());
-        }
-        Checkpoint::write(path, &persistent).map_err(|source| StreamsError::Store {
-            task: self.id,
-            store: "<checkpoint>".into(),
-            source,
-        })
     }
 
     /// Closes processors and stores. The caller commits first when closing cleanly.
