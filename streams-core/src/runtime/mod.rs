@@ -8,6 +8,8 @@
 
 mod collector;
 mod global;
+mod restore;
+mod task_manager;
 mod thread;
 mod topics;
 

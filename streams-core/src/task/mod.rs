@@ -9,6 +9,7 @@ mod queue;
 mod stores;
 
 use queue::PartitionGroup;
+pub(crate) use stores::ChangelogPartition;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
