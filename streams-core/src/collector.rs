@@ -7,7 +7,7 @@ use crate::record::Headers;
 
 /// Where processed records leave the task: the producer in the runtime, a list in the test
 /// driver. Changelog writes go through it too.
-pub trait RecordCollector: Send + Sync {
+pub(crate) trait RecordCollector: Send + Sync {
     /// Sends a record; `partition` `None` lets the producer's partitioner (murmur2 of the key,
     /// as in Java) choose.
     fn send(

@@ -394,53 +394,6 @@ impl DefaultSerde for serde_json::Value {
     }
 }
 
-fn cast<S: 'static, T: 'static>(serde: SerdeRef<S>) -> Option<SerdeRef<T>> {
-    (Box::new(serde) as Box<dyn std::any::Any>)
-        .downcast::<SerdeRef<T>>()
-        .ok()
-        .map(|b| *b)
-}
-
-/// The built-in serde of `T` if `T` is one of the types with a Kafka serde (String, `Vec<u8>`,
-/// i64, i32, i16, f64, f32, bool, `()`, `serde_json::Value`) or an `Option` of one of them.
-///
-/// The DSL uses it when no serde was given for a type and none was carried from upstream.
-/// ```
-/// use streams_core::serde::builtin_serde;
-/// assert!(builtin_serde::<i64>().is_some());
-/// assert!(builtin_serde::<Option<String>>().is_some());
-/// struct Mine;
-/// assert!(builtin_serde::<Mine>().is_none());
-/// ```
-pub fn builtin_serde<T: 'static>() -> Option<SerdeRef<T>> {
-    use std::any::TypeId;
-    macro_rules! try_types {
-        ($($t:ty),*) => {
-            $(
-                if TypeId::of::<T>() == TypeId::of::<$t>() {
-                    return cast::<$t, T>(<$t as DefaultSerde>::default_serde());
-                }
-                if TypeId::of::<T>() == TypeId::of::<Option<$t>>() {
-                    return cast::<Option<$t>, T>(<Option<$t> as DefaultSerde>::default_serde());
-                }
-            )*
-        };
-    }
-    try_types!(
-        String,
-        Vec<u8>,
-        i64,
-        i32,
-        i16,
-        f64,
-        f32,
-        bool,
-        (),
-        serde_json::Value
-    );
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -550,6 +550,6 @@ impl ChangelogWriter for CollectorChangelogWriter {
 }
 
 /// `<application.id>-<store>-changelog`.
-pub fn changelog_topic(application_id: &str, store: &str) -> String {
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }

@@ -428,23 +428,6 @@ impl Topology {
         Ok(self)
     }
 
-    /// Declares `topic` an internal repartition topic: the runtime creates it as
-    /// `<application.id>-<topic>` with `partitions` partitions (or as many as the tasks writing
-    /// it when `None`), and sources and sinks naming it read and write that topic.
-    pub fn add_repartition_topic(&mut self, topic: &str, partitions: Option<i32>) -> &mut Self {
-        self.repartition_topics
-            .insert(topic.to_string(), partitions);
-        self
-    }
-
-    /// Records that the DSL generated `name` (a store or an internal topic) rather than the user
-    /// naming it; `ensure.explicit.internal.resource.naming=true` refuses such topologies.
-    pub fn note_generated_name(&mut self, kind: &str, name: &str) -> &mut Self {
-        self.generated_names
-            .push((kind.to_string(), name.to_string()));
-        self
-    }
-
     /// The topology's shape, printed like Kafka Streams' `TopologyDescription`.
     pub fn describe(&self) -> TopologyDescription {
         TopologyDescription::of(self)
