@@ -1,6 +1,7 @@
-//! [`RecordCollector`]: where a task's records leave it. A leaf, so that the stores (changelog
-//! writes), the sink nodes and the tasks can send records without knowing who receives them: the
-//! runtime's producer or the test driver's list.
+//! [`RecordCollector`]: where a task's records (sinks, changelog writes) leave it.
+//!
+//! A leaf module, so that stores, sink nodes and tasks send records without knowing who receives
+//! them: the runtime's producer or the test driver's list.
 
 use crate::error::{Result, StreamsError};
 use crate::record::Headers;

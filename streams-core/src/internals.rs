@@ -1,5 +1,6 @@
-//! Plumbing for `streams-dsl`: what the DSL needs to build topologies and applications do not.
-//! Hidden from the docs, with no stability promise: it changes with the DSL.
+//! Plumbing for `streams-dsl`, which applications do not need: hidden, no stability promise.
+//!
+//! What the DSL needs to build topologies; it changes with the DSL.
 //!
 //! - [`builtin_serde`]: the serde of a built-in type, picked by type, for the DSL's defaults.
 //! - `Topology::add_repartition_topic` and `Topology::note_generated_name`: methods, so that the

@@ -1,5 +1,6 @@
-//! [`TaskId`]: a task's identity, (sub-topology, partition). A leaf: errors, stores and the
-//! runtime name tasks with it without depending on the task module.
+//! [`TaskId`]: a task's identity, (sub-topology, partition).
+//!
+//! A leaf module, so that errors, stores and the runtime name tasks without depending on `task`.
 
 use std::fmt;
 

@@ -1,5 +1,4 @@
-//! [`ProcessorContext`]: what a processor can do besides returning: forward, schedule
-//! punctuations, reach its stores and read where the current record came from.
+//! [`ProcessorContext`]: a processor's handle on its task (forward, punctuate, stores, metadata).
 
 use std::any::Any;
 use std::marker::PhantomData;

@@ -1,7 +1,9 @@
-//! The engine that runs one task's nodes: [`TaskCore`] holds the task's processors, stores and
-//! punctuations, runs records through the nodes depth-first and forwards what store caches write
-//! out. It and the contexts in `context` are one unit: a processor reaches the task through its
-//! context, and the task runs processors through the same context.
+//! [`TaskCore`], the engine that runs one task's nodes, punctuations and cache flushes.
+//!
+//! It holds the task's processors, stores and punctuations, runs records through the nodes
+//! depth-first and forwards what store caches write out. It and the contexts in `context` are one
+//! unit: a processor reaches the task through its context, and the task runs processors through
+//! the same context.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicI64, Ordering};

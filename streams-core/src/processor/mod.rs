@@ -1,6 +1,8 @@
-//! The Processor API and the engine that runs it: the [`Processor`] trait and its
-//! [`ProcessorContext`] (forward, punctuate, stores), the type-erased nodes the topology is
-//! built from (`nodes`), and `TaskCore`, which runs one task's nodes (`engine`).
+//! The Processor API and the engine that runs it.
+//!
+//! The [`Processor`] trait and its [`ProcessorContext`] (`context`: forward, punctuate, stores),
+//! the type-erased nodes the topology is built from (`nodes`), and `TaskCore`, which runs one
+//! task's nodes (`engine`).
 //!
 //! The context, the nodes and the engine use each other (a context is a handle on the engine,
 //! the engine runs nodes through contexts): that cycle is this module's, and none leaves it. The

@@ -1,5 +1,7 @@
-//! The type-erased nodes a topology is made of: [`ErasedProcessor`], as the engine runs every
-//! node, and its implementations: sources, user processors behind [`ProcessorAdapter`], sinks.
+//! The type-erased nodes a topology is made of: sources, user processors and sinks.
+//!
+//! [`ErasedProcessor`] is how the engine runs every node; [`ProcessorAdapter`] puts a typed
+//! [`Processor`] behind it.
 
 use std::any::Any;
 use std::marker::PhantomData;

@@ -1,5 +1,7 @@
-//! Restoration: replaying a new task's changelogs into its stores, from their checkpoints (or
-//! the beginning) to their ends, with a restore consumer that only assigns partitions.
+//! Restoration: replaying a new task's changelogs into its stores before it processes.
+//!
+//! Each changelog is read from the task's checkpoint (or the beginning) to its end, with a
+//! restore consumer that only assigns partitions and never joins the group.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
-//! `TaskManager`: the tasks of one stream thread. It routes polled records to their tasks,
-//! picks which task processes next, commits, and turns an assignment into tasks (resumed,
-//! closed, or created and restored).
+//! `TaskManager`: the tasks of one stream thread, from assignment to commit.
+//!
+//! It routes polled records to their tasks, picks which task processes next, commits, and turns
+//! an assignment into tasks (resumed, closed, or created and restored).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

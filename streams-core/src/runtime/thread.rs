@@ -1,5 +1,7 @@
-//! A stream thread: one consumer in the group and one producer, the poll / process / punctuate /
-//! commit loop, and the consumer's rebalance callbacks. Its tasks are the `TaskManager`'s.
+//! A stream thread: its consumer and producer, its poll / process / commit loop, its rebalances.
+//!
+//! One consumer in the group and one producer per thread; the thread's tasks are its
+//! `TaskManager`'s.
 //!
 //! Rebalances run inside `poll` (rdkafka's callbacks): on revoke the thread commits and suspends
 //! its tasks; on assign it resumes the tasks it keeps, closes the others, and creates, restores

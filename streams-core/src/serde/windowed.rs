@@ -1,6 +1,6 @@
-//! The windowed key serdes, byte-compatible with Kafka Streams' `TimeWindowedSerializer` and
-//! `SessionWindowedSerializer`; applications get them from `Serdes::time_windowed` and
-//! `Serdes::session_windowed`.
+//! The windowed key serdes, byte-compatible with Kafka Streams' windowed serializers.
+//!
+//! Applications get them from `Serdes::time_windowed` and `Serdes::session_windowed`.
 
 use super::{Serde, SerdeError, SerdeRef};
 use crate::window::{Window, Windowed};

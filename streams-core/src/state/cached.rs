@@ -1,5 +1,7 @@
-//! What a processor sees of a store's record cache: [`CachedStore`], implemented by every typed
-//! store, and the typed [`CacheFlush`] entries the cache writes out.
+//! What a processor sees of a store's record cache: [`CachedStore`] and its [`CacheFlush`]es.
+//!
+//! Every typed store implements [`CachedStore`], so that a processor can forward what the cache
+//! writes out (`ProcessorContext::on_cache_flush`).
 
 use state_store::FlushedEntry;
 

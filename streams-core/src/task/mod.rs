@@ -1,6 +1,8 @@
-//! The stream task: it owns partition p of each of its sub-topology's source topics, its
-//! processors and its stores, and processes its records in timestamp order. Synchronous and
-//! deterministic: no I/O here but the stores'.
+//! The stream task: timestamp-ordered processing of one partition of a sub-topology.
+//!
+//! A task owns partition p of each of its sub-topology's source topics, its processors and its
+//! stores, and processes its records in timestamp order. Synchronous and deterministic: no I/O
+//! here but the stores'.
 //!
 //! `queue` decodes and orders the input records, `stores` opens the stores and restores and
 //! checkpoints them; running the nodes is the engine's (`crate::processor`).

@@ -1,5 +1,7 @@
-//! A task's stores: opening them (RocksDB or memory, changelog and cache layers) and keeping
-//! them in step with their changelogs (restoration, checkpoints).
+//! A task's stores: opening them, restoring them from their changelogs, checkpointing them.
+//!
+//! Persistent stores live in RocksDB under the task's directory, the others in memory; logged
+//! stores write their changelog partition through the task's collector.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
