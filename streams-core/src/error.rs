@@ -1,6 +1,6 @@
 //! The one error type of streams-core: [`StreamsError`], whose messages name what was involved.
 
-use crate::task::TaskId;
+use crate::task_id::TaskId;
 
 /// A failure while building, starting or running a streams application.
 ///

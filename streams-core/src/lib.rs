@@ -5,45 +5,81 @@
 //! on a Kafka cluster, and the [`TopologyTestDriver`] that runs them without one.
 //!
 //! ## Map
-//! - [`record`]: [`Record`] (typed, what processors see), [`RawRecord`] (bytes, what topics hold), [`Change`].
-//! - [`serde`]: the [`Serde`](serde::Serde) trait, Kafka-compatible [`Serdes`](serde::Serdes), [`DefaultSerde`](serde::DefaultSerde).
+//! One line per module. The public API is what this list names: the items re-exported at the
+//! crate root, and the public modules [`config`], [`serde`] and [`window`] (plus the hidden
+//! [`internals`], for `streams-dsl`). Everything else is `pub(crate)`.
+//! - `record`: [`Record`] (typed, what processors see), [`RecordMetadata`], [`Change`], [`Headers`]; internally the raw records consumed from topics.
+//! - `task_id`: [`TaskId`], a task's (sub-topology, partition).
+//! - `time`: the injected clock (the system's, or the test driver's manual one); internal.
+//! - [`window`]: [`Window`] and [`Windowed`] keys; time, sliding and session windows.
+//! - [`serde`]: the [`Serde`](serde::Serde) trait, Kafka-compatible [`Serdes`](serde::Serdes) (windowed keys too), [`DefaultSerde`](serde::DefaultSerde).
+//! - `error`: [`StreamsError`], whose messages name what was involved, and [`Result`].
 //! - [`config`]: [`StreamsConfig`] with Kafka Streams' property names and defaults.
-//! - [`topology`]: [`Topology`], built by the DSL or by hand, and its [`TopologyDescription`].
-//! - [`processor`]: the [`Processor`] trait and its [`ProcessorContext`] (forward, punctuate, stores).
-//! - [`state`]: typed [`KeyValueStore`] handles and [`StoreBuilder`]s over the `state-store` crate.
-//! - [`task`]: [`TaskId`] and the stream task: timestamp-ordered processing of one partition.
-//! - [`runtime`]: [`KafkaStreams`], the only module doing I/O (rdkafka and tokio).
-//! - [`test_driver`]: [`TopologyTestDriver`], synchronous and broker-free.
-//! - [`time`]: the injected [`Clock`](time::Clock).
-//! - [`window`]: [`Windowed`](window::Windowed) keys, time, sliding and session windows, windowed serdes.
+//! - `collector`: the record collector a task's records (sinks, changelogs) leave through; internal.
+//! - `state`: typed stores ([`KeyValueStore`], [`WindowStore`], [`SessionStore`]) declared with [`StoreBuilder`] / [`Stores`], their caches ([`CachedStore`], [`CacheFlush`]), and the global stores.
+//! - `processor`: the [`Processor`] trait and its [`ProcessorContext`] ([`PunctuationType`], [`Cancellable`]), the type-erased nodes, and the engine that runs a task's nodes.
+//! - `topology`: [`Topology`], built by the DSL or by hand, its [`TopologyDescription`] and [`TimestampExtractor`]s.
+//! - `task`: the stream task, timestamp-ordered processing of one partition of a sub-topology, its stores' restoration and checkpoints; [`TaskMetrics`].
+//! - `runtime`: [`KafkaStreams`] ([`State`], [`StateRestoreListener`], [`StreamsMetrics`]), the only module doing I/O (rdkafka and tokio).
+//! - `test_driver`: [`TopologyTestDriver`] ([`TestInputTopic`], [`TestOutputTopic`]), synchronous and broker-free.
+//! - [`internals`]: plumbing for `streams-dsl`, hidden, with no stability promise.
+//!
+//! ## Layering
+//! Which module may use which: each uses only modules of the lines above its own. No module
+//! uses one of its own line or below, so the modules form no cycle; the one cycle, between the
+//! processor context and the engine that runs a task's nodes, is inside `processor`.
+//! 1. `record`, `task_id`, `time`, `window`: leaves, using no other module.
+//! 2. `serde`: may use `window` (windowed keys).
+//! 3. `error`: may use `serde`, `task_id`.
+//! 4. `config`: may use `error`. `collector`: may use `error`, `record`.
+//! 5. `state`: may use the lines above.
+//! 6. `processor`: may use the lines above. It reads the topology it runs through its
+//!    `NodeGraph` trait, which `Topology` implements, instead of using `topology`.
+//! 7. `topology`: may use the lines above (its nodes come from `processor`, its stores from `state`).
+//! 8. `task`: may use the lines above.
+//! 9. `runtime`, `test_driver`, `internals`: may use the lines above, not one another.
 //!
 //! ## Guarantees
 //! Topology, processor and task code is synchronous and deterministic; only the runtime does
 //! I/O. Processing is at-least-once: offsets are committed only after caches and stores are
 //! flushed, every produced record is acknowledged and task checkpoints are written.
 
-pub mod config;
-pub mod error;
-pub mod processor;
-pub mod record;
-pub mod runtime;
-pub mod serde;
-pub mod state;
-pub mod task;
-pub mod test_driver;
-pub mod time;
-pub mod topology;
+// In the order of the layering above.
+mod record;
+mod task_id;
+mod time;
 pub mod window;
+
+pub mod serde;
+
+mod error;
+
+mod collector;
+pub mod config;
+
+mod state;
+
+mod processor;
+
+mod topology;
+
+mod task;
+
+#[doc(hidden)]
+pub mod internals;
+mod runtime;
+mod test_driver;
 
 pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
-pub use processor::{
-    CacheFlush, Cancellable, Processor, ProcessorContext, PunctuationType, RecordCollector,
+pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
+pub use record::{Change, Headers, Record, RecordMetadata};
+pub use runtime::{KafkaStreams, State, StateRestoreListener, StreamsMetrics};
+pub use state::{
+    CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore,
 };
-pub use record::{Change, Headers, RawRecord, Record, RecordMetadata};
-pub use runtime::{KafkaStreams, State, StateRestoreListener};
-pub use state::{CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore};
-pub use task::{TaskId, TaskMetrics};
+pub use task::TaskMetrics;
+pub use task_id::TaskId;
 pub use test_driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use topology::{TimestampExtractor, Topology, TopologyDescription};
 pub use window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};

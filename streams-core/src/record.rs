@@ -66,21 +66,21 @@ impl<K, V> Record<K, V> {
 
 /// A record as consumed from a topic, before deserialization.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawRecord {
+pub(crate) struct RawRecord {
     /// Source topic.
-    pub topic: Arc<str>,
+    pub(crate) topic: Arc<str>,
     /// Source partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Offset in that partition.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// The record's timestamp (create or log-append time).
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
     /// Key bytes; `None` is a null key.
-    pub key: Option<Vec<u8>>,
+    pub(crate) key: Option<Vec<u8>>,
     /// Value bytes; `None` is a null value (a tombstone for tables).
-    pub value: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
     /// Headers.
-    pub headers: Headers,
+    pub(crate) headers: Headers,
 }
 
 impl RawRecord {

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use state_store::{CacheBudget, RocksDbConfig};
 
+use crate::collector::RecordCollector;
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
-use crate::processor::RecordCollector;
 use crate::record::{Headers, RawRecord, Record};
 use crate::serde::SerdeRef;
 use crate::state::{GlobalStores, KeyValueStore};
@@ -131,7 +131,7 @@ impl TopologyTestDriver {
         let topology = Arc::new(topology);
         let collector = Arc::new(CapturingCollector::default());
         let clock = ManualClock::new(wall_clock_ms);
-        let globals = Arc::new(GlobalStores::new(&topology));
+        let globals = Arc::new(topology.open_global_stores());
         let env = TaskEnv {
             application_id: config.application_id.as_str().into(),
             collector: collector.clone(),

@@ -4,14 +4,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// Wall-clock time in milliseconds since the epoch. Injected so that tests control it.
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     /// Now, in milliseconds since the epoch.
     fn now_ms(&self) -> i64;
 }
 
 /// The operating system's clock.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
@@ -24,20 +24,20 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to (the TopologyTestDriver's wall clock).
 #[derive(Debug, Clone, Default)]
-pub struct ManualClock {
+pub(crate) struct ManualClock {
     now: Arc<AtomicI64>,
 }
 
 impl ManualClock {
     /// A clock standing at `start_ms`.
-    pub fn new(start_ms: i64) -> Self {
+    pub(crate) fn new(start_ms: i64) -> Self {
         ManualClock {
             now: Arc::new(AtomicI64::new(start_ms)),
         }
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    pub fn advance(&self, ms: i64) {
+    pub(crate) fn advance(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
 }

@@ -12,7 +12,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use streams_core::serde::{builtin_serde, SerdeRef, Serdes};
+use streams_core::internals::builtin_serde;
+use streams_core::serde::{SerdeRef, Serdes};
 use streams_core::{Result, StoreBuilder, StreamsError, Topology};
 
 use crate::kstream::KStream;

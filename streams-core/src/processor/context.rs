@@ -1,5 +1,4 @@
-//! [`ProcessorContext`]: what a processor can do besides returning: forward, schedule
-//! punctuations, reach its stores and read where the current record came from.
+//! [`ProcessorContext`]: a processor's handle on its task (forward, punctuate, stores, metadata).
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -7,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::RecordCollector;
+use super::engine::{Punctuation, TaskCore};
+use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
 use crate::record::{Record, RecordMetadata};
-use crate::state::{CachedStore, KeyValueStore};
-use crate::task::{Punctuation, TaskCore, TaskId};
+use crate::state::{CacheFlush, CachedStore, KeyValueStore};
+use crate::task_id::TaskId;
 
 /// The untyped context of one node inside a task.
 pub(crate) struct NodeContext<'a> {
@@ -69,19 +69,6 @@ impl Cancellable {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// An entry written from a store's record cache to the store (on commit or eviction), typed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheFlush<K, V> {
-    /// The key.
-    pub key: K,
-    /// The value now in the store (`None`: deleted).
-    pub new_value: Option<V>,
-    /// The value the store held before the cached updates.
-    pub old_value: Option<V>,
-    /// Timestamp of the last update of the key.
-    pub timestamp: i64,
 }
 
 /// A processor's handle on its task: forwarding, punctuation, stores and record metadata.

@@ -1,21 +1,30 @@
-//! The Processor API: the [`Processor`] trait, its [`ProcessorContext`], punctuation, and the
-//! type-erased adapters the task runs (sources, user processors, sinks).
+//! The Processor API and the engine that runs it.
+//!
+//! The [`Processor`] trait and its [`ProcessorContext`] (`context`: forward, punctuate, stores),
+//! the type-erased nodes the topology is built from (`nodes`), and `TaskCore`, which runs one
+//! task's nodes (`engine`).
+//!
+//! The context, the nodes and the engine use each other (a context is a handle on the engine,
+//! the engine runs nodes through contexts): that cycle is this module's, and none leaves it. The
+//! engine reads the topology through the `NodeGraph` trait only, so the topology, which builds
+//! the nodes, sits above this module.
 //!
 //! Records move depth-first: `forward` calls each child's `process` before it returns, as in
 //! Kafka Streams, so the order of outputs follows the order of inputs.
 
 mod context;
+mod engine;
+mod nodes;
 
 pub(crate) use context::NodeContext;
-pub use context::{CacheFlush, Cancellable, ProcessorContext, PunctuationType};
+pub use context::{Cancellable, ProcessorContext, PunctuationType};
+pub(crate) use engine::{NodeGraph, TaskCore, TaskNode, TaskStore};
+pub(crate) use nodes::{
+    ErasedProcessor, ProcessorAdapter, SinkProcessor, SourceProcessor, TopicChooser,
+};
 
-use std::any::Any;
-use std::marker::PhantomData;
-use std::sync::Arc;
-
-use crate::error::{Result, StreamsError};
-use crate::record::{Headers, Record};
-use crate::serde::SerdeRef;
+use crate::error::Result;
+use crate::record::Record;
 
 /// A node of the topology that receives records one at a time and forwards records downstream.
 ///
@@ -46,193 +55,5 @@ pub trait Processor: Send + 'static {
     ) -> Result<()>;
 
     /// Releases resources when the task closes.
-    fn close(&mut self) {}
-}
-
-/// Where processed records leave the task: the producer in the runtime, a list in the test
-/// driver. Changelog writes go through it too.
-pub trait RecordCollector: Send + Sync {
-    /// Sends a record; `partition` `None` lets the producer's partitioner (murmur2 of the key,
-    /// as in Java) choose.
-    fn send(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: &Headers,
-    ) -> Result<()>;
-
-    /// Records an error found where it cannot be returned (a changelog write inside a store);
-    /// the task raises it at its next check.
-    fn fail(&self, error: StreamsError);
-
-    /// The first recorded error, if any (sticky: a failed collector stays failed).
-    fn check(&self) -> Result<()>;
-}
-
-/// The task's view of one processor node, without types.
-pub(crate) trait ErasedProcessor: Send {
-    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()>;
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()>;
-    fn close(&mut self);
-}
-
-fn downcast<T: 'static>(ctx: &NodeContext<'_>, payload: Box<dyn Any + Send>) -> Result<T> {
-    payload.downcast::<T>().map(|b| *b).map_err(|_| {
-        StreamsError::Topology(format!(
-            "node `{}` received a record that is not {}",
-            ctx.node_name(),
-            std::any::type_name::<T>()
-        ))
-    })
-}
-
-/// Runs a typed [`Processor`] behind [`ErasedProcessor`].
-pub(crate) struct ProcessorAdapter<P> {
-    inner: P,
-}
-
-impl<P> ProcessorAdapter<P> {
-    pub(crate) fn new(inner: P) -> Self {
-        ProcessorAdapter { inner }
-    }
-}
-
-impl<P: Processor> ErasedProcessor for ProcessorAdapter<P> {
-    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
-        self.inner.init(&mut ProcessorContext::new(ctx.reborrow()))
-    }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        let record = downcast::<Record<P::KIn, P::VIn>>(ctx, record)?;
-        self.inner
-            .process(&mut ProcessorContext::new(ctx.reborrow()), record)
-    }
-    fn close(&mut self) {
-        self.inner.close()
-    }
-}
-
-/// A source node: the record was decoded when it was queued; forward it.
-pub(crate) struct SourceProcessor<K, V>(PhantomData<fn() -> (K, V)>);
-
-impl<K, V> SourceProcessor<K, V> {
-    pub(crate) fn new() -> Self {
-        SourceProcessor(PhantomData)
-    }
-}
-
-impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
-    for SourceProcessor<K, V>
-{
-    fn init(&mut self, _: &mut NodeContext<'_>) -> Result<()> {
-        Ok(())
-    }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        // With one child (the usual case) the decoded record goes on in the box it came in,
-        // saving an allocation per record.
-        if let Some(child) = ctx.task.only_child(ctx.node) {
-            if record.is::<Record<K, V>>() {
-                return ctx.process_child(child, record);
-            }
-        }
-        let record = downcast::<Record<K, V>>(ctx, record)?;
-        ProcessorContext::<K, V>::new(ctx.reborrow()).forward(record)
-    }
-    fn close(&mut self) {}
-}
-
-/// Picks the topic of a record.
-pub(crate) type TopicFn<K, V> = Arc<dyn Fn(&Record<K, V>) -> String + Send + Sync>;
-
-/// How a sink picks its topic.
-pub(crate) enum TopicChooser<K, V> {
-    Fixed(String),
-    Dynamic(TopicFn<K, V>),
-}
-
-impl<K, V> Clone for TopicChooser<K, V> {
-    fn clone(&self) -> Self {
-        match self {
-            TopicChooser::Fixed(t) => TopicChooser::Fixed(t.clone()),
-            TopicChooser::Dynamic(f) => TopicChooser::Dynamic(f.clone()),
-        }
-    }
-}
-
-/// A sink node: serializes and hands the record to the collector.
-pub(crate) struct SinkProcessor<K, V> {
-    chooser: TopicChooser<K, V>,
-    /// The fixed topic as named on the cluster (repartition topics get the application id prefix).
-    physical: Option<String>,
-    key_serde: SerdeRef<K>,
-    value_serde: SerdeRef<V>,
-    /// Serialized key and value of the record being sent, kept between records: the producer
-    /// copies them, so one buffer each serves every record.
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
-}
-
-impl<K, V> SinkProcessor<K, V> {
-    pub(crate) fn new(
-        chooser: TopicChooser<K, V>,
-        key_serde: SerdeRef<K>,
-        value_serde: SerdeRef<V>,
-    ) -> Self {
-        SinkProcessor {
-            chooser,
-            physical: None,
-            key_serde,
-            value_serde,
-            key_buf: Vec::new(),
-            value_buf: Vec::new(),
-        }
-    }
-}
-
-impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, V> {
-    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
-        if let TopicChooser::Fixed(t) = &self.chooser {
-            self.physical = Some(ctx.physical_topic(t));
-        }
-        Ok(())
-    }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        let record = downcast::<Record<K, V>>(ctx, record)?;
-        // The fixed topic is borrowed; only a per-record choice makes a new string.
-        let chosen;
-        let topic: &str = match (&self.physical, &self.chooser) {
-            (Some(t), _) => t,
-            (None, TopicChooser::Dynamic(f)) => {
-                chosen = f(&record);
-                &chosen
-            }
-            (None, TopicChooser::Fixed(t)) => {
-                chosen = ctx.physical_topic(t);
-                &chosen
-            }
-        };
-        let ser = |e| StreamsError::Serialization {
-            target: topic.to_string(),
-            source: e,
-        };
-        let key = self
-            .key_serde
-            .serialize_into(topic, &record.key, &mut self.key_buf)
-            .map_err(ser)?;
-        let value = self
-            .value_serde
-            .serialize_into(topic, &record.value, &mut self.value_buf)
-            .map_err(ser)?;
-        ctx.collector().send(
-            topic,
-            None,
-            key.then_some(&self.key_buf[..]),
-            value.then_some(&self.value_buf[..]),
-            record.timestamp,
-            &record.headers,
-        )
-    }
     fn close(&mut self) {}
 }

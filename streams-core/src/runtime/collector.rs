@@ -13,9 +13,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use crate::collector::RecordCollector;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
-use crate::processor::RecordCollector;
 use crate::record::Headers;
 
 /// Delivery reports, filled by the producer's polling thread.

@@ -34,7 +34,7 @@ pub(crate) fn bootstrap(
         return Ok(None);
     }
     let restore_err = |topic: &str, message: String| StreamsError::Restore {
-        task: crate::task::TaskId {
+        task: crate::task_id::TaskId {
             subtopology: u32::MAX,
             partition: -1,
         },

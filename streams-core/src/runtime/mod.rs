@@ -8,6 +8,8 @@
 
 mod collector;
 mod global;
+mod restore;
+mod task_manager;
 mod thread;
 mod topics;
 
@@ -20,8 +22,8 @@ use state_store::{RocksDbConfig, StateDirectory};
 
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
-use crate::state::GlobalStores;
-use crate::task::{TaskId, TaskMetrics};
+use crate::task::TaskMetrics;
+use crate::task_id::TaskId;
 use crate::topology::Topology;
 
 /// Lifecycle states of a [`KafkaStreams`] instance, after Kafka Streams'.
@@ -307,7 +309,7 @@ impl KafkaStreams {
         let rocksdb = Arc::new(RocksDbConfig::default());
         self.shared.transition(State::Rebalancing);
         // Global stores are complete before any task reads them, as in Kafka Streams.
-        let globals = Arc::new(GlobalStores::new(&self.topology));
+        let globals = Arc::new(self.topology.open_global_stores());
         match global::bootstrap(&self.config, &globals) {
             Ok(None) => {}
             Ok(Some(consumer)) => {

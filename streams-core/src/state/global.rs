@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use state_store::{InMemoryEngine, KeyValueStoreStack};
 
-use super::StoreCell;
+use super::{StoreCell, StoreFactory};
 use crate::error::{Result, StreamsError};
-use crate::task::TaskId;
-use crate::topology::Topology;
+use crate::task_id::TaskId;
 
 /// One global store.
 pub(crate) struct GlobalStore {
@@ -30,24 +29,22 @@ pub(crate) struct GlobalStores {
 }
 
 impl GlobalStores {
-    /// Opens (empty, in memory) the global stores of `topology`.
-    pub(crate) fn new(topology: &Topology) -> Self {
-        // Kafka Streams describes global stores after the other sub-topologies; their errors name
-        // that sub-topology with partition -1 (they belong to no task).
-        let id = TaskId {
-            subtopology: topology.subtopologies().len() as u32,
-            partition: -1,
-        };
-        let stores = topology
-            .global_stores
-            .iter()
-            .map(|(name, def)| {
-                let stack = KeyValueStoreStack::new(Box::new(InMemoryEngine::new(name.clone())));
+    /// Opens (empty, in memory) the global stores declared as `(name, topic, factory)`; their
+    /// errors name `id`. [`Topology::open_global_stores`](crate::topology::Topology) calls it.
+    pub(crate) fn new<'a>(
+        id: TaskId,
+        declared: impl IntoIterator<Item = (&'a str, &'a str, &'a dyn StoreFactory)>,
+    ) -> Self {
+        let stores = declared
+            .into_iter()
+            .map(|(name, topic, factory)| {
+                let stack =
+                    KeyValueStoreStack::new(Box::new(InMemoryEngine::new(name.to_string())));
                 let cell = Arc::new(StoreCell::new(id, stack, Arc::new(AtomicI64::new(0))));
                 GlobalStore {
-                    name: name.clone(),
-                    topic: def.topic.clone(),
-                    handle: def.factory.open(cell.clone()).0,
+                    name: name.to_string(),
+                    topic: topic.to_string(),
+                    handle: factory.open(cell.clone()).0,
                     cell,
                 }
             })

@@ -2,11 +2,13 @@
 //! handles over the byte-level store stacks of the `state-store` crate, and [`StoreBuilder`] /
 //! [`Stores`] to declare them.
 
+mod cached;
 mod window;
 
+pub use cached::{CacheFlush, CachedStore};
 pub(crate) use window::SEGMENT_PREFIX;
-pub use window::{CachedStore, SessionStore, WindowStore};
 use window::{Layout, Segments};
+pub use window::{SessionStore, WindowStore};
 
 mod global;
 
@@ -19,10 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use state_store::{ChangelogWriter, FlushedEntry, KeyValueStoreStack};
 
+use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
-use crate::processor::{CacheFlush, RecordCollector};
 use crate::serde::SerdeRef;
-use crate::task::TaskId;
+use crate::task_id::TaskId;
 
 /// Declares a key-value store: its name, serdes, engine, caching and changelogging.
 ///
@@ -548,6 +550,6 @@ impl ChangelogWriter for CollectorChangelogWriter {
 }
 
 /// `<application.id>-<store>-changelog`.
-pub fn changelog_topic(application_id: &str, store: &str) -> String {
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }

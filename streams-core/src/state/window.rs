@@ -16,9 +16,8 @@ use std::sync::Arc;
 use state_store::FlushedEntry;
 
 use crate::error::{Result, StreamsError};
-use crate::processor::CacheFlush;
 use crate::serde::SerdeRef;
-use crate::state::StoreCell;
+use crate::state::{CacheFlush, CachedStore, StoreCell};
 use crate::window::{Window, Windowed};
 
 /// Bytes of the segment prefix of every engine key.
@@ -541,19 +540,6 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         }
         Ok(out)
     }
-}
-
-/// Stores whose record cache can tell the owning processor what it writes out: key-value,
-/// window and session stores. See [`ProcessorContext::on_cache_flush`](crate::ProcessorContext::on_cache_flush).
-pub trait CachedStore: Clone + Send + Sync + 'static {
-    /// The key type flushed entries carry.
-    type Key: Send + Sync + 'static;
-    /// The value type flushed entries carry.
-    type Value: Send + Sync + 'static;
-    /// The store's name.
-    fn store_name(&self) -> &str;
-    #[doc(hidden)]
-    fn decode_flushed(&self, e: FlushedEntry) -> Result<CacheFlush<Self::Key, Self::Value>>;
 }
 
 fn decode_opt<T: 'static>(

@@ -1,109 +1,36 @@
-//! Tasks: [`TaskId`] = (sub-topology, partition), and the stream task that owns partition p of
-//! each of its sub-topology's source topics, its processors and its stores, and processes its
-//! records in timestamp order. Synchronous and deterministic: no I/O here but the stores'.
+//! The stream task: timestamp-ordered processing of one partition of a sub-topology.
+//!
+//! A task owns partition p of each of its sub-topology's source topics, its processors and its
+//! stores, and processes its records in timestamp order. Synchronous and deterministic: no I/O
+//! here but the stores'.
+//!
+//! `queue` decodes and orders the input records, `stores` opens the stores and restores and
+//! checkpoints them; running the nodes is the engine's (`crate::processor`).
 
 mod queue;
+mod stores;
 
-pub(crate) use queue::PartitionGroup;
+use queue::PartitionGroup;
+pub(crate) use stores::ChangelogPartition;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use state_store::{
-    CacheBudget, Checkpoint, FlushedEntry, InMemoryEngine, KeyValueEngine, KeyValueStoreStack,
-    RocksDbConfig, RocksDbEngine, StateDirectory, TaskDirLock,
-};
+use state_store::{CacheBudget, Checkpoint, RocksDbConfig, StateDirectory, TaskDirLock};
 
+use crate::collector::RecordCollector;
 use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::processor::{ErasedProcessor, NodeContext, PunctuationType, RecordCollector};
+use crate::processor::{PunctuationType, TaskCore, TaskNode};
 use crate::record::{RawRecord, RecordBytes, RecordMetadata};
-use crate::state::{changelog_topic, CollectorChangelogWriter, GlobalStores, StoreCell};
+use crate::state::GlobalStores;
+use crate::task_id::TaskId;
 use crate::time::Clock;
 use crate::topology::{Subtopology, Topology};
-
-/// A task's identity: its sub-topology and partition, printed `<subtopology>_<partition>`.
-///
-/// ```
-/// use streams_core::TaskId;
-/// let id: TaskId = "1_3".parse().unwrap();
-/// assert_eq!(id, TaskId { subtopology: 1, partition: 3 });
-/// assert_eq!(id.to_string(), "1_3");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology.
-    pub subtopology: u32,
-    /// The partition of the sub-topology's source topics.
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
-    }
-}
-
-impl std::str::FromStr for TaskId {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (a, b) = s
-            .split_once('_')
-            .ok_or_else(|| format!("`{s}` is not a task id like 0_1"))?;
-        Ok(TaskId {
-            subtopology: a
-                .parse()
-                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
-            partition: b
-                .parse()
-                .map_err(|_| format!("`{s}` is not a task id like 0_1"))?,
-        })
-    }
-}
-
-pub(crate) type PunctuateFn =
-    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;
-pub(crate) type FlushFn =
-    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, FlushedEntry) -> Result<()> + Send>;
-
-/// A scheduled punctuation of one node.
-pub(crate) struct Punctuation {
-    pub(crate) node: usize,
-    pub(crate) interval_ms: i64,
-    pub(crate) kind: PunctuationType,
-    /// `i64::MIN` for a stream-time punctuation that has not fired yet (it fires with the first record).
-    pub(crate) next_due: i64,
-    pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
-    /// Taken out while it runs, so that it can borrow the task.
-    pub(crate) callback: Option<PunctuateFn>,
-}
-
-struct TaskNode {
-    processor: Option<Box<dyn ErasedProcessor>>,
-    children: Arc<[usize]>,
-}
-
-/// One store of a task.
-pub(crate) struct TaskStore {
-    pub(crate) name: String,
-    pub(crate) cell: Arc<StoreCell>,
-    /// The typed store handle handed to processors (`KeyValueStore<K, V>`, `WindowStore<K, V>`..).
-    pub(crate) handle: Arc<dyn Any + Send + Sync>,
-    /// For segmented stores: the engine key of a restored changelog key.
-    pub(crate) restore_key: Option<crate::state::KeyMapper>,
-    /// Changelog topic and partition, when logged.
-    pub(crate) changelog: Option<(String, i32)>,
-    pub(crate) persistent: bool,
-    /// The node whose flush listener forwards the entries the cache writes out.
-    listener: Option<(usize, FlushFn)>,
-    /// Lowest index of the processors using it: flushing in this order flushes upstream first.
-    order: usize,
-}
 
 /// What a task needs from its surroundings (the runtime or the test driver).
 #[derive(Clone)]
@@ -122,192 +49,6 @@ pub(crate) struct TaskEnv {
     pub(crate) globals: Arc<GlobalStores>,
 }
 
-/// The part of a task processors reach through their context.
-pub(crate) struct TaskCore {
-    pub(crate) id: TaskId,
-    pub(crate) application_id: Arc<str>,
-    pub(crate) topology: Arc<Topology>,
-    nodes: Vec<Option<TaskNode>>,
-    pub(crate) stores: Vec<TaskStore>,
-    pub(crate) meta: Option<RecordMetadata>,
-    current_ts: Arc<AtomicI64>,
-    pub(crate) stream_time: i64,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) collector: Arc<dyn RecordCollector>,
-    punctuations: Vec<Punctuation>,
-    pub(crate) globals: Arc<GlobalStores>,
-    /// Records processors dropped (late for their window, null join keys...) since the task
-    /// last counted them.
-    pub(crate) dropped: u64,
-}
-
-impl TaskCore {
-    pub(crate) fn node_name(&self, node: usize) -> &str {
-        &self.topology.nodes[node].name
-    }
-
-    pub(crate) fn node_stores(&self, node: usize) -> &[String] {
-        &self.topology.nodes[node].stores
-    }
-
-    /// The child of `node` when it has exactly one, the common case that needs no list.
-    pub(crate) fn only_child(&self, node: usize) -> Option<usize> {
-        match self.nodes[node].as_ref().map(|n| &n.children[..]) {
-            Some(&[child]) => Some(child),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn children(&self, node: usize) -> Arc<[usize]> {
-        self.nodes[node]
-            .as_ref()
-            .map(|n| n.children.clone())
-            .unwrap_or_else(|| Arc::from([]))
-    }
-
-    pub(crate) fn store(&self, name: &str) -> Option<&TaskStore> {
-        self.stores.iter().find(|s| s.name == name)
-    }
-
-    pub(crate) fn current_timestamp(&self) -> i64 {
-        self.current_ts.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn schedule(&mut self, p: Punctuation) {
-        self.punctuations.push(p);
-    }
-
-    pub(crate) fn set_flush_listener(
-        &mut self,
-        store: &str,
-        node: usize,
-        f: FlushFn,
-    ) -> Result<()> {
-        let s = self
-            .stores
-            .iter_mut()
-            .find(|s| s.name == store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: "no such store in this task".into(),
-            })?;
-        s.listener = Some((node, f));
-        Ok(())
-    }
-
-    /// Runs node `idx` on `record`. The processor is taken out of its slot while it runs, which
-    /// is safe because the graph is acyclic: a node is never re-entered by its own forwards.
-    pub(crate) fn process_node(&mut self, idx: usize, record: Box<dyn Any + Send>) -> Result<()> {
-        let mut p = self.nodes[idx]
-            .as_mut()
-            .and_then(|n| n.processor.take())
-            .ok_or_else(|| {
-                StreamsError::Topology(format!(
-                    "node `{}` is not runnable in task {}",
-                    self.node_name(idx),
-                    self.id
-                ))
-            })?;
-        let r = p.process(
-            &mut NodeContext {
-                task: self,
-                node: idx,
-            },
-            record,
-        );
-        if let Some(n) = self.nodes[idx].as_mut() {
-            n.processor = Some(p);
-        }
-        r.map_err(|e| self.attribute(idx, e))
-    }
-
-    /// Names the task and processor on errors that user code raised.
-    fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
-        match e {
-            StreamsError::User(message) => StreamsError::Processing {
-                task: self.id,
-                processor: self.node_name(idx).to_string(),
-                message,
-            },
-            other => other,
-        }
-    }
-
-    fn set_timestamp(&mut self, ts: i64) {
-        self.current_ts.store(ts, Ordering::Relaxed);
-    }
-
-    /// Fires every punctuation of `kind` that is due at `now`.
-    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
-        let mut fired = false;
-        self.punctuations
-            .retain(|p| !p.cancelled.load(Ordering::Relaxed));
-        let mut i = 0;
-        while i < self.punctuations.len() {
-            let p = &mut self.punctuations[i];
-            if p.kind == kind && p.next_due <= now && !p.cancelled.load(Ordering::Relaxed) {
-                let node = p.node;
-                let mut cb = p.callback.take().expect("punctuation callback present");
-                let next = if p.next_due == i64::MIN {
-                    now + p.interval_ms
-                } else if now >= p.next_due + p.interval_ms {
-                    // Missed several intervals: fire once, then realign, as Kafka Streams does.
-                    now + p.interval_ms
-                } else {
-                    p.next_due + p.interval_ms
-                };
-                p.next_due = next;
-                let saved_meta = self.meta.take();
-                let saved_ts = self.current_timestamp();
-                self.set_timestamp(now);
-                let r = cb(&mut NodeContext { task: self, node }, now);
-                self.punctuations[i].callback = Some(cb);
-                self.meta = saved_meta;
-                self.set_timestamp(saved_ts);
-                r.map_err(|e| self.attribute(node, e))?;
-                self.forward_evicted()?;
-                fired = true;
-            }
-            i += 1;
-        }
-        Ok(fired)
-    }
-
-    /// Forwards what store caches evicted during the last record, through their listeners.
-    fn forward_evicted(&mut self) -> Result<()> {
-        // Forwarding can make downstream caches evict in turn; repeat until quiet.
-        loop {
-            let mut any = false;
-            for i in 0..self.stores.len() {
-                let evicted = self.stores[i].cell.take_evicted();
-                if evicted.is_empty() {
-                    continue;
-                }
-                any = true;
-                self.run_listener(i, evicted)?;
-            }
-            if !any {
-                return Ok(());
-            }
-        }
-    }
-
-    fn run_listener(&mut self, store: usize, entries: Vec<FlushedEntry>) -> Result<()> {
-        let Some((node, mut f)) = self.stores[store].listener.take() else {
-            return Ok(());
-        };
-        let mut result = Ok(());
-        for e in entries {
-            result = f(&mut NodeContext { task: self, node }, e);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.stores[store].listener = Some((node, f));
-        result.map_err(|e| self.attribute(node, e))
-    }
-}
-
 /// Metrics of one task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskMetrics {
@@ -317,16 +58,6 @@ pub struct TaskMetrics {
     pub dropped: u64,
     /// Records restored into the task's stores from their changelogs.
     pub restored: u64,
-}
-
-/// A changelog partition a task restores one store from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChangelogPartition {
-    pub(crate) store: String,
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    /// Where restoration starts: the checkpointed offset, or `None` for the beginning.
-    pub(crate) checkpoint: Option<i64>,
 }
 
 /// A partition a task waits to have fetched up to `end` before it processes (or until
@@ -370,10 +101,6 @@ impl StreamTask {
             subtopology: subtopology.id,
             partition,
         };
-        let io = |path: &std::path::Path| {
-            let path = path.display().to_string();
-            move |source| StreamsError::Io { path, source }
-        };
         let lock = match &env.state_dir {
             Some(dir) => Some(dir.lock_task(&id.to_string(), env.lock_timeout).map_err(
                 |source| StreamsError::Store {
@@ -397,58 +124,7 @@ impl StreamTask {
         };
 
         let current_ts = Arc::new(AtomicI64::new(0));
-        let mut stores = Vec::new();
-        for name in &subtopology.stores {
-            let def = &topology.stores[name];
-            let f = &def.factory;
-            let engine: Box<dyn KeyValueEngine> = match (&lock, f.persistent()) {
-                (Some(lock), true) => {
-                    let dir = state_store::rocksdb_dir(lock.dir(), name);
-                    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                    Box::new(
-                        RocksDbEngine::open(name.clone(), &dir, &env.rocksdb).map_err(
-                            |source| StreamsError::Store {
-                                task: id,
-                                store: name.clone(),
-                                source,
-                            },
-                        )?,
-                    )
-                }
-                _ => Box::new(InMemoryEngine::new(name.clone())),
-            };
-            let persistent = engine.persistent();
-            let mut stack = KeyValueStoreStack::new(engine);
-            let changelog = f
-                .logging()
-                .then(|| (changelog_topic(&env.application_id, name), partition));
-            if let Some((topic, partition)) = &changelog {
-                stack = stack.with_changelog(Box::new(CollectorChangelogWriter {
-                    collector: env.collector.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    key_offset: f.changelog_key_offset(),
-                }));
-            }
-            if f.caching() {
-                if let Some(budget) = &env.cache_budget {
-                    stack = stack.with_cache(budget.clone());
-                }
-            }
-            let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
-            let (handle, restore_key) = f.open(cell.clone());
-            stores.push(TaskStore {
-                name: name.clone(),
-                handle,
-                restore_key,
-                cell,
-                changelog,
-                persistent,
-                listener: None,
-                order: def.processors.iter().copied().min().unwrap_or(usize::MAX),
-            });
-        }
-        stores.sort_by_key(|s| s.order);
+        let stores = stores::open(&topology, subtopology, id, env, lock.as_ref(), &current_ts)?;
 
         let mut nodes: Vec<Option<TaskNode>> = (0..topology.nodes.len()).map(|_| None).collect();
         for &i in &subtopology.nodes {
@@ -503,108 +179,12 @@ impl StreamTask {
         self.queues.partitions()
     }
 
-    /// The changelog partitions to restore, with where to start.
-    pub(crate) fn changelogs(&self) -> Vec<ChangelogPartition> {
-        self.core
-            .stores
-            .iter()
-            .filter_map(|s| {
-                let (topic, partition) = s.changelog.clone()?;
-                let checkpoint = if s.persistent {
-                    self.changelog_offsets
-                        .get(&(topic.clone(), partition))
-                        .copied()
-                } else {
-                    None
-                };
-                Some(ChangelogPartition {
-                    store: s.name.clone(),
-                    topic,
-                    partition,
-                    checkpoint,
-                })
-            })
-            .collect()
-    }
-
-    /// The task's store `store`, or an error naming it and the task.
-    fn own_store(&self, store: &str) -> Result<&TaskStore> {
-        self.core
-            .store(store)
-            .ok_or_else(|| StreamsError::StoreAccess {
-                store: store.to_string(),
-                message: format!("not a store of task {}", self.id),
-            })
-    }
-
-    /// Writes restored changelog records straight into `store`.
-    pub(crate) fn restore_batch(
-        &mut self,
-        store: &str,
-        batch: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> Result<()> {
-        let s = self.own_store(store)?;
-        match &s.restore_key {
-            None => s.cell.with_stack(|stack| stack.restore_batch(batch))?,
-            Some(map) => {
-                let mapped: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                    batch.iter().map(|(k, v)| (map(k), v.clone())).collect();
-                s.cell.with_stack(|stack| stack.restore_batch(&mapped))?
-            }
-        }
-        self.metrics.restored += batch.len() as u64;
-        Ok(())
-    }
-
-    /// Deletes every entry of `store` (before a restore from scratch).
-    pub(crate) fn clear_store(&mut self, store: &str) -> Result<()> {
-        let s = self.own_store(store)?;
-        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = s
-            .cell
-            .with_stack(|st| st.all())?
-            .into_iter()
-            .map(|(k, _)| (k, None))
-            .collect();
-        s.cell.with_stack(|st| st.restore_batch(&keys))
-    }
-
-    /// Makes `store` durable (after a restore: its writes leave memory for files).
-    pub(crate) fn flush_store(&mut self, store: &str) -> Result<()> {
-        let s = self.own_store(store)?;
-        s.cell.with_stack(|st| st.flush())
-    }
-
-    /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
-    pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
-        self.changelog_offsets
-            .insert((topic.to_string(), partition), next_offset);
-    }
-
-    /// Throws away the local state of the task's persistent stores (for a checkpoint that no
-    /// longer matches its changelog): the caller then restores from the beginning.
-    pub(crate) fn forget_checkpoint(&mut self, topic: &str, partition: i32) {
-        self.changelog_offsets
-            .remove(&(topic.to_string(), partition));
-    }
-
     /// Initializes the processors, in topological order, once the stores are restored.
     pub(crate) fn initialize(&mut self) -> Result<()> {
         if self.initialized {
             return Ok(());
         }
-        for i in 0..self.core.nodes.len() {
-            let Some(mut p) = self.core.nodes[i].as_mut().and_then(|n| n.processor.take()) else {
-                continue;
-            };
-            let r = p.init(&mut NodeContext {
-                task: &mut self.core,
-                node: i,
-            });
-            if let Some(n) = self.core.nodes[i].as_mut() {
-                n.processor = Some(p);
-            }
-            r.map_err(|e| self.core.attribute(i, e))?;
-        }
+        self.core.init_processors()?;
         self.initialized = true;
         Ok(())
     }
@@ -765,48 +345,9 @@ impl StreamTask {
         self.queues.offsets()
     }
 
-    /// Last half of a commit, after the producer acknowledged everything: record how far each
-    /// changelog is reflected in the local stores. `acked` gives the next offset per changelog
-    /// partition written since the last checkpoint.
-    pub(crate) fn checkpoint(&mut self, acked: &HashMap<(String, i32), i64>) -> Result<()> {
-        for s in &self.core.stores {
-            if let Some(key) = &s.changelog {
-                if let Some(off) = acked.get(key) {
-                    self.changelog_offsets.insert(key.clone(), *off);
-                }
-            }
-        }
-        let Some(path) = &self.checkpoint_path else {
-            return Ok(());
-        };
-        let persistent: HashMap<(String, i32), i64> = self
-            .core
-            .stores
-            .iter()
-            .filter(|s| s.persistent)
-            .filter_map(|s| {
-                let key = s.changelog.clone()?;
-                let off = self.changelog_offsets.get(&key)?;
-                Some((key, *off))
-            })
-            .collect();
-        if persistent.is_empty() {
-            return Ok(());
-        }
-        Checkpoint::write(path, &persistent).map_err(|source| StreamsError::Store {
-            task: self.id,
-            store: "<checkpoint>".into(),
-            source,
-        })
-    }
-
     /// Closes processors and stores. The caller commits first when closing cleanly.
     pub(crate) fn close(mut self) {
-        for n in self.core.nodes.iter_mut().flatten() {
-            if let Some(p) = n.processor.as_mut() {
-                p.close();
-            }
-        }
+        self.core.close_processors();
         for s in &self.core.stores {
             if let Err(e) = s.cell.with_stack(|st| st.close()) {
                 tracing::warn!(task = %self.id, store = %s.name, error = %e, "closing store failed");

@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{
-    ErasedProcessor, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor, TopicChooser,
+    ErasedProcessor, NodeGraph, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor,
+    TopicChooser,
 };
 use crate::record::{Record, RecordBytes};
 use crate::serde::SerdeRef;
-use crate::state::{StoreBuilder, StoreFactory};
+use crate::state::{GlobalStores, StoreBuilder, StoreFactory};
+use crate::task_id::TaskId;
 
 /// Turns a consumed record into a typed payload and its timestamp (at enqueue time, so that a
 /// task can order records by timestamp before processing them).
@@ -426,23 +428,6 @@ impl Topology {
         Ok(self)
     }
 
-    /// Declares `topic` an internal repartition topic: the runtime creates it as
-    /// `<application.id>-<topic>` with `partitions` partitions (or as many as the tasks writing
-    /// it when `None`), and sources and sinks naming it read and write that topic.
-    pub fn add_repartition_topic(&mut self, topic: &str, partitions: Option<i32>) -> &mut Self {
-        self.repartition_topics
-            .insert(topic.to_string(), partitions);
-        self
-    }
-
-    /// Records that the DSL generated `name` (a store or an internal topic) rather than the user
-    /// naming it; `ensure.explicit.internal.resource.naming=true` refuses such topologies.
-    pub fn note_generated_name(&mut self, kind: &str, name: &str) -> &mut Self {
-        self.generated_names
-            .push((kind.to_string(), name.to_string()));
-        self
-    }
-
     /// The topology's shape, printed like Kafka Streams' `TopologyDescription`.
     pub fn describe(&self) -> TopologyDescription {
         TopologyDescription::of(self)
@@ -629,6 +614,23 @@ impl Topology {
         Ok(())
     }
 
+    /// Opens (empty, in memory) the global stores of this topology, for an instance or a test
+    /// driver to fill from their topics.
+    pub(crate) fn open_global_stores(&self) -> GlobalStores {
+        // Kafka Streams describes global stores after the other sub-topologies; their errors name
+        // that sub-topology with partition -1 (they belong to no task).
+        let id = TaskId {
+            subtopology: self.subtopologies().len() as u32,
+            partition: -1,
+        };
+        GlobalStores::new(
+            id,
+            self.global_stores
+                .iter()
+                .map(|(name, def)| (name.as_str(), def.topic.as_str(), &*def.factory)),
+        )
+    }
+
     /// The topic name on the cluster: repartition topics carry the application id as a prefix.
     pub(crate) fn physical_topic(&self, application_id: &str, topic: &str) -> String {
         if self.repartition_topics.contains_key(topic) {
@@ -636,6 +638,21 @@ impl Topology {
         } else {
             topic.to_string()
         }
+    }
+}
+
+/// How the engine sees the topology it runs.
+impl NodeGraph for Topology {
+    fn node_name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    fn node_stores(&self, node: usize) -> &[String] {
+        &self.nodes[node].stores
+    }
+
+    fn physical_topic(&self, application_id: &str, topic: &str) -> String {
+        Topology::physical_topic(self, application_id, topic)
     }
 }
 

@@ -5,8 +5,13 @@
 //! here: only [`Serdes::nullable`] (and `Option<T>`'s default serde) accept it, every other serde
 //! rejects it with an error, so a null never turns silently into a value.
 
+mod windowed;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use crate::window::Windowed;
+use windowed::{SessionWindowedSerde, TimeWindowedSerde};
 
 /// Why bytes could not be turned into a value or back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,18 +148,30 @@ impl Serdes {
     pub fn nullable<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
         Arc::new(NullableSerde(inner))
     }
-    /// Time-windowed keys (inner key + 8-byte window start), for windows of `window_size_ms`.
+    /// Time-windowed keys (inner key + 8-byte window start), for windows of `window_size_ms`
+    /// (Kafka Streams' `TimeWindowedSerde`). The end is not on the wire: the deserializer adds
+    /// the window size to the start.
+    ///
+    /// ```
+    /// use streams_core::serde::{Serde, Serdes};
+    /// use streams_core::window::{Window, Windowed};
+    /// let serde = Serdes::time_windowed(Serdes::string(), 60_000);
+    /// let w = Windowed::new("rust".to_string(), Window::new(120_000, 180_000));
+    /// let bytes = serde.serialize("t", &w).unwrap().unwrap();
+    /// assert_eq!(&bytes[..4], b"rust");
+    /// assert_eq!(&bytes[4..], &120_000i64.to_be_bytes());
+    /// assert_eq!(serde.deserialize("t", Some(&bytes)).unwrap(), w);
+    /// ```
     pub fn time_windowed<K: Send + Sync + 'static>(
         inner: SerdeRef<K>,
         window_size_ms: i64,
-    ) -> SerdeRef<crate::window::Windowed<K>> {
-        Arc::new(crate::window::TimeWindowedSerde::new(inner, window_size_ms))
+    ) -> SerdeRef<Windowed<K>> {
+        Arc::new(TimeWindowedSerde::new(inner, window_size_ms))
     }
-    /// Session-windowed keys (inner key + 8-byte end + 8-byte start).
-    pub fn session_windowed<K: Send + Sync + 'static>(
-        inner: SerdeRef<K>,
-    ) -> SerdeRef<crate::window::Windowed<K>> {
-        Arc::new(crate::window::SessionWindowedSerde::new(inner))
+    /// Session-windowed keys (inner key + 8-byte end + 8-byte start), as Kafka Streams'
+    /// `SessionWindowedSerde`.
+    pub fn session_windowed<K: Send + Sync + 'static>(inner: SerdeRef<K>) -> SerdeRef<Windowed<K>> {
+        Arc::new(SessionWindowedSerde::new(inner))
     }
 }
 
@@ -375,53 +392,6 @@ impl DefaultSerde for serde_json::Value {
     fn default_serde() -> SerdeRef<Self> {
         Serdes::json()
     }
-}
-
-fn cast<S: 'static, T: 'static>(serde: SerdeRef<S>) -> Option<SerdeRef<T>> {
-    (Box::new(serde) as Box<dyn std::any::Any>)
-        .downcast::<SerdeRef<T>>()
-        .ok()
-        .map(|b| *b)
-}
-
-/// The built-in serde of `T` if `T` is one of the types with a Kafka serde (String, `Vec<u8>`,
-/// i64, i32, i16, f64, f32, bool, `()`, `serde_json::Value`) or an `Option` of one of them.
-///
-/// The DSL uses it when no serde was given for a type and none was carried from upstream.
-/// ```
-/// use streams_core::serde::builtin_serde;
-/// assert!(builtin_serde::<i64>().is_some());
-/// assert!(builtin_serde::<Option<String>>().is_some());
-/// struct Mine;
-/// assert!(builtin_serde::<Mine>().is_none());
-/// ```
-pub fn builtin_serde<T: 'static>() -> Option<SerdeRef<T>> {
-    use std::any::TypeId;
-    macro_rules! try_types {
-        ($($t:ty),*) => {
-            $(
-                if TypeId::of::<T>() == TypeId::of::<$t>() {
-                    return cast::<$t, T>(<$t as DefaultSerde>::default_serde());
-                }
-                if TypeId::of::<T>() == TypeId::of::<Option<$t>>() {
-                    return cast::<Option<$t>, T>(<Option<$t> as DefaultSerde>::default_serde());
-                }
-            )*
-        };
-    }
-    try_types!(
-        String,
-        Vec<u8>,
-        i64,
-        i32,
-        i16,
-        f64,
-        f32,
-        bool,
-        (),
-        serde_json::Value
-    );
-    None
 }
 
 #[cfg(test)]

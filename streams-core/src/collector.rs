@@ -1,0 +1,30 @@
+//! [`RecordCollector`]: where a task's records (sinks, changelog writes) leave it.
+//!
+//! A leaf module, so that stores, sink nodes and tasks send records without knowing who receives
+//! them: the runtime's producer or the test driver's list.
+
+use crate::error::{Result, StreamsError};
+use crate::record::Headers;
+
+/// Where processed records leave the task: the producer in the runtime, a list in the test
+/// driver. Changelog writes go through it too.
+pub(crate) trait RecordCollector: Send + Sync {
+    /// Sends a record; `partition` `None` lets the producer's partitioner (murmur2 of the key,
+    /// as in Java) choose.
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
+    ) -> Result<()>;
+
+    /// Records an error found where it cannot be returned (a changelog write inside a store);
+    /// the task raises it at its next check.
+    fn fail(&self, error: StreamsError);
+
+    /// The first recorded error, if any (sticky: a failed collector stays failed).
+    fn check(&self) -> Result<()>;
+}

@@ -1,0 +1,290 @@
+//! [`TaskCore`], the engine that runs one task's nodes, punctuations and cache flushes.
+//!
+//! It holds the task's processors, stores and punctuations, runs records through the nodes
+//! depth-first and forwards what store caches write out. It and the contexts in `context` are one
+//! unit: a processor reaches the task through its context, and the task runs processors through
+//! the same context.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use state_store::FlushedEntry;
+
+use super::{ErasedProcessor, NodeContext, PunctuationType};
+use crate::collector::RecordCollector;
+use crate::error::{Result, StreamsError};
+use crate::record::RecordMetadata;
+use crate::state::{GlobalStores, KeyMapper, StoreCell};
+use crate::task_id::TaskId;
+use crate::time::Clock;
+
+/// What the engine reads of the topology it runs. `Topology` implements it: the topology builds
+/// the engine's nodes, so the engine sits below it and cannot name it.
+pub(crate) trait NodeGraph: Send + Sync {
+    /// The name of node `node`.
+    fn node_name(&self, node: usize) -> &str;
+    /// The stores connected to node `node`.
+    fn node_stores(&self, node: usize) -> &[String];
+    /// `topic` as named on the cluster (repartition topics carry the application id).
+    fn physical_topic(&self, application_id: &str, topic: &str) -> String;
+}
+
+/// A punctuation's callback, untyped: the typed one wrapped by `ProcessorContext::schedule`.
+pub(crate) type PunctuateFn =
+    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;
+/// A store's flush listener, untyped: the typed one wrapped by `ProcessorContext::on_cache_flush`.
+pub(crate) type FlushFn =
+    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, FlushedEntry) -> Result<()> + Send>;
+
+/// A scheduled punctuation of one node.
+pub(crate) struct Punctuation {
+    pub(crate) node: usize,
+    pub(crate) interval_ms: i64,
+    pub(crate) kind: PunctuationType,
+    /// `i64::MIN` for a stream-time punctuation that has not fired yet (it fires with the first record).
+    pub(crate) next_due: i64,
+    pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Taken out while it runs, so that it can borrow the task.
+    pub(crate) callback: Option<PunctuateFn>,
+}
+
+/// One node of a task: its processor (taken out while it runs) and its children.
+pub(crate) struct TaskNode {
+    pub(crate) processor: Option<Box<dyn ErasedProcessor>>,
+    pub(crate) children: Arc<[usize]>,
+}
+
+/// One store of a task.
+pub(crate) struct TaskStore {
+    pub(crate) name: String,
+    pub(crate) cell: Arc<StoreCell>,
+    /// The typed store handle handed to processors (`KeyValueStore<K, V>`, `WindowStore<K, V>`..).
+    pub(crate) handle: Arc<dyn Any + Send + Sync>,
+    /// For segmented stores: the engine key of a restored changelog key.
+    pub(crate) restore_key: Option<KeyMapper>,
+    /// Changelog topic and partition, when logged.
+    pub(crate) changelog: Option<(String, i32)>,
+    pub(crate) persistent: bool,
+    /// The node whose flush listener forwards the entries the cache writes out.
+    pub(crate) listener: Option<(usize, FlushFn)>,
+    /// Lowest index of the processors using it: flushing in this order flushes upstream first.
+    pub(crate) order: usize,
+}
+
+/// The part of a task processors reach through their context: its nodes, stores, punctuations
+/// and the record being processed. The stream task (`crate::task`) builds it and feeds it records.
+pub(crate) struct TaskCore {
+    pub(crate) id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    pub(crate) topology: Arc<dyn NodeGraph>,
+    /// Indexed like the topology's nodes; `None` for the nodes of other sub-topologies.
+    pub(crate) nodes: Vec<Option<TaskNode>>,
+    pub(crate) stores: Vec<TaskStore>,
+    pub(crate) meta: Option<RecordMetadata>,
+    /// The timestamp of the record (or punctuation) being processed, shared with the stores.
+    pub(crate) current_ts: Arc<AtomicI64>,
+    pub(crate) stream_time: i64,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    pub(crate) punctuations: Vec<Punctuation>,
+    pub(crate) globals: Arc<GlobalStores>,
+    /// Records processors dropped (late for their window, null join keys...) since the task
+    /// last counted them.
+    pub(crate) dropped: u64,
+}
+
+impl TaskCore {
+    pub(crate) fn node_name(&self, node: usize) -> &str {
+        self.topology.node_name(node)
+    }
+
+    pub(crate) fn node_stores(&self, node: usize) -> &[String] {
+        self.topology.node_stores(node)
+    }
+
+    /// The child of `node` when it has exactly one, the common case that needs no list.
+    pub(crate) fn only_child(&self, node: usize) -> Option<usize> {
+        match self.nodes[node].as_ref().map(|n| &n.children[..]) {
+            Some(&[child]) => Some(child),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn children(&self, node: usize) -> Arc<[usize]> {
+        self.nodes[node]
+            .as_ref()
+            .map(|n| n.children.clone())
+            .unwrap_or_else(|| Arc::from([]))
+    }
+
+    pub(crate) fn store(&self, name: &str) -> Option<&TaskStore> {
+        self.stores.iter().find(|s| s.name == name)
+    }
+
+    pub(crate) fn current_timestamp(&self) -> i64 {
+        self.current_ts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn schedule(&mut self, p: Punctuation) {
+        self.punctuations.push(p);
+    }
+
+    pub(crate) fn set_flush_listener(
+        &mut self,
+        store: &str,
+        node: usize,
+        f: FlushFn,
+    ) -> Result<()> {
+        let s = self
+            .stores
+            .iter_mut()
+            .find(|s| s.name == store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: "no such store in this task".into(),
+            })?;
+        s.listener = Some((node, f));
+        Ok(())
+    }
+
+    /// Initializes the processors, in topological order (once the stores are restored).
+    pub(crate) fn init_processors(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let Some(mut p) = self.nodes[i].as_mut().and_then(|n| n.processor.take()) else {
+                continue;
+            };
+            let r = p.init(&mut NodeContext {
+                task: self,
+                node: i,
+            });
+            if let Some(n) = self.nodes[i].as_mut() {
+                n.processor = Some(p);
+            }
+            r.map_err(|e| self.attribute(i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the processors (the task closes its stores afterwards).
+    pub(crate) fn close_processors(&mut self) {
+        for n in self.nodes.iter_mut().flatten() {
+            if let Some(p) = n.processor.as_mut() {
+                p.close();
+            }
+        }
+    }
+
+    /// Runs node `idx` on `record`. The processor is taken out of its slot while it runs, which
+    /// is safe because the graph is acyclic: a node is never re-entered by its own forwards.
+    pub(crate) fn process_node(&mut self, idx: usize, record: Box<dyn Any + Send>) -> Result<()> {
+        let mut p = self.nodes[idx]
+            .as_mut()
+            .and_then(|n| n.processor.take())
+            .ok_or_else(|| {
+                StreamsError::Topology(format!(
+                    "node `{}` is not runnable in task {}",
+                    self.node_name(idx),
+                    self.id
+                ))
+            })?;
+        let r = p.process(
+            &mut NodeContext {
+                task: self,
+                node: idx,
+            },
+            record,
+        );
+        if let Some(n) = self.nodes[idx].as_mut() {
+            n.processor = Some(p);
+        }
+        r.map_err(|e| self.attribute(idx, e))
+    }
+
+    /// Names the task and processor on errors that user code raised.
+    fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
+        match e {
+            StreamsError::User(message) => StreamsError::Processing {
+                task: self.id,
+                processor: self.node_name(idx).to_string(),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    pub(crate) fn set_timestamp(&mut self, ts: i64) {
+        self.current_ts.store(ts, Ordering::Relaxed);
+    }
+
+    /// Fires every punctuation of `kind` that is due at `now`.
+    pub(crate) fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
+        let mut fired = false;
+        self.punctuations
+            .retain(|p| !p.cancelled.load(Ordering::Relaxed));
+        let mut i = 0;
+        while i < self.punctuations.len() {
+            let p = &mut self.punctuations[i];
+            if p.kind == kind && p.next_due <= now && !p.cancelled.load(Ordering::Relaxed) {
+                let node = p.node;
+                let mut cb = p.callback.take().expect("punctuation callback present");
+                let next = if p.next_due == i64::MIN {
+                    now + p.interval_ms
+                } else if now >= p.next_due + p.interval_ms {
+                    // Missed several intervals: fire once, then realign, as Kafka Streams does.
+                    now + p.interval_ms
+                } else {
+                    p.next_due + p.interval_ms
+                };
+                p.next_due = next;
+                let saved_meta = self.meta.take();
+                let saved_ts = self.current_timestamp();
+                self.set_timestamp(now);
+                let r = cb(&mut NodeContext { task: self, node }, now);
+                self.punctuations[i].callback = Some(cb);
+                self.meta = saved_meta;
+                self.set_timestamp(saved_ts);
+                r.map_err(|e| self.attribute(node, e))?;
+                self.forward_evicted()?;
+                fired = true;
+            }
+            i += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Forwards what store caches evicted during the last record, through their listeners.
+    pub(crate) fn forward_evicted(&mut self) -> Result<()> {
+        // Forwarding can make downstream caches evict in turn; repeat until quiet.
+        loop {
+            let mut any = false;
+            for i in 0..self.stores.len() {
+                let evicted = self.stores[i].cell.take_evicted();
+                if evicted.is_empty() {
+                    continue;
+                }
+                any = true;
+                self.run_listener(i, evicted)?;
+            }
+            if !any {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands `entries`, written out by the cache of store `store`, to its flush listener.
+    pub(crate) fn run_listener(&mut self, store: usize, entries: Vec<FlushedEntry>) -> Result<()> {
+        let Some((node, mut f)) = self.stores[store].listener.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for e in entries {
+            result = f(&mut NodeContext { task: self, node }, e);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.stores[store].listener = Some((node, f));
+        result.map_err(|e| self.attribute(node, e))
+    }
+}

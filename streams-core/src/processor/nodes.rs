@@ -1,0 +1,178 @@
+//! The type-erased nodes a topology is made of: sources, user processors and sinks.
+//!
+//! [`ErasedProcessor`] is how the engine runs every node; [`ProcessorAdapter`] puts a typed
+//! [`Processor`] behind it.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::{NodeContext, Processor, ProcessorContext};
+use crate::error::{Result, StreamsError};
+use crate::record::Record;
+use crate::serde::SerdeRef;
+
+/// The task's view of one processor node, without types.
+pub(crate) trait ErasedProcessor: Send {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()>;
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()>;
+    fn close(&mut self);
+}
+
+fn downcast<T: 'static>(ctx: &NodeContext<'_>, payload: Box<dyn Any + Send>) -> Result<T> {
+    payload.downcast::<T>().map(|b| *b).map_err(|_| {
+        StreamsError::Topology(format!(
+            "node `{}` received a record that is not {}",
+            ctx.node_name(),
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Runs a typed [`Processor`] behind [`ErasedProcessor`].
+pub(crate) struct ProcessorAdapter<P> {
+    inner: P,
+}
+
+impl<P> ProcessorAdapter<P> {
+    pub(crate) fn new(inner: P) -> Self {
+        ProcessorAdapter { inner }
+    }
+}
+
+impl<P: Processor> ErasedProcessor for ProcessorAdapter<P> {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
+        self.inner.init(&mut ProcessorContext::new(ctx.reborrow()))
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        let record = downcast::<Record<P::KIn, P::VIn>>(ctx, record)?;
+        self.inner
+            .process(&mut ProcessorContext::new(ctx.reborrow()), record)
+    }
+    fn close(&mut self) {
+        self.inner.close()
+    }
+}
+
+/// A source node: the record was decoded when it was queued; forward it.
+pub(crate) struct SourceProcessor<K, V>(PhantomData<fn() -> (K, V)>);
+
+impl<K, V> SourceProcessor<K, V> {
+    pub(crate) fn new() -> Self {
+        SourceProcessor(PhantomData)
+    }
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
+    for SourceProcessor<K, V>
+{
+    fn init(&mut self, _: &mut NodeContext<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        // With one child (the usual case) the decoded record goes on in the box it came in,
+        // saving an allocation per record.
+        if let Some(child) = ctx.task.only_child(ctx.node) {
+            if record.is::<Record<K, V>>() {
+                return ctx.process_child(child, record);
+            }
+        }
+        let record = downcast::<Record<K, V>>(ctx, record)?;
+        ProcessorContext::<K, V>::new(ctx.reborrow()).forward(record)
+    }
+    fn close(&mut self) {}
+}
+
+/// Picks the topic of a record.
+pub(crate) type TopicFn<K, V> = Arc<dyn Fn(&Record<K, V>) -> String + Send + Sync>;
+
+/// How a sink picks its topic.
+pub(crate) enum TopicChooser<K, V> {
+    Fixed(String),
+    Dynamic(TopicFn<K, V>),
+}
+
+impl<K, V> Clone for TopicChooser<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            TopicChooser::Fixed(t) => TopicChooser::Fixed(t.clone()),
+            TopicChooser::Dynamic(f) => TopicChooser::Dynamic(f.clone()),
+        }
+    }
+}
+
+/// A sink node: serializes and hands the record to the collector.
+pub(crate) struct SinkProcessor<K, V> {
+    chooser: TopicChooser<K, V>,
+    /// The fixed topic as named on the cluster (repartition topics get the application id prefix).
+    physical: Option<String>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    /// Serialized key and value of the record being sent, kept between records: the producer
+    /// copies them, so one buffer each serves every record.
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<K, V> SinkProcessor<K, V> {
+    pub(crate) fn new(
+        chooser: TopicChooser<K, V>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        SinkProcessor {
+            chooser,
+            physical: None,
+            key_serde,
+            value_serde,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, V> {
+    fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
+        if let TopicChooser::Fixed(t) = &self.chooser {
+            self.physical = Some(ctx.physical_topic(t));
+        }
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
+        let record = downcast::<Record<K, V>>(ctx, record)?;
+        // The fixed topic is borrowed; only a per-record choice makes a new string.
+        let chosen;
+        let topic: &str = match (&self.physical, &self.chooser) {
+            (Some(t), _) => t,
+            (None, TopicChooser::Dynamic(f)) => {
+                chosen = f(&record);
+                &chosen
+            }
+            (None, TopicChooser::Fixed(t)) => {
+                chosen = ctx.physical_topic(t);
+                &chosen
+            }
+        };
+        let ser = |e| StreamsError::Serialization {
+            target: topic.to_string(),
+            source: e,
+        };
+        let key = self
+            .key_serde
+            .serialize_into(topic, &record.key, &mut self.key_buf)
+            .map_err(ser)?;
+        let value = self
+            .value_serde
+            .serialize_into(topic, &record.value, &mut self.value_buf)
+            .map_err(ser)?;
+        ctx.collector().send(
+            topic,
+            None,
+            key.then_some(&self.key_buf[..]),
+            value.then_some(&self.value_buf[..]),
+            record.timestamp,
+            &record.headers,
+        )
+    }
+    fn close(&mut self) {}
+}

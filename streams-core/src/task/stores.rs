@@ -1,0 +1,222 @@
+//! A task's stores: opening them, restoring them from their changelogs, checkpointing them.
+//!
+//! Persistent stores live in RocksDB under the task's directory, the others in memory; logged
+//! stores write their changelog partition through the task's collector.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use state_store::{
+    Checkpoint, InMemoryEngine, KeyValueEngine, KeyValueStoreStack, RocksDbEngine, TaskDirLock,
+};
+
+use super::{StreamTask, TaskEnv};
+use crate::error::{Result, StreamsError};
+use crate::processor::TaskStore;
+use crate::state::{changelog_topic, CollectorChangelogWriter, StoreCell};
+use crate::task_id::TaskId;
+use crate::topology::{Subtopology, Topology};
+
+/// A changelog partition a task restores one store from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangelogPartition {
+    pub(crate) store: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// Where restoration starts: the checkpointed offset, or `None` for the beginning.
+    pub(crate) checkpoint: Option<i64>,
+}
+
+/// Opens the stores of task `id` of `subtopology`: persistent ones in RocksDB under the task's
+/// directory when it has one (`lock`), the rest in memory; logged ones write their changelog
+/// partition through the task's collector. Sorted so that flushing in order flushes upstream
+/// stores first.
+pub(super) fn open(
+    topology: &Topology,
+    subtopology: &Subtopology,
+    id: TaskId,
+    env: &TaskEnv,
+    lock: Option<&TaskDirLock>,
+    current_ts: &Arc<AtomicI64>,
+) -> Result<Vec<TaskStore>> {
+    let partition = id.partition;
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| StreamsError::Io { path, source }
+    };
+    let mut stores = Vec::new();
+    for name in &subtopology.stores {
+        let def = &topology.stores[name];
+        let f = &def.factory;
+        let engine: Box<dyn KeyValueEngine> = match (&lock, f.persistent()) {
+            (Some(lock), true) => {
+                let dir = state_store::rocksdb_dir(lock.dir(), name);
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                Box::new(
+                    RocksDbEngine::open(name.clone(), &dir, &env.rocksdb).map_err(|source| {
+                        StreamsError::Store {
+                            task: id,
+                            store: name.clone(),
+                            source,
+                        }
+                    })?,
+                )
+            }
+            _ => Box::new(InMemoryEngine::new(name.clone())),
+        };
+        let persistent = engine.persistent();
+        let mut stack = KeyValueStoreStack::new(engine);
+        let changelog = f
+            .logging()
+            .then(|| (changelog_topic(&env.application_id, name), partition));
+        if let Some((topic, partition)) = &changelog {
+            stack = stack.with_changelog(Box::new(CollectorChangelogWriter {
+                collector: env.collector.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                key_offset: f.changelog_key_offset(),
+            }));
+        }
+        if f.caching() {
+            if let Some(budget) = &env.cache_budget {
+                stack = stack.with_cache(budget.clone());
+            }
+        }
+        let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
+        let (handle, restore_key) = f.open(cell.clone());
+        stores.push(TaskStore {
+            name: name.clone(),
+            handle,
+            restore_key,
+            cell,
+            changelog,
+            persistent,
+            listener: None,
+            order: def.processors.iter().copied().min().unwrap_or(usize::MAX),
+        });
+    }
+    stores.sort_by_key(|s| s.order);
+    Ok(stores)
+}
+
+impl StreamTask {
+    /// The changelog partitions to restore, with where to start.
+    pub(crate) fn changelogs(&self) -> Vec<ChangelogPartition> {
+        self.core
+            .stores
+            .iter()
+            .filter_map(|s| {
+                let (topic, partition) = s.changelog.clone()?;
+                let checkpoint = if s.persistent {
+                    self.changelog_offsets
+                        .get(&(topic.clone(), partition))
+                        .copied()
+                } else {
+                    None
+                };
+                Some(ChangelogPartition {
+                    store: s.name.clone(),
+                    topic,
+                    partition,
+                    checkpoint,
+                })
+            })
+            .collect()
+    }
+
+    /// The task's store `store`, or an error naming it and the task.
+    fn own_store(&self, store: &str) -> Result<&TaskStore> {
+        self.core
+            .store(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!("not a store of task {}", self.id),
+            })
+    }
+
+    /// Writes restored changelog records straight into `store`.
+    pub(crate) fn restore_batch(
+        &mut self,
+        store: &str,
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<()> {
+        let s = self.own_store(store)?;
+        match &s.restore_key {
+            None => s.cell.with_stack(|stack| stack.restore_batch(batch))?,
+            Some(map) => {
+                let mapped: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                    batch.iter().map(|(k, v)| (map(k), v.clone())).collect();
+                s.cell.with_stack(|stack| stack.restore_batch(&mapped))?
+            }
+        }
+        self.metrics.restored += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes every entry of `store` (before a restore from scratch).
+    pub(crate) fn clear_store(&mut self, store: &str) -> Result<()> {
+        let s = self.own_store(store)?;
+        let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = s
+            .cell
+            .with_stack(|st| st.all())?
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        s.cell.with_stack(|st| st.restore_batch(&keys))
+    }
+
+    /// Makes `store` durable (after a restore: its writes leave memory for files).
+    pub(crate) fn flush_store(&mut self, store: &str) -> Result<()> {
+        let s = self.own_store(store)?;
+        s.cell.with_stack(|st| st.flush())
+    }
+
+    /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
+    pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.changelog_offsets
+            .insert((topic.to_string(), partition), next_offset);
+    }
+
+    /// Throws away the local state of the task's persistent stores (for a checkpoint that no
+    /// longer matches its changelog): the caller then restores from the beginning.
+    pub(crate) fn forget_checkpoint(&mut self, topic: &str, partition: i32) {
+        self.changelog_offsets
+            .remove(&(topic.to_string(), partition));
+    }
+
+    /// Last half of a commit, after the producer acknowledged everything: record how far each
+    /// changelog is reflected in the local stores. `acked` gives the next offset per changelog
+    /// partition written since the last checkpoint.
+    pub(crate) fn checkpoint(&mut self, acked: &HashMap<(String, i32), i64>) -> Result<()> {
+        for s in &self.core.stores {
+            if let Some(key) = &s.changelog {
+                if let Some(off) = acked.get(key) {
+                    self.changelog_offsets.insert(key.clone(), *off);
+                }
+            }
+        }
+        let Some(path) = &self.checkpoint_path else {
+            return Ok(());
+        };
+        let persistent: HashMap<(String, i32), i64> = self
+            .core
+            .stores
+            .iter()
+            .filter(|s| s.persistent)
+            .filter_map(|s| {
+                let key = s.changelog.clone()?;
+                let off = self.changelog_offsets.get(&key)?;
+                Some((key, *off))
+            })
+            .collect();
+        if persistent.is_empty() {
+            return Ok(());
+        }
+        Checkpoint::write(path, &persistent).map_err(|source| StreamsError::Store {
+            task: self.id,
+            store: "<checkpoint>".into(),
+            source,
+        })
+    }
+}
