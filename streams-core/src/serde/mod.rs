@@ -74,9 +74,9 @@ pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 
 /// The serde of each built-in type: the one the DSL uses when no serde is given.
 ///
-/// The DSL picks a serde by type only for the built-in types listed at [`builtin_serde`] (and
-/// their `Option`s); it does not look for implementations of this trait on your own types. For
-/// those, name the serde where the type enters or leaves a topic or a store (`Consumed::with`,
+/// The DSL picks a serde by type only for the built-in types (`String`, `Vec<u8>`, `i64`, `i32`,
+/// `i16`, `f64`, `f32`, `bool`, `()`, `serde_json::Value`) and their `Option`s; it does not look
+/// for implementations of this trait on your own types. For those, name the serde where the type enters or leaves a topic or a store (`Consumed::with`,
 /// `Produced::with`, `Grouped::with`, `Materialized::with`), for example `Serdes::json()`:
 /// ```
 /// use streams_core::serde::{DefaultSerde, Serdes};
