@@ -271,8 +271,12 @@ impl TaskManager {
         }
     }
 
+    /// Suspends every active task; see [`StreamTask::suspend`] for why queued records go.
     pub(super) fn suspend_all(&mut self) {
-        let active = std::mem::take(&mut self.active);
+        let mut active = std::mem::take(&mut self.active);
+        for t in active.values_mut() {
+            t.suspend();
+        }
         self.suspended.extend(active);
         self.by_partition.clear();
         self.last_partition = None;
