@@ -286,6 +286,38 @@ impl StreamsConfig {
                 }
             }
         }
+        // Settings the runtime depends on. Kafka Streams overrides them; refusing says why
+        // instead of silently ignoring what the user asked for.
+        let fixed: [(&str, &str, &str); 2] = [
+            (
+                "partition.assignment.strategy",
+                "range",
+                "the stream threads need partition p of every topic of a sub-topology on one \
+                 member, and turn each assignment into the whole set of their tasks (an \
+                 incremental, cooperative assignment would close tasks the member still owns)",
+            ),
+            (
+                "enable.auto.commit",
+                "false",
+                "offsets are committed by the stream threads only after the records before them \
+                 are processed and their results flushed (at-least-once)",
+            ),
+        ];
+        for (key, only, why) in fixed {
+            for named in [format!("consumer.{key}"), key.to_string()] {
+                match self.get(&named) {
+                    Some(value) if value != only => {
+                        return Err(StreamsError::config(
+                            &named,
+                            format!(
+                                "`{value}` is not supported: it must be `{only}`, because {why}"
+                            ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
         for m in [&mut consumer, &mut producer, &mut admin] {
             m.insert(BOOTSTRAP_SERVERS.to_string(), bootstrap_servers.clone());
         }
@@ -404,6 +436,33 @@ mod tests {
                 .to_string();
             assert!(e.contains(k), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn settings_the_runtime_depends_on_are_refused_naming_the_property() {
+        for (k, v) in [
+            (
+                "consumer.partition.assignment.strategy",
+                "cooperative-sticky",
+            ),
+            ("partition.assignment.strategy", "roundrobin"),
+            ("consumer.enable.auto.commit", "true"),
+            ("enable.auto.commit", "true"),
+        ] {
+            let e = StreamsConfig::new("app", "h:1")
+                .set(k, v)
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k) && e.contains(v), "{k}={v}: {e}");
+        }
+        // Asking for what the runtime does anyway is fine.
+        let r = StreamsConfig::new("app", "h:1")
+            .set("consumer.partition.assignment.strategy", "range")
+            .set("enable.auto.commit", "false")
+            .resolve()
+            .unwrap();
+        assert_eq!(r.consumer["partition.assignment.strategy"], "range");
     }
 
     #[test]
