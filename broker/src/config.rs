@@ -55,6 +55,15 @@ pub struct BrokerConfig {
     pub group_max_session_timeout: Duration,
     /// How often retention and compaction run.
     pub log_cleanup_interval: Duration,
+    /// Largest transaction timeout a producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`, 15 minutes).
+    pub transaction_max_timeout: Duration,
+    /// How often transactions past their timeout are aborted (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
+    pub transaction_abort_interval: Duration,
+    /// How long an unused transactional id is remembered (Kafka's
+    /// `transactional.id.expiration.ms`, 7 days).
+    pub transactional_id_expiration: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +83,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout: Duration::from_millis(6_000),
             group_max_session_timeout: Duration::from_millis(1_800_000),
             log_cleanup_interval: Duration::from_secs(30),
+            transaction_max_timeout: Duration::from_millis(900_000),
+            transaction_abort_interval: Duration::from_secs(10),
+            transactional_id_expiration: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -29,6 +29,8 @@
 //!   on disk, idempotent-producer snapshots, batch validation, retention, compaction.
 //! - `topics`: topic registry and `topics.json`.
 //! - `group/`: classic group coordinator state machine and committed offsets.
+//! - `txn/`: transaction coordinator: the per-id state machine, its persistence, markers,
+//!   timeouts.
 //! - `state`: what handlers share; broker identity and producer ids.
 //! - `persist`: atomic small-file writes.
 //!
@@ -55,6 +57,7 @@ mod protocol;
 mod server;
 mod state;
 mod topics;
+mod txn;
 mod util;
 
 #[doc(hidden)]
