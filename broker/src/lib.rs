@@ -45,6 +45,9 @@
 //!   state also outlives its batches (retention, DeleteRecords), through snapshot files.
 //! - A missing or damaged index or producer snapshot is rebuilt, never a reason not to start.
 //! - A malformed, truncated or oversized frame closes only the connection that sent it.
+//! - Transactions: coordinator state is durable before it is acknowledged; a transaction found
+//!   between its markers at start-up is completed before clients are served, so a crash loses
+//!   no committed record and exposes no aborted one to `read_committed` readers.
 
 mod config;
 mod connection;

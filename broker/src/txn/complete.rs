@@ -109,3 +109,114 @@ pub(crate) async fn run_sweep(state: Arc<BrokerState>, mut shutdown: watch::Rece
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{BrokerConfig, FlushPolicy};
+    use crate::group::offsets::Committed;
+    use crate::log::batch::tests::make_txn_batch;
+    use crate::log::control::Marker;
+    use crate::state::BrokerState;
+    use crate::txn::state::{InitDecision, PendingOffset, TxnState};
+    use std::path::Path;
+
+    fn open(dir: &Path) -> BrokerState {
+        let config = BrokerConfig {
+            flush: FlushPolicy::Never,
+            ..BrokerConfig::default()
+        };
+        BrokerState::open(config, dir, "127.0.0.1".into(), 9092).unwrap()
+    }
+
+    /// (high watermark, last stable offset, aborted transactions) of partition `p` of "t".
+    fn partition(state: &BrokerState, p: i32) -> (i64, i64, Vec<(i64, i64)>) {
+        let partition = state.topics.get("t").unwrap().partition(p).unwrap();
+        let log = partition.log.lock().unwrap();
+        (
+            log.next_offset(),
+            log.last_stable_offset(),
+            log.aborted_transactions(0, i64::MAX),
+        )
+    }
+
+    /// A crash (the state dropped without a clean stop: every write already reached the OS)
+    /// after the first of two markers: the restart writes them all, applies the offsets of a
+    /// commit, and exposes an abort's records to no read_committed reader.
+    #[test]
+    fn a_crash_between_markers_is_completed_at_start() {
+        for commit in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = open(dir.path());
+            state
+                .topics
+                .create("t", 2, Default::default(), false)
+                .unwrap()
+                .unwrap();
+            let allocate = || state.producer_ids.allocate();
+            let decision = state.txns.init("tx", 60_000, None, 0, allocate).unwrap();
+            let Ok(InitDecision::Ready(pid, epoch)) = decision else {
+                panic!("{decision:?}")
+            };
+            let both = [("t".to_string(), 0), ("t".to_string(), 1)];
+            let txns = &state.txns;
+            txns.add_partitions("tx", pid, epoch, &both, 1)
+                .unwrap()
+                .unwrap();
+            txns.add_group("tx", pid, epoch, "g", 1).unwrap().unwrap();
+            let staged = PendingOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                committed: Committed {
+                    offset: 42,
+                    leader_epoch: -1,
+                    metadata: None,
+                },
+            };
+            txns.stage_offsets("tx", pid, epoch, vec![staged.clone()], 1)
+                .unwrap()
+                .unwrap();
+            for p in 0..2 {
+                let partition = state.topics.get("t").unwrap().partition(p).unwrap();
+                let mut log = partition.log.lock().unwrap();
+                log.append(&mut make_txn_batch(2, 1000, (pid, epoch, 0)), false)
+                    .unwrap();
+            }
+            assert_eq!(partition(&state, 1), (2, 0, vec![]));
+            let work = txns.end("tx", pid, epoch, commit, 2).unwrap().unwrap();
+            let work = work.expect("markers to write");
+            let marker = if commit {
+                Marker::Commit
+            } else {
+                Marker::Abort
+            };
+            {
+                let partition = state.topics.get("t").unwrap().partition(0).unwrap();
+                let mut log = partition.log.lock().unwrap();
+                log.append_marker(pid, work.producer_epoch, marker, 3, false)
+                    .unwrap();
+            }
+            assert_eq!(partition(&state, 1).1, 0, "still open in partition 1");
+            drop(state);
+
+            let state = open(dir.path());
+            let aborted = if commit { vec![] } else { vec![(pid, 0)] };
+            // Partition 0 got its marker twice; the second ended nothing.
+            assert_eq!(partition(&state, 0), (4, 4, aborted.clone()), "{commit}");
+            assert_eq!(partition(&state, 1), (3, 3, aborted), "{commit}");
+            let meta = state.txns.describe("tx").unwrap();
+            let expected = if commit {
+                TxnState::CompleteCommit
+            } else {
+                TxnState::CompleteAbort
+            };
+            assert_eq!(meta.state, expected);
+            assert_eq!(
+                state.groups.committed("g", "t", 0),
+                commit.then_some(staged.committed),
+                "offsets applied exactly when committed"
+            );
+            assert!(!state.txns.has_pending_offset("g", "t", 0));
+        }
+    }
+}
