@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Whether Metadata creates topics that clients ask for and allow to be created.
     pub auto_create_topics: bool,
+    /// Whether CreateTopics accepts replication factors above 1 (keeping one copy, the only
+    /// one a single node has) instead of refusing them; for client test suites written for
+    /// three-broker clusters.
+    pub accept_any_replication_factor: bool,
     /// Largest request frame accepted (Kafka's socket.request.max.bytes).
     pub max_request_bytes: usize,
     /// Largest record batch accepted per partition (Kafka's message.max.bytes).
@@ -75,6 +79,7 @@ impl Default for BrokerConfig {
             node_id: 1,
             default_partitions: 4,
             auto_create_topics: true,
+            accept_any_replication_factor: false,
             max_request_bytes: 100 * 1024 * 1024,
             max_message_bytes: 1024 * 1024 + 12,
             segment_bytes: 1024 * 1024 * 1024,
