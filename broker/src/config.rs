@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Whether Metadata creates topics that clients ask for and allow to be created.
     pub auto_create_topics: bool,
+    /// Whether CreateTopics accepts replication factors above 1 (keeping one copy, the only
+    /// one a single node has) instead of refusing them; for client test suites written for
+    /// three-broker clusters.
+    pub accept_any_replication_factor: bool,
     /// Largest request frame accepted (Kafka's socket.request.max.bytes).
     pub max_request_bytes: usize,
     /// Largest record batch accepted per partition (Kafka's message.max.bytes).
@@ -55,6 +59,15 @@ pub struct BrokerConfig {
     pub group_max_session_timeout: Duration,
     /// How often retention and compaction run.
     pub log_cleanup_interval: Duration,
+    /// Largest transaction timeout a producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`, 15 minutes).
+    pub transaction_max_timeout: Duration,
+    /// How often transactions past their timeout are aborted (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
+    pub transaction_abort_interval: Duration,
+    /// How long an unused transactional id is remembered (Kafka's
+    /// `transactional.id.expiration.ms`, 7 days).
+    pub transactional_id_expiration: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +79,7 @@ impl Default for BrokerConfig {
             node_id: 1,
             default_partitions: 4,
             auto_create_topics: true,
+            accept_any_replication_factor: false,
             max_request_bytes: 100 * 1024 * 1024,
             max_message_bytes: 1024 * 1024 + 12,
             segment_bytes: 1024 * 1024 * 1024,
@@ -74,6 +88,9 @@ impl Default for BrokerConfig {
             group_min_session_timeout: Duration::from_millis(6_000),
             group_max_session_timeout: Duration::from_millis(1_800_000),
             log_cleanup_interval: Duration::from_secs(30),
+            transaction_max_timeout: Duration::from_millis(900_000),
+            transaction_abort_interval: Duration::from_secs(10),
+            transactional_id_expiration: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -29,6 +29,8 @@
 //!   on disk, idempotent-producer snapshots, batch validation, retention, compaction.
 //! - `topics`: topic registry and `topics.json`.
 //! - `group/`: classic group coordinator state machine and committed offsets.
+//! - `txn/`: transaction coordinator: the per-id state machine, its persistence, markers,
+//!   timeouts.
 //! - `state`: what handlers share; broker identity and producer ids.
 //! - `persist`: atomic small-file writes.
 //!
@@ -43,6 +45,9 @@
 //!   state also outlives its batches (retention, DeleteRecords), through snapshot files.
 //! - A missing or damaged index or producer snapshot is rebuilt, never a reason not to start.
 //! - A malformed, truncated or oversized frame closes only the connection that sent it.
+//! - Transactions: coordinator state is durable before it is acknowledged; a transaction found
+//!   between its markers at start-up is completed before clients are served, so a crash loses
+//!   no committed record and exposes no aborted one to `read_committed` readers.
 
 mod config;
 mod connection;
@@ -55,6 +60,7 @@ mod protocol;
 mod server;
 mod state;
 mod topics;
+mod txn;
 mod util;
 
 #[doc(hidden)]

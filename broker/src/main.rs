@@ -39,6 +39,10 @@ struct Args {
     /// (Kafka's group.initial.rebalance.delay.ms, whose default there is 3000).
     #[arg(long, default_value_t = 0)]
     group_initial_rebalance_delay_ms: u64,
+    /// Accept CreateTopics with a replication factor above 1 and keep one copy (for client
+    /// test suites written for three-broker clusters); refused by default.
+    #[arg(long)]
+    accept_any_replication_factor: bool,
 }
 
 fn parse_flush(s: &str) -> Result<FlushPolicy, String> {
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         default_partitions: args.partitions,
         flush: args.flush,
         auto_create_topics: !args.no_auto_create_topics,
+        accept_any_replication_factor: args.accept_any_replication_factor,
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         ..BrokerConfig::default()
     };

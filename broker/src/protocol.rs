@@ -54,6 +54,15 @@ pub(crate) const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    // Transactions without KIP-890's transaction.version 2 (never advertised as a feature):
+    // AddPartitionsToTxn v4+ is the broker-to-broker form and EndTxn v5 needs TV2. The
+    // highest versions listed only add error codes this broker never returns.
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The advertised version range of `key`, if the broker serves it at all.
@@ -146,6 +155,12 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, v: i16) -> anyhow::Result<RequestKi
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(decode_guarded(buf, v)?)
         }
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(decode_guarded(buf, v)?),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(decode_guarded(buf, v)?),
+        ApiKey::EndTxn => RequestKind::EndTxn(decode_guarded(buf, v)?),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(decode_guarded(buf, v)?),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(decode_guarded(buf, v)?),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(decode_guarded(buf, v)?),
         other => anyhow::bail!("no decoder wired for {other:?}"),
     })
 }
@@ -373,6 +388,12 @@ mod tests {
                 ApiKey::IncrementalAlterConfigs => {
                     crate_versions::<IncrementalAlterConfigsRequest>()
                 }
+                ApiKey::AddPartitionsToTxn => crate_versions::<AddPartitionsToTxnRequest>(),
+                ApiKey::AddOffsetsToTxn => crate_versions::<AddOffsetsToTxnRequest>(),
+                ApiKey::EndTxn => crate_versions::<EndTxnRequest>(),
+                ApiKey::TxnOffsetCommit => crate_versions::<TxnOffsetCommitRequest>(),
+                ApiKey::DescribeTransactions => crate_versions::<DescribeTransactionsRequest>(),
+                ApiKey::ListTransactions => crate_versions::<ListTransactionsRequest>(),
                 other => panic!("no codec check for {other:?}"),
             };
             assert!(

@@ -87,6 +87,10 @@ impl Broker {
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, state.clone(), shutdown_rx.clone()));
         tasks.spawn(group_ticker(state.clone(), shutdown_rx.clone()));
+        tasks.spawn(crate::txn::complete::run_sweep(
+            state.clone(),
+            shutdown_rx.clone(),
+        ));
         tasks.spawn(crate::log::cleaner::run(state.clone(), shutdown_rx));
         tracing::info!(%addr, data_dir = %data_dir.display(), "broker started");
         Ok(BrokerHandle {

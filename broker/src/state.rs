@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::group::GroupCoordinator;
 use crate::persist;
 use crate::topics::Topics;
+use crate::txn::TxnCoordinator;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -59,13 +60,15 @@ pub(crate) struct BrokerState {
     pub(crate) cluster_id: String,
     pub(crate) topics: Topics,
     pub(crate) groups: GroupCoordinator,
+    pub(crate) txns: TxnCoordinator,
     pub(crate) producer_ids: ProducerIds,
     /// Notified after every append, so long-polling fetches re-check their partitions.
     pub(crate) appended: Notify,
 }
 
 impl BrokerState {
-    /// Opens the data directory: identity, topics and their logs, committed offsets.
+    /// Opens the data directory: identity, topics and their logs, committed offsets,
+    /// transactions (finishing those a stop interrupted between their markers).
     pub(crate) fn open(
         config: BrokerConfig,
         data_dir: &Path,
@@ -86,20 +89,24 @@ impl BrokerState {
         };
         let topics = Topics::open(data_dir, config.segment_bytes)?;
         let groups = GroupCoordinator::open(&data_dir.join("groups"), &config)?;
+        let txns = TxnCoordinator::open(&data_dir.join("transactions"), &config)?;
         let block_end = identity.producer_id_block_end;
-        Ok(BrokerState {
+        let state = BrokerState {
             host,
             port: i32::from(port),
             cluster_id: identity.cluster_id.clone(),
             topics,
             groups,
+            txns,
             producer_ids: ProducerIds {
                 path: identity_path,
                 next: Mutex::new((block_end, block_end, identity)),
             },
             appended: Notify::new(),
             config,
-        })
+        };
+        crate::txn::complete::finish_prepared(&state)?;
+        Ok(state)
     }
 
     /// Whether produce requests with this acks value are fsynced before the answer.

@@ -187,6 +187,36 @@ impl GroupCoordinator {
         Ok(Ok(()))
     }
 
+    /// Checks a TxnOffsetCommit's group fields (KIP-447, v3+): a given member id must be a
+    /// member, a given generation the current one. Transactional commits are not refused
+    /// during a rebalance, and without member fields (v0-2) they are always accepted.
+    pub(crate) fn validate_txn_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        let groups = self.groups.lock().expect("groups lock");
+        match groups.get(group_id) {
+            Some(group) => group.validate_txn_commit(member_id, instance_id, generation),
+            None if generation < 0 => Ok(()),
+            None => Err(ResponseError::IllegalGeneration),
+        }
+    }
+
+    /// Stores the offsets of a committed transaction (validated when they were staged).
+    pub(crate) fn apply_txn_offsets(
+        &self,
+        group_id: &str,
+        commits: Vec<((String, i32), Committed)>,
+    ) -> Result<()> {
+        self.offsets
+            .lock()
+            .expect("offsets lock")
+            .commit(group_id, commits)
+    }
+
     /// One committed offset.
     pub(crate) fn committed(
         &self,

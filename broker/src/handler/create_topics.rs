@@ -40,7 +40,7 @@ pub(crate) fn handle(
             if duplicated.contains(t.name.as_str()) {
                 return result.with_error_code(ResponseError::InvalidRequest.code());
             }
-            if t.replication_factor > 1 {
+            if t.replication_factor > 1 && !state.config.accept_any_replication_factor {
                 return result
                     .with_error_code(ResponseError::InvalidReplicationFactor.code())
                     .with_error_message(Some(sb(

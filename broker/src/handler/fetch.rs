@@ -1,11 +1,15 @@
 //! Fetch: long-polls until `min_bytes` are available or `max_wait_ms` passes, waking on every
 //! append; returns whole stored batches (at least one per partition with data, even above the
-//! size limits) and answers every requested partition.
+//! size limits) and answers every requested partition. `read_committed` fetches stop at the
+//! last stable offset and list the aborted transactions that overlap what they return, so the
+//! client can drop those records.
 
 use crate::state::BrokerState;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,9 +77,11 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
                     };
                     let log = partition.log.lock().expect("log lock");
                     let hwm = log.next_offset();
+                    let lso = log.last_stable_offset();
                     pd.high_watermark = hwm;
-                    pd.last_stable_offset = hwm;
+                    pd.last_stable_offset = lso;
                     pd.log_start_offset = log.log_start_offset();
+                    let end = if read_committed { lso } else { hwm };
                     // Always allow one whole batch for the first partition with data, as Kafka
                     // does, so an oversized batch can never block a consumer.
                     let limit = (fp.partition_max_bytes.max(0) as usize).min(budget);
@@ -83,10 +89,23 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
                     if limit == 0 {
                         return pd;
                     }
-                    match log.read(fp.fetch_offset, limit) {
+                    match log.read_below(fp.fetch_offset, limit, end) {
                         Ok(Ok(records)) => {
                             if total > 0 && records.len() > limit {
                                 return pd;
+                            }
+                            if read_committed && !records.is_empty() {
+                                let upto = crate::log::batch::end_offset(&records);
+                                pd.aborted_transactions = Some(
+                                    log.aborted_transactions(fp.fetch_offset, upto)
+                                        .into_iter()
+                                        .map(|(producer_id, first_offset)| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(ProducerId(producer_id))
+                                                .with_first_offset(first_offset)
+                                        })
+                                        .collect(),
+                                );
                             }
                             total += records.len();
                             budget = budget.saturating_sub(records.len());

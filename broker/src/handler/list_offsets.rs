@@ -1,6 +1,7 @@
-//! ListOffsets: -1 latest (high watermark; also the last stable offset, no transactions yet),
-//! -2 earliest (log start), -3 the record with the largest timestamp, otherwise the first offset
-//! whose timestamp is at or after the one asked for.
+//! ListOffsets: -1 latest (the high watermark, or the last stable offset under
+//! `read_committed`), -2 earliest (log start), -3 the record with the largest timestamp,
+//! otherwise the first offset whose timestamp is at or after the one asked for (under
+//! `read_committed`, only below the last stable offset).
 
 use crate::state::BrokerState;
 use kafka_protocol::error::ResponseError;
@@ -19,6 +20,7 @@ pub(crate) fn handle(
     version: i16,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -44,11 +46,18 @@ pub(crate) fn handle(
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let log = partition.log.lock().expect("log lock");
+                    let readable_end = if read_committed {
+                        log.last_stable_offset()
+                    } else {
+                        log.next_offset()
+                    };
                     let found = match p.timestamp {
-                        LATEST => Ok(Some((log.next_offset(), -1))),
+                        LATEST => Ok(Some((readable_end, -1))),
                         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
                         MAX_TIMESTAMP => log.max_timestamp_offset(),
-                        ts if ts >= 0 => log.offset_for_timestamp(ts),
+                        ts if ts >= 0 => log
+                            .offset_for_timestamp(ts)
+                            .map(|found| found.filter(|(offset, _)| *offset < readable_end)),
                         _ => return resp.with_error_code(ResponseError::InvalidRequest.code()),
                     };
                     match found {

@@ -1,6 +1,8 @@
 //! Request dispatch: [`handle`] routes a decoded request to the module of its API (one file
 //! per Kafka API) and returns the response body, or `None` when the client expects no answer.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -10,6 +12,8 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -18,12 +22,14 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use crate::protocol::Request;
 use crate::state::BrokerState;
@@ -76,7 +82,35 @@ pub(crate) async fn handle(
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(state, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(state, r))
+            // May abort a transaction left open: markers are fsynced, off the async workers.
+            let state = state.clone();
+            let handled =
+                tokio::task::spawn_blocking(move || init_producer_id::handle(&state, v, r))
+                    .await
+                    .expect("init producer id task panicked");
+            ResponseKind::InitProducerId(handled)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(state, v, r))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(state, v, r))
+        }
+        RequestKind::EndTxn(r) => {
+            let state = state.clone();
+            let handled = tokio::task::spawn_blocking(move || end_txn::handle(&state, v, r))
+                .await
+                .expect("end txn task panicked");
+            ResponseKind::EndTxn(handled)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(state, v, r))
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(state, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions::handle(state, r))
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(state, v, r))
@@ -130,6 +164,21 @@ pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
 pub(crate) fn storage_error(e: crate::Error) -> kafka_protocol::error::ResponseError {
     tracing::error!(error = %e, "storage failure");
     kafka_protocol::error::ResponseError::KafkaStorageError
+}
+
+/// PRODUCER_FENCED exists only from a version on (KIP-588, one per API); older clients are told
+/// INVALID_PRODUCER_EPOCH instead, as Kafka does.
+pub(crate) fn fenced_for_version(
+    e: kafka_protocol::error::ResponseError,
+    version: i16,
+    first_version_with_fenced: i16,
+) -> kafka_protocol::error::ResponseError {
+    use kafka_protocol::error::ResponseError;
+    if e == ResponseError::ProducerFenced && version < first_version_with_fenced {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        e
+    }
 }
 
 /// The wire code of an optional error (0 for none).

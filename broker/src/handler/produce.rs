@@ -1,6 +1,7 @@
 //! Produce: validates each partition's batch (CRC, size, keys on compacted topics, idempotent
-//! sequence), assigns offsets, appends it and wakes waiting fetches. acks=0 gets no response at
-//! all.
+//! sequence; for a transactional batch, that its partition is in the producer's open
+//! transaction), assigns offsets, appends it and wakes waiting fetches. acks=0 gets no response
+//! at all.
 
 use crate::log::batch::{self, BatchHeader};
 use crate::log::SequenceCheck;
@@ -73,13 +74,21 @@ pub(crate) fn handle(
                             return resp;
                         }
                     }
-                    if header.is_transactional() || header.is_control() {
-                        // Transactions arrive with exactly-once support; until then refuse
-                        // rather than expose uncommitted data to read_committed consumers.
-                        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+                    if header.is_control() {
+                        // Only the transaction coordinator writes markers.
+                        return resp.with_error_code(ResponseError::InvalidRecord.code());
                     }
                     let mut log = partition.log.lock().expect("log lock");
                     resp.log_start_offset = log.log_start_offset();
+                    if header.is_transactional() {
+                        // Asked under the log's lock: a transaction cannot end (its marker
+                        // needs this lock) between this check and the append, so no batch can
+                        // land after its transaction's marker.
+                        if let Err(e) = state.txns.verify_produce(header.producer_id, header.producer_epoch, &topic.name, pd.index) {
+                            tracing::debug!(topic = %topic.name, partition = pd.index, producer_id = header.producer_id, error = ?e, "refused transactional batch");
+                            return resp.with_error_code(e.code());
+                        }
+                    }
                     match append(&mut log, &header, &records, fsync) {
                         Ok(base) => {
                             appended = true;

@@ -2,8 +2,10 @@
 //! producer-state snapshots, and the checkpoint that makes a clean shutdown replay nothing.
 
 use super::batch::{self, BatchHeader};
+use super::control::{self, Marker};
 use super::producers;
 use super::segment::Segment;
+use super::txn_index::AbortedTxn;
 use super::{PartitionLog, LEADER_EPOCH};
 use crate::error::{Error, Result};
 use std::os::unix::fs::FileExt;
@@ -44,8 +46,42 @@ impl PartitionLog {
         active.index.on_append(&header, active.size)?;
         active.size += batch.len() as u64;
         self.next_offset = header.last_offset() + 1;
-        self.producers.record(&header);
+        let marker = if header.is_control() {
+            control::marker_kind(batch)
+        } else {
+            None
+        };
+        let ended = self.producers.record(&header, marker);
+        if let Some(ended) = ended.filter(|e| e.marker == Marker::Abort) {
+            // After the marker, so that a crash in between leaves an entry missing (the
+            // replay at the next start adds it back), never one without its marker.
+            let entry = AbortedTxn {
+                producer_id: ended.producer_id,
+                first_offset: ended.first_offset,
+                last_offset: base_offset,
+                last_stable_offset: self.last_stable_offset(),
+            };
+            let active = self
+                .segments
+                .last_mut()
+                .expect("a log always has a segment");
+            active.aborted.append(entry)?;
+        }
         Ok(base_offset)
+    }
+
+    /// Writes the marker that ends `producer_id`'s transaction in this partition (with the
+    /// epoch the coordinator holds for it, which fences older ones) and returns its offset.
+    pub(crate) fn append_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        marker: Marker,
+        timestamp: i64,
+        fsync: bool,
+    ) -> Result<i64> {
+        let mut batch = control::marker_batch(producer_id, epoch, marker, timestamp);
+        self.append(&mut batch, fsync)
     }
 
     /// Starts a new active segment at the next offset. The old one and its indexes are fsynced
@@ -57,6 +93,7 @@ impl PartitionLog {
                 .sync_all()
                 .map_err(|e| Error::storage(&old.path, e))?;
             old.index.close()?;
+            old.aborted.sync()?;
         }
         self.write_producer_snapshot()?;
         let segment = Segment::create(&self.dir, self.next_offset, &self.options)?;
@@ -84,6 +121,7 @@ impl PartitionLog {
                 .sync_data()
                 .map_err(|e| Error::storage(&active.path, e))?;
             active.index.sync()?;
+            active.aborted.sync()?;
         }
         if self.size_bytes() == 0 && self.producers.is_empty() {
             // Nothing to replay and nothing to remember: no file for an empty partition.

@@ -151,6 +151,33 @@ pub(crate) fn whole_batches_len(bytes: &[u8]) -> usize {
     pos
 }
 
+/// The offset after the last record of the whole batches in `bytes` (0 for none).
+pub(crate) fn end_offset(bytes: &[u8]) -> i64 {
+    let whole = whole_batches_len(bytes);
+    let mut pos = 0;
+    let mut end = 0;
+    while pos < whole {
+        end = i64_at(bytes, pos) + i64::from(i32_at(bytes, pos + 23)) + 1;
+        pos += LOG_OVERHEAD + i32_at(bytes, pos + 8).max(0) as usize;
+    }
+    end
+}
+
+/// Length of the whole batches at the start of `bytes` that start below offset `end`.
+pub(crate) fn batches_below(bytes: &[u8], end: i64) -> usize {
+    let whole = whole_batches_len(bytes);
+    let mut pos = 0;
+    while pos < whole {
+        let base = i64_at(bytes, pos);
+        if base >= end {
+            break;
+        }
+        let length = i32_at(bytes, pos + 8);
+        pos += LOG_OVERHEAD + length.max(0) as usize;
+    }
+    pos.min(whole)
+}
+
 /// Decodes an unsigned varint from `b`, returning the value and bytes used.
 fn varint(b: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
@@ -199,10 +226,19 @@ pub(crate) mod tests {
 
     /// Encodes a batch of `n` records with timestamps `ts0, ts0+1, ...` using the protocol crate.
     pub(crate) fn make_batch(n: i32, ts0: i64, producer: Option<(i64, i16, i32)>) -> Vec<u8> {
+        encode(n, ts0, producer, false)
+    }
+
+    /// Like [`make_batch`], a transactional batch of `producer` = (id, epoch, base sequence).
+    pub(crate) fn make_txn_batch(n: i32, ts0: i64, producer: (i64, i16, i32)) -> Vec<u8> {
+        encode(n, ts0, Some(producer), true)
+    }
+
+    fn encode(n: i32, ts0: i64, producer: Option<(i64, i16, i32)>, transactional: bool) -> Vec<u8> {
         let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
         let records: Vec<Record> = (0..n)
             .map(|i| Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: 0,

@@ -4,7 +4,7 @@
 use super::batch::BatchHeader;
 use super::files::{sync_dir, CLEANED};
 use super::index::{self, SegmentIndex};
-use super::segment::{open_segment_file, Segment};
+use super::segment::open_segment_file;
 use super::{compaction, PartitionLog};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -118,13 +118,13 @@ impl PartitionLog {
         index.rename_into_place(&self.dir)?;
         sync_dir(&self.dir);
         let file = open_segment_file(&path)?;
-        self.segments[i] = Segment {
-            base_offset,
-            path,
-            file,
-            size: bytes.len() as u64,
-            index,
-        };
+        // The segment keeps its aborted-transaction index: transactional and control batches
+        // are kept whole at their offsets, so its aborted transactions are still exactly these.
+        let segment = &mut self.segments[i];
+        segment.path = path;
+        segment.file = file;
+        segment.size = bytes.len() as u64;
+        segment.index = index;
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
     Ok(bases)
 }
 
-/// Deletes a segment and its indexes; the segment first, so a crash in between leaves index
+/// Deletes a segment and its indexes (aborted-transaction index included); the segment first, so a crash in between leaves index
 /// files without a segment, which the next open deletes.
 pub(super) fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
     let path = segment_path(dir, base_offset);
@@ -33,7 +33,8 @@ pub(super) fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::storage(&path, e)),
     }
-    index::remove_index_files(dir, base_offset)
+    index::remove_index_files(dir, base_offset)?;
+    super::txn_index::remove_txn_index(dir, base_offset)
 }
 
 /// Deletes index files whose segment is gone.
@@ -46,6 +47,7 @@ pub(super) fn remove_orphan_indexes(dir: &Path, bases: &[i64]) -> Result<()> {
             .and_then(|n| {
                 n.strip_suffix(".index")
                     .or_else(|| n.strip_suffix(".timeindex"))
+                    .or_else(|| n.strip_suffix(".txnindex"))
             })
             .and_then(|n| n.parse::<i64>().ok());
         if base.is_some_and(|b| bases.binary_search(&b).is_err()) {

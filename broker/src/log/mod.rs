@@ -6,8 +6,10 @@
 //!   to back exactly as producers sent them (only the base offset and leader epoch are patched).
 //! - `NNNNNNNNNNNNNNNNNNNN.index` and `.timeindex`: the segment's sparse offset and time index
 //!   (see [`index`]), which lookups use to find where to start scanning batch headers.
-//! - `NNNNNNNNNNNNNNNNNNNN.snapshot`: idempotent-producer state as of that offset (see
-//!   [`producers`]).
+//! - `NNNNNNNNNNNNNNNNNNNN.txnindex`: the transactions whose abort marker is in the segment
+//!   (see [`txn_index`]); only segments with aborts have one.
+//! - `NNNNNNNNNNNNNNNNNNNN.snapshot`: idempotent-producer state, open transactions included, as
+//!   of that offset (see [`producers`]).
 //! - `log-start-offset`: the first offset still readable, moved forward by DeleteRecords.
 //!
 //! Opening a log reads no closed segment: their indexes were fsynced when they were rolled and
@@ -23,6 +25,7 @@
 //! - [`compact`]: log compaction of closed segments (record-level work in [`compaction`]);
 //! - [`segment`]: one segment file and batch header scanning; [`files`]: directory housekeeping;
 //! - [`batch`], [`index`], [`producers`]: the batch format, the indexes, idempotence state;
+//! - [`control`], [`txn_index`]: transaction markers and the aborted-transaction index;
 //!   [`cleaner`]: the background task that runs retention and compaction.
 
 mod append;
@@ -30,6 +33,7 @@ pub(crate) mod batch;
 pub(crate) mod cleaner;
 mod compact;
 pub(crate) mod compaction;
+pub(crate) mod control;
 mod files;
 pub(crate) mod index;
 pub(crate) mod producers;
@@ -39,6 +43,7 @@ mod retention;
 mod segment;
 #[cfg(test)]
 mod test_support;
+pub(crate) mod txn_index;
 
 use batch::BatchHeader;
 use kafka_protocol::error::ResponseError;
@@ -108,6 +113,14 @@ impl PartitionLog {
         self.segments
             .get(i + 1)
             .map_or(self.next_offset, |s| s.base_offset)
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark when none is open. `read_committed` consumers read below it.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(self.next_offset, |o| o.min(self.next_offset))
     }
 
     /// Decides whether an idempotent producer's batch is new, a retry, or out of order.

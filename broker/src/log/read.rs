@@ -8,16 +8,29 @@ use kafka_protocol::error::ResponseError;
 
 impl PartitionLog {
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` but always at
-    /// least one batch. Empty at the end of the log.
+    /// least one batch. Empty at the end of the log. (Fetch uses [`read_below`](Self::read_below).)
+    #[cfg(test)]
     pub(crate) fn read(
         &self,
         offset: i64,
         max_bytes: usize,
     ) -> Result<Result<Vec<u8>, ResponseError>> {
+        self.read_below(offset, max_bytes, self.next_offset)
+    }
+
+    /// Like [`read`](Self::read), but only batches that start below `end` (for `read_committed`
+    /// the last stable offset: a batch belongs to one producer, so it is either wholly below an
+    /// open transaction's first offset or not). Empty if `offset` is at or past `end`.
+    pub(crate) fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        end: i64,
+    ) -> Result<Result<Vec<u8>, ResponseError>> {
         if offset < self.log_start_offset || offset > self.next_offset {
             return Ok(Err(ResponseError::OffsetOutOfRange));
         }
-        if offset == self.next_offset {
+        if offset >= end.min(self.next_offset) {
             return Ok(Ok(Vec::new()));
         }
         let first = self
@@ -35,10 +48,31 @@ impl PartitionLog {
                 .min(segment.size - position)
                 .max(h.total_len() as u64);
             let mut bytes = segment.read(position, want as usize)?;
-            bytes.truncate(batch::whole_batches_len(&bytes));
+            bytes.truncate(batch::batches_below(&bytes, end));
             return Ok(Ok(bytes));
         }
         Ok(Ok(Vec::new()))
+    }
+
+    /// The aborted transactions a `read_committed` consumer of `[from, to)` must know about:
+    /// those whose abort marker is at or after `from` and whose first offset is before `to`,
+    /// as (producer id, first offset). Markers live in the segment they were written to, which
+    /// is never before the one that holds `from` if the marker is at or after it.
+    pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= from)
+            .max(1)
+            - 1;
+        let mut out = Vec::new();
+        for segment in &self.segments[first..] {
+            for e in segment.aborted.entries() {
+                if e.last_offset >= from && e.first_offset < to {
+                    out.push((e.producer_id, e.first_offset));
+                }
+            }
+        }
+        out
     }
 
     /// Offset of the first record with a timestamp >= `timestamp`, with that batch's max
@@ -167,5 +201,49 @@ mod tests {
         let log = PartitionLog::open(dir.path(), indexed()).unwrap();
         assert_eq!(answers(&log), before);
         assert_eq!(log.max_timestamp_offset().unwrap(), max);
+    }
+
+    #[test]
+    fn read_committed_stops_at_the_stable_offset_and_lists_aborts() {
+        use crate::log::batch::tests::make_txn_batch;
+        use crate::log::control::Marker;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), options()).unwrap();
+        let plain = make_batch(2, 1000, None);
+        log.append(&mut plain.clone(), false).unwrap(); // 0-1
+        log.append(&mut make_txn_batch(2, 1000, (7, 0, 0)), false)
+            .unwrap(); // 2-3
+        log.append(&mut make_batch(1, 1000, None), false).unwrap(); // 4
+        assert_eq!(log.last_stable_offset(), 2);
+        assert_eq!(log.read_below(0, 1 << 20, 2).unwrap().unwrap(), plain);
+        assert!(log.read_below(2, 1 << 20, 2).unwrap().unwrap().is_empty());
+        assert_eq!(
+            log.append_marker(7, 0, Marker::Abort, 1000, false).unwrap(),
+            5
+        );
+        assert_eq!(log.last_stable_offset(), 6);
+        assert_eq!(log.aborted_transactions(0, 6), vec![(7, 2)]);
+        assert_eq!(log.aborted_transactions(5, 6), vec![(7, 2)]);
+        assert!(
+            log.aborted_transactions(6, 6).is_empty(),
+            "marker before the fetch"
+        );
+        assert!(
+            log.aborted_transactions(0, 2).is_empty(),
+            "starts after the range"
+        );
+        log.append(&mut make_txn_batch(1, 1000, (8, 0, 0)), false)
+            .unwrap(); // 6
+        assert_eq!(
+            log.append_marker(8, 0, Marker::Commit, 1000, false)
+                .unwrap(),
+            7
+        );
+        assert_eq!(log.last_stable_offset(), 8);
+        assert_eq!(log.aborted_transactions(0, 8), vec![(7, 2)]);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), options()).unwrap();
+        assert_eq!(log.last_stable_offset(), 8);
+        assert_eq!(log.aborted_transactions(0, 8), vec![(7, 2)]);
     }
 }

@@ -1,6 +1,7 @@
 //! Opening a log after a clean stop or a crash: closed segments are trusted through their
 //! indexes, the active one is scanned and a torn tail cut, and producer state is reloaded.
 
+use super::control::Marker;
 use super::files::{
     read_log_start, remove_leftovers, remove_orphan_indexes, remove_segment_files, segment_bases,
 };
@@ -10,6 +11,7 @@ use super::segment::{
     header_at, intact_batch_at, open_segment_file, read_at, segment_path, HeaderReader, Scanned,
     Segment,
 };
+use super::txn_index::{AbortedTxn, TxnIndex};
 use super::{LogOptions, PartitionLog};
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -77,6 +79,7 @@ impl PartitionLog {
             file,
             size: len,
             index,
+            aborted: TxnIndex::load(&self.dir, base)?,
         };
         let mut intact = true;
         if !trusted {
@@ -108,8 +111,11 @@ impl PartitionLog {
             file,
             size: len,
             index,
+            aborted: TxnIndex::load(&self.dir, base)?,
         };
         let intact = self.scan_segment(&mut segment, resume, true)?;
+        // Aborts whose marker went with a torn tail are not aborts any more.
+        segment.aborted.truncate_from(self.next_offset)?;
         self.segments.push(segment);
         Ok(intact)
     }
@@ -167,7 +173,8 @@ impl PartitionLog {
 
     /// Loads the newest producer snapshot and replays the batches written after it; without a
     /// snapshot (a data directory from before snapshots, or every snapshot damaged), the whole
-    /// log.
+    /// log. An abort marker replayed without its aborted-transaction index entry (a crash came
+    /// between the two writes) gets it back.
     fn load_producer_state(&mut self) -> Result<()> {
         let from = match producers::load_snapshot(&self.dir, self.next_offset)? {
             Some((offset, state)) => {
@@ -177,6 +184,7 @@ impl PartitionLog {
             }
             None => i64::MIN,
         };
+        let mut restored = Vec::new();
         for (i, segment) in self.segments.iter().enumerate() {
             let end = self
                 .segments
@@ -185,10 +193,31 @@ impl PartitionLog {
             if end <= from {
                 continue;
             }
+            let mut missing = Vec::new();
             let mut headers = segment.headers(segment.index.position_for(from));
             loop {
                 match headers.next_batch() {
-                    Ok(Some((_, h))) if h.base_offset >= from => self.producers.record(&h),
+                    Ok(Some((position, h))) if h.base_offset >= from => {
+                        let marker = if h.is_control() {
+                            super::control::marker_kind(&segment.read(position, h.total_len())?)
+                        } else {
+                            None
+                        };
+                        let ended = self.producers.record(&h, marker);
+                        if let Some(ended) = ended.filter(|e| e.marker == Marker::Abort) {
+                            if !segment.aborted.contains(h.base_offset) {
+                                missing.push(AbortedTxn {
+                                    producer_id: ended.producer_id,
+                                    first_offset: ended.first_offset,
+                                    last_offset: h.base_offset,
+                                    last_stable_offset: self
+                                        .producers
+                                        .first_unstable_offset()
+                                        .unwrap_or(h.base_offset + 1),
+                                });
+                            }
+                        }
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e) => {
@@ -197,6 +226,13 @@ impl PartitionLog {
                         break;
                     }
                 }
+            }
+            restored.push((i, missing));
+        }
+        for (i, missing) in restored {
+            for entry in missing {
+                tracing::info!(dir = %self.dir.display(), marker = entry.last_offset, "restoring an aborted-transaction index entry");
+                self.segments[i].aborted.append(entry)?;
             }
         }
         Ok(())
@@ -470,5 +506,56 @@ mod tests {
             log.check_sequence(&BatchHeader::parse(&stale).unwrap()),
             Err(ResponseError::OutOfOrderSequenceNumber)
         );
+    }
+
+    #[test]
+    fn aborted_index_and_open_transactions_are_rebuilt_after_a_crash() {
+        use crate::log::batch::tests::make_txn_batch;
+        use crate::log::control::Marker;
+        use crate::log::txn_index::txn_index_path;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), indexed()).unwrap();
+        fill(&mut log, 20); // closed segments and a snapshot at the last roll
+        let start = log.next_offset();
+        let base = log.segments.last().unwrap().base_offset;
+        log.append(&mut make_txn_batch(2, 1000, (7, 0, 0)), false)
+            .unwrap();
+        log.append(&mut make_txn_batch(1, 1000, (8, 0, 0)), false)
+            .unwrap();
+        let abort = log.append_marker(7, 1, Marker::Abort, 1000, false).unwrap();
+        let expected = log.aborted_transactions(0, i64::MAX);
+        assert_eq!(expected, vec![(7, start)]);
+        assert_eq!(log.last_stable_offset(), start + 2);
+        drop(log);
+        // Crash between the marker and its index entry: the entry comes back from the replay.
+        std::fs::remove_file(txn_index_path(dir.path(), base)).unwrap();
+        let mut log = PartitionLog::open(dir.path(), indexed()).unwrap();
+        assert_eq!(log.aborted_transactions(0, i64::MAX), expected);
+        assert_eq!(
+            log.last_stable_offset(),
+            start + 2,
+            "producer 8 is still open"
+        );
+        let stale = make_txn_batch(1, 1000, (7, 0, 2));
+        assert_eq!(
+            log.check_sequence(&BatchHeader::parse(&stale).unwrap()),
+            Err(ResponseError::InvalidProducerEpoch),
+            "the marker's epoch fences the old producer after a restart"
+        );
+        // A torn marker: the abort is undone, the transaction open again.
+        let commit = log
+            .append_marker(8, 0, Marker::Commit, 1000, false)
+            .unwrap();
+        assert_eq!(commit, abort + 1);
+        drop(log);
+        let seg = segment_file(dir.path(), base);
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), indexed()).unwrap();
+        assert_eq!(log.next_offset(), commit);
+        assert_eq!(log.last_stable_offset(), start + 2);
+        assert_eq!(log.aborted_transactions(0, i64::MAX), expected);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::index::SegmentIndex;
+use super::txn_index::TxnIndex;
 use super::LogOptions;
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -100,6 +101,8 @@ pub(super) struct Segment {
     /// Bytes of whole batches; once the segment is open the file is never longer.
     pub(super) size: u64,
     pub(super) index: SegmentIndex,
+    /// Transactions whose abort marker is in this segment.
+    pub(super) aborted: TxnIndex,
 }
 
 impl Segment {
@@ -114,6 +117,7 @@ impl Segment {
             file,
             size: 0,
             index,
+            aborted: TxnIndex::create(dir, base_offset)?,
         })
     }
 

@@ -101,16 +101,31 @@ pub(crate) fn batch_with_keys(
     encode_batch(n, producer, keyed, 1_000)
 }
 
+/// A transactional batch of `n` keyed records from `producer` = (id, epoch, base sequence).
+pub(crate) fn txn_batch(n: i32, producer: (i64, i16, i32)) -> Bytes {
+    encode(n, Some(producer), |_| true, 1_000, true)
+}
+
 fn encode_batch(
     n: i32,
     producer: Option<(i64, i16, i32)>,
     keyed: impl Fn(i32) -> bool,
     ts0: i64,
 ) -> Bytes {
+    encode(n, producer, keyed, ts0, false)
+}
+
+fn encode(
+    n: i32,
+    producer: Option<(i64, i16, i32)>,
+    keyed: impl Fn(i32) -> bool,
+    ts0: i64,
+    transactional: bool,
+) -> Bytes {
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,

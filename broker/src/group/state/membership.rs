@@ -156,6 +156,23 @@ impl Group {
         }
         Ok(())
     }
+
+    /// Checks a TxnOffsetCommit (Kafka's transactional branch of `validateOffsetCommit`): the
+    /// member and generation only when given, and no refusal during a rebalance.
+    pub(crate) fn validate_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if !member_id.is_empty() || instance_id.is_some() {
+            self.check_member(member_id, instance_id)?;
+        }
+        if generation >= 0 && generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -167,5 +184,20 @@ mod tests {
     fn manual_commits_only_for_empty_groups() {
         let g = Group::new("g", Duration::ZERO);
         assert_eq!(g.validate_commit("", None, -1), Ok(()));
+    }
+
+    #[test]
+    fn transactional_commits_check_only_the_fields_given() {
+        use kafka_protocol::error::ResponseError;
+        let g = Group::new("g", Duration::ZERO);
+        assert_eq!(g.validate_txn_commit("", None, -1), Ok(()));
+        assert_eq!(
+            g.validate_txn_commit("m-1", None, -1),
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(
+            g.validate_txn_commit("", None, 3),
+            Err(ResponseError::IllegalGeneration)
+        );
     }
 }
