@@ -26,6 +26,7 @@
 //! i64, i32, i16, f64, f32, bool, `()` and their `Option`s). If none applies, `build()` fails
 //! naming the node.
 
+mod aggregation;
 pub mod builder;
 pub mod fk_join;
 pub mod grouped;
