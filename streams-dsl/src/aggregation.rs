@@ -112,19 +112,6 @@ pub(crate) fn reduce_materialized<K, V>(
     m
 }
 
-/// Store name from `Materialized`, or a generated one (noted as generated).
-pub(crate) fn store_name<K, V>(b: &Shared, m: &Materialized<K, V>, prefix: &str) -> String {
-    match &m.store_name {
-        Some(n) => n.clone(),
-        None => {
-            let mut b = b.borrow_mut();
-            let n = b.new_name(prefix);
-            b.topology.note_generated_name("store", &n);
-            n
-        }
-    }
-}
-
 /// Where an aggregation goes: the stream its node reads (repartitioned when needed), the node,
 /// its store and the store's serdes.
 pub(crate) struct Target<K, VIn, VA> {

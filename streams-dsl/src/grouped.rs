@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use streams_core::serde::SerdeRef;
 
-use crate::aggregation::{reduce_materialized, reducer, store_name, Fold, Folder, Target};
+use crate::aggregation::{reduce_materialized, reducer, Fold, Folder, Target};
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
@@ -120,7 +120,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         m: &Materialized<K, VA>,
         node_prefix: &str,
     ) -> Target<K, V, VA> {
-        let store = store_name(&self.stream.b, m, "KSTREAM-AGGREGATE-STATE-STORE-");
+        let store = self
+            .stream
+            .b
+            .borrow_mut()
+            .store_name(m, "KSTREAM-AGGREGATE-STATE-STORE-");
         let input = self.aggregation_input(&store, m.store_name.is_some());
         let node = input.node_name(node_prefix);
         let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
@@ -197,7 +201,9 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         subtractor: Folder<K, V, VA>,
     ) -> KTable<K, VA> {
         let b = self.ops.b.clone();
-        let store = store_name(&b, &m, "KTABLE-AGGREGATE-STATE-STORE-");
+        let store = b
+            .borrow_mut()
+            .store_name(&m, "KTABLE-AGGREGATE-STATE-STORE-");
         let base = match &self.grouped.name {
             Some(n) => n.clone(),
             None => {

@@ -149,14 +149,7 @@ impl StreamsBuilder {
             consumed.value_serde.or(materialized.value_serde.clone()),
             &format!("the value of global table `{topic}`"),
         );
-        let store = match &materialized.store_name {
-            Some(s) => s.clone(),
-            None => {
-                let s = b.new_name(&format!("{topic}-STATE-STORE-"));
-                b.topology.note_generated_name("store", &s);
-                s
-            }
-        };
+        let store = b.store_name(&materialized, &format!("{topic}-STATE-STORE-"));
         let sb = store_builder(&store, k.clone(), v, &materialized);
         b.apply(|t| t.add_global_store(sb, topic).map(|_| ()));
         GlobalKTable {
@@ -543,14 +536,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     pub(crate) fn materialize_as(&self, m: Materialized<K, V>) -> KTable<K, V> {
         let mut b = self.b.borrow_mut();
         let node = b.new_name("KTABLE-MATERIALIZE-");
-        let store = match &m.store_name {
-            Some(s) => s.clone(),
-            None => {
-                let s = b.new_name("KTABLE-MATERIALIZE-STATE-STORE-");
-                b.topology.note_generated_name("store", &s);
-                s
-            }
-        };
+        let store = b.store_name(&m, "KTABLE-MATERIALIZE-STATE-STORE-");
         let k = b.serde(
             m.key_serde.clone().or(self.key_serde.clone()),
             &format!("the key of store `{store}`"),
