@@ -400,21 +400,11 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Writes the stream to `topic` as `produced` says.
     pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
-        let name = produced
-            .name
-            .clone()
-            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
-        let mut b = self.b.borrow_mut();
-        let k = b.serde(
-            produced.key_serde.or(self.key_serde.clone()),
-            &format!("the key of sink `{name}`"),
-        );
-        let v = b.serde(
-            produced.value_serde.or(self.value_serde.clone()),
-            &format!("the value of sink `{name}`"),
-        );
+        let (name, k, v) = self.sink(produced);
         let parent = self.node.clone();
-        b.apply(|t| t.add_sink(&name, topic, k, v, &[&parent]).map(|_| ()));
+        self.b
+            .borrow_mut()
+            .apply(|t| t.add_sink(&name, topic, k, v, &[&parent]).map(|_| ()));
     }
 
     /// Writes each record to the topic `chooser` picks for it.
@@ -423,21 +413,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         chooser: impl Fn(&K, &V) -> String + Send + Sync + 'static,
         produced: Produced<K, V>,
     ) {
-        let name = produced
-            .name
-            .clone()
-            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
-        let mut b = self.b.borrow_mut();
-        let k = b.serde(
-            produced.key_serde.or(self.key_serde.clone()),
-            &format!("the key of sink `{name}`"),
-        );
-        let v = b.serde(
-            produced.value_serde.or(self.value_serde.clone()),
-            &format!("the value of sink `{name}`"),
-        );
+        let (name, k, v) = self.sink(produced);
         let parent = self.node.clone();
-        b.apply(|t| {
+        self.b.borrow_mut().apply(|t| {
             t.add_sink_with_extractor(
                 &name,
                 move |r: &Record<K, V>| chooser(&r.key, &r.value),
@@ -447,6 +425,25 @@ impl<K: Data, V: Data> KStream<K, V> {
             )
             .map(|_| ())
         });
+    }
+
+    /// A sink's name and serdes as `produced` says: its name, else a generated one; its serdes,
+    /// else the stream's.
+    fn sink(&self, produced: Produced<K, V>) -> (String, SerdeRef<K>, SerdeRef<V>) {
+        let name = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
+        let mut b = self.b.borrow_mut();
+        let k = b.serde(
+            produced.key_serde.or(self.key_serde.clone()),
+            &format!("the key of sink `{name}`"),
+        );
+        let v = b.serde(
+            produced.value_serde.or(self.value_serde.clone()),
+            &format!("the value of sink `{name}`"),
+        );
+        (name, k, v)
     }
 
     /// Repartitions the stream by key through an internal topic.
