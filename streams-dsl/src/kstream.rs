@@ -132,22 +132,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         pred: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KStream<K, V> {
-        let node = self.add::<K, V>(
-            "KSTREAM-FILTER-",
-            Arc::new(move |ctx, r| {
-                if pred(&r.key, &r.value) {
-                    Ok(())
-                } else {
-                    ctx.forward(r)
-                }
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            self.repartition_required,
-        )
+        self.filter(move |k, v| !pred(k, v))
     }
 
     /// Replaces key and value.
@@ -175,24 +160,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
-        let node = self.add::<K, V2>(
-            "KSTREAM-MAPVALUES-",
-            Arc::new(move |ctx, r| {
-                let v = f(r.value);
-                ctx.forward(Record {
-                    key: r.key,
-                    value: v,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.map_values_with_key(move |_, v| f(v))
     }
 
     /// Replaces the value, seeing the key.
