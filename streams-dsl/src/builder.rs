@@ -50,6 +50,18 @@ impl BuilderInner {
         }
     }
 
+    /// The store name `m` gives, else a generated one, `<prefix><index>` (noted as generated).
+    pub(crate) fn store_name<K, V>(&mut self, m: &Materialized<K, V>, prefix: &str) -> String {
+        match &m.store_name {
+            Some(n) => n.clone(),
+            None => {
+                let n = self.new_name(prefix);
+                self.topology.note_generated_name("store", &n);
+                n
+            }
+        }
+    }
+
     /// Runs a topology call, keeping its error for `build()`.
     pub(crate) fn apply(&mut self, f: impl FnOnce(&mut Topology) -> Result<()>) {
         if let Err(e) = f(&mut self.topology) {
@@ -214,14 +226,7 @@ impl StreamsBuilder {
             consumed.value_serde.or(materialized.value_serde.clone()),
             &format!("the value of table `{topic}`"),
         );
-        let store = match &materialized.store_name {
-            Some(s) => s.clone(),
-            None => {
-                let s = b.new_name(&format!("{topic}-STATE-STORE-"));
-                b.topology.note_generated_name("store", &s);
-                s
-            }
-        };
+        let store = b.store_name(&materialized, &format!("{topic}-STATE-STORE-"));
         let node = b.new_name("KTABLE-SOURCE-");
         let (ks, vs) = (k.clone(), v.clone());
         // Tombstones are part of a table's input: read values as nullable.

@@ -4,75 +4,18 @@
 use std::sync::Arc;
 
 use streams_core::serde::SerdeRef;
-use streams_core::{Change, Processor};
 
-use crate::builder::store_builder;
+use crate::aggregation::{reduce_materialized, reducer, Fold, Folder, Target};
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::{Grouped, Materialized};
-use crate::processors::{
-    First, Folder, Init, StreamAggregate, TableAggregate, TableOp, TableOpSerde,
-};
+use crate::processors::{StreamAggregate, TableAggregate, TableOp, TableOpSerde};
 use crate::Data;
 
 /// A stream grouped by key, ready to aggregate.
 pub struct KGroupedStream<K, V> {
     pub(crate) stream: KStream<K, V>,
     pub(crate) grouped: Grouped<K, V>,
-}
-
-/// Adds aggregation node `node` after `parent`, with its store `store` (serdes from `m`, else
-/// `key` for the key), the processor made by `make(store)` in each task; returns its table.
-fn add_aggregation<K, VA, P, F>(
-    b: &crate::builder::Shared,
-    parent: &str,
-    node: String,
-    store: String,
-    key: Option<SerdeRef<K>>,
-    m: &Materialized<K, VA>,
-    make: F,
-) -> KTable<K, VA>
-where
-    K: Data,
-    VA: Data,
-    P: Processor<KOut = K, VOut = Change<VA>>,
-    F: Fn(&str) -> P + Send + Sync + 'static,
-{
-    let mut inner = b.borrow_mut();
-    let k = inner.serde(
-        m.key_serde.clone().or(key),
-        &format!("the key of store `{store}`"),
-    );
-    let v = inner.serde(
-        m.value_serde.clone(),
-        &format!("the value of store `{store}`"),
-    );
-    let sb = store_builder(&store, k.clone(), v.clone(), m);
-    let (n, s, parent) = (node.clone(), store.clone(), parent.to_string());
-    inner.apply(move |t| {
-        t.add_processor(&n, move || make(&s), &[&parent])?;
-        t.add_state_store(sb, &[&n])?;
-        Ok(())
-    });
-    drop(inner);
-    KTable::new(b.clone(), node, Some(k), Some(v), Some(store))
-}
-
-/// Store name from `Materialized`, or a generated one (noted as generated).
-pub(crate) fn store_name<K, V>(
-    b: &crate::builder::Shared,
-    m: &Materialized<K, V>,
-    prefix: &str,
-) -> String {
-    match &m.store_name {
-        Some(n) => n.clone(),
-        None => {
-            let mut b = b.borrow_mut();
-            let n = b.new_name(prefix);
-            b.topology.note_generated_name("store", &n);
-            n
-        }
-    }
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
@@ -87,12 +30,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Counts records per key, stored as `m` says.
     pub fn count_with(self, m: Materialized<K, i64>) -> KTable<K, i64> {
-        self.fold(
-            m,
-            Arc::new(|| 0i64),
-            Arc::new(|_: &K, _: V, n: i64| n + 1),
-            None,
-        )
+        self.build(m, Fold::count())
     }
 
     /// Combines the values of each key with `f(aggregate, value)`, starting from the first value.
@@ -104,18 +42,10 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     pub fn reduce_with(
         self,
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
-        mut m: Materialized<K, V>,
+        m: Materialized<K, V>,
     ) -> KTable<K, V> {
-        if m.value_serde.is_none() {
-            m.value_serde = self.value_serde();
-        }
-        let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
-        self.fold(
-            m,
-            init,
-            Arc::new(move |_: &K, v: V, agg: V| f(agg, v)),
-            Some(Arc::new(|v| v)),
-        )
+        let m = reduce_materialized(m, self.value_serde());
+        self.build(m, Fold::reduce(f))
     }
 
     /// Folds the values of each key with `agg(key, value, aggregate)`, starting from `init()`.
@@ -134,24 +64,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         agg: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         m: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        self.fold(m, Arc::new(init), Arc::new(agg), None)
+        self.build(m, Fold::aggregate(init, agg))
     }
 
-    fn fold<VA: Data>(
-        self,
-        m: Materialized<K, VA>,
-        init: Init<VA>,
-        agg: Folder<K, V, VA>,
-        first: Option<First<V, VA>>,
-    ) -> KTable<K, VA> {
-        let b = self.stream.b.clone();
-        let store = store_name(&b, &m, "KSTREAM-AGGREGATE-STATE-STORE-");
-        let input = self.aggregation_input(&store, m.store_name.is_some());
-        let node = input.node_name("KSTREAM-AGGREGATE-");
-        let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
-        add_aggregation(&b, &input.node, node, store, key, &m, move |s| {
-            StreamAggregate::new(s, init.clone(), agg.clone(), first.clone())
-        })
+    /// The one path of count, reduce and aggregate: a node folding each key's values into a
+    /// key-value store.
+    fn build<VA: Data>(self, m: Materialized<K, VA>, fold: Fold<K, V, VA>) -> KTable<K, VA> {
+        self.target(&m, "KSTREAM-AGGREGATE-")
+            .add_key_value(&m, move |s| StreamAggregate::new(s, fold.clone()))
     }
 }
 
@@ -191,6 +111,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             None,
         )
     }
+
+    /// Where an aggregation of this stream as `m` says goes: its store (named by `m` or
+    /// generated), its input (repartitioned when needed), its node (named after
+    /// `node_prefix` unless the stream was `named`) and the store's serdes.
+    pub(crate) fn target<VA: Data>(
+        &self,
+        m: &Materialized<K, VA>,
+        node_prefix: &str,
+    ) -> Target<K, V, VA> {
+        let store = self
+            .stream
+            .b
+            .borrow_mut()
+            .store_name(m, "KSTREAM-AGGREGATE-STATE-STORE-");
+        let input = self.aggregation_input(&store, m.store_name.is_some());
+        let node = input.node_name(node_prefix);
+        let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
+        Target::new(input, node, store, key, m)
+    }
 }
 
 /// A table re-keyed by `KTable::group_by`, ready to aggregate with an adder and a subtractor.
@@ -208,13 +147,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Counts rows per new key, stored as `m` says.
     pub fn count_with(self, m: Materialized<K, i64>) -> KTable<K, i64> {
-        self.fold(
-            m,
-            Arc::new(|| 0),
-            Arc::new(|_: &K, _: V, n: i64| n + 1),
-            Arc::new(|_: &K, _: V, n: i64| n - 1),
-            None,
-        )
+        self.build(m, Fold::count(), Arc::new(|_: &K, _: V, n: i64| n - 1))
     }
 
     /// Combines rows with `adder(aggregate, value)` and takes old rows out with `subtractor(aggregate, value)`.
@@ -231,19 +164,10 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         self,
         adder: impl Fn(V, V) -> V + Send + Sync + 'static,
         subtractor: impl Fn(V, V) -> V + Send + Sync + 'static,
-        mut m: Materialized<K, V>,
+        m: Materialized<K, V>,
     ) -> KTable<K, V> {
-        if m.value_serde.is_none() {
-            m.value_serde = self.grouped.value_serde.clone();
-        }
-        let init: Init<V> = Arc::new(|| unreachable!("reduce starts from the first value"));
-        self.fold(
-            m,
-            init,
-            Arc::new(move |_: &K, v: V, agg: V| adder(agg, v)),
-            Arc::new(move |_: &K, v: V, agg: V| subtractor(agg, v)),
-            Some(Arc::new(|v| v)),
-        )
+        let m = reduce_materialized(m, self.grouped.value_serde.clone());
+        self.build(m, Fold::reduce(adder), reducer(subtractor))
     }
 
     /// Folds rows with `adder(key, value, aggregate)` and `subtractor(key, value, aggregate)`, from `init()`.
@@ -264,25 +188,22 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         subtractor: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         m: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        self.fold(
-            m,
-            Arc::new(init),
-            Arc::new(adder),
-            Arc::new(subtractor),
-            None,
-        )
+        self.build(m, Fold::aggregate(init, adder), Arc::new(subtractor))
     }
 
-    fn fold<VA: Data>(
+    /// The one path of count, reduce and aggregate: the row changes go through a repartition
+    /// topic (keyed by the new key) to a node that adds new rows to their group with `fold` and
+    /// takes old rows out of theirs with `subtractor`.
+    fn build<VA: Data>(
         self,
         m: Materialized<K, VA>,
-        init: Init<VA>,
-        adder: Folder<K, V, VA>,
+        fold: Fold<K, V, VA>,
         subtractor: Folder<K, V, VA>,
-        first: Option<First<V, VA>>,
     ) -> KTable<K, VA> {
         let b = self.ops.b.clone();
-        let store = store_name(&b, &m, "KTABLE-AGGREGATE-STATE-STORE-");
+        let store = b
+            .borrow_mut()
+            .store_name(&m, "KTABLE-AGGREGATE-STATE-STORE-");
         let base = match &self.grouped.name {
             Some(n) => n.clone(),
             None => {
@@ -310,14 +231,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         );
         let node = input.node_name("KTABLE-AGGREGATE-");
         let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
-        add_aggregation(&b, &input.node, node, store, key, &m, move |s| {
-            TableAggregate::new(
-                s,
-                init.clone(),
-                adder.clone(),
-                subtractor.clone(),
-                first.clone(),
-            )
+        Target::new(input, node, store, key, &m).add_key_value(&m, move |s| {
+            TableAggregate::new(s, fold.clone(), subtractor.clone())
         })
     }
 }

@@ -132,22 +132,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         pred: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
     ) -> KStream<K, V> {
-        let node = self.add::<K, V>(
-            "KSTREAM-FILTER-",
-            Arc::new(move |ctx, r| {
-                if pred(&r.key, &r.value) {
-                    Ok(())
-                } else {
-                    ctx.forward(r)
-                }
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            self.repartition_required,
-        )
+        self.filter(move |k, v| !pred(k, v))
     }
 
     /// Replaces key and value.
@@ -175,24 +160,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
-        let node = self.add::<K, V2>(
-            "KSTREAM-MAPVALUES-",
-            Arc::new(move |ctx, r| {
-                let v = f(r.value);
-                ctx.forward(Record {
-                    key: r.key,
-                    value: v,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.map_values_with_key(move |_, v| f(v))
     }
 
     /// Replaces the value, seeing the key.
@@ -400,21 +368,11 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Writes the stream to `topic` as `produced` says.
     pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
-        let name = produced
-            .name
-            .clone()
-            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
-        let mut b = self.b.borrow_mut();
-        let k = b.serde(
-            produced.key_serde.or(self.key_serde.clone()),
-            &format!("the key of sink `{name}`"),
-        );
-        let v = b.serde(
-            produced.value_serde.or(self.value_serde.clone()),
-            &format!("the value of sink `{name}`"),
-        );
+        let (name, k, v) = self.sink(produced);
         let parent = self.node.clone();
-        b.apply(|t| t.add_sink(&name, topic, k, v, &[&parent]).map(|_| ()));
+        self.b
+            .borrow_mut()
+            .apply(|t| t.add_sink(&name, topic, k, v, &[&parent]).map(|_| ()));
     }
 
     /// Writes each record to the topic `chooser` picks for it.
@@ -423,21 +381,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         chooser: impl Fn(&K, &V) -> String + Send + Sync + 'static,
         produced: Produced<K, V>,
     ) {
-        let name = produced
-            .name
-            .clone()
-            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
-        let mut b = self.b.borrow_mut();
-        let k = b.serde(
-            produced.key_serde.or(self.key_serde.clone()),
-            &format!("the key of sink `{name}`"),
-        );
-        let v = b.serde(
-            produced.value_serde.or(self.value_serde.clone()),
-            &format!("the value of sink `{name}`"),
-        );
+        let (name, k, v) = self.sink(produced);
         let parent = self.node.clone();
-        b.apply(|t| {
+        self.b.borrow_mut().apply(|t| {
             t.add_sink_with_extractor(
                 &name,
                 move |r: &Record<K, V>| chooser(&r.key, &r.value),
@@ -447,6 +393,25 @@ impl<K: Data, V: Data> KStream<K, V> {
             )
             .map(|_| ())
         });
+    }
+
+    /// A sink's name and serdes as `produced` says: its name, else a generated one; its serdes,
+    /// else the stream's.
+    fn sink(&self, produced: Produced<K, V>) -> (String, SerdeRef<K>, SerdeRef<V>) {
+        let name = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| self.node_name("KSTREAM-SINK-"));
+        let mut b = self.b.borrow_mut();
+        let k = b.serde(
+            produced.key_serde.or(self.key_serde.clone()),
+            &format!("the key of sink `{name}`"),
+        );
+        let v = b.serde(
+            produced.value_serde.or(self.value_serde.clone()),
+            &format!("the value of sink `{name}`"),
+        );
+        (name, k, v)
     }
 
     /// Repartitions the stream by key through an internal topic.

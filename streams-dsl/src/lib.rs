@@ -18,6 +18,10 @@
 //! - [`fk_join`]: foreign-key table joins, [`TableJoined`].
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
+//! Inside: `aggregation` is the one path every count, reduce and aggregate is built through,
+//! `processors` holds the processors behind stateless operations, tables and key-value
+//! aggregations.
+//!
 //! ## Serdes
 //! An operation that writes bytes (a sink, a repartition topic, a store) takes its serdes from,
 //! in order: the options given to it, the serdes carried from upstream (a source's serdes stay
@@ -26,6 +30,7 @@
 //! i64, i32, i16, f64, f32, bool, `()` and their `Option`s). If none applies, `build()` fails
 //! naming the node.
 
+mod aggregation;
 pub mod builder;
 pub mod fk_join;
 pub mod grouped;

@@ -7,6 +7,27 @@ use std::collections::BTreeMap;
 use streams_core::serde::SerdeRef;
 use streams_core::TimestampExtractor;
 
+/// Adds `with_key_serde` and `with_value_serde`, the same on every option that carries a key
+/// and a value serde (in fields `key_serde` and `value_serde`).
+macro_rules! serde_setters {
+    ($($options:ident),+) => {$(
+        impl<K, V> $options<K, V> {
+            /// Sets the key serde.
+            pub fn with_key_serde(mut self, serde: SerdeRef<K>) -> Self {
+                self.key_serde = Some(serde);
+                self
+            }
+            /// Sets the value serde.
+            pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
+                self.value_serde = Some(serde);
+                self
+            }
+        }
+    )+};
+}
+
+serde_setters!(Consumed, Produced, Grouped, Materialized);
+
 /// How a source topic is read: serdes, timestamp extractor, source node name.
 pub struct Consumed<K, V> {
     pub(crate) key_serde: Option<SerdeRef<K>>,
@@ -41,16 +62,6 @@ impl<K, V> Consumed<K, V> {
             name: Some(name.to_string()),
             ..Default::default()
         }
-    }
-    /// Sets the key serde.
-    pub fn with_key_serde(mut self, serde: SerdeRef<K>) -> Self {
-        self.key_serde = Some(serde);
-        self
-    }
-    /// Sets the value serde.
-    pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
-        self.value_serde = Some(serde);
-        self
     }
     /// Takes each record's timestamp from `f(record, partition_time)` (for example a field of the value).
     pub fn with_timestamp_extractor(
@@ -100,16 +111,6 @@ impl<K, V> Produced<K, V> {
             ..Default::default()
         }
     }
-    /// Sets the key serde.
-    pub fn with_key_serde(mut self, serde: SerdeRef<K>) -> Self {
-        self.key_serde = Some(serde);
-        self
-    }
-    /// Sets the value serde.
-    pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
-        self.value_serde = Some(serde);
-        self
-    }
     /// Names the sink node.
     pub fn with_name(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
@@ -149,16 +150,6 @@ impl<K, V> Grouped<K, V> {
             key_serde: Some(key_serde),
             value_serde: Some(value_serde),
         }
-    }
-    /// Sets the key serde.
-    pub fn with_key_serde(mut self, serde: SerdeRef<K>) -> Self {
-        self.key_serde = Some(serde);
-        self
-    }
-    /// Sets the value serde.
-    pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
-        self.value_serde = Some(serde);
-        self
     }
 }
 
@@ -213,16 +204,6 @@ impl<K, V> Materialized<K, V> {
             value_serde: Some(value_serde),
             ..Default::default()
         }
-    }
-    /// Sets the key serde.
-    pub fn with_key_serde(mut self, serde: SerdeRef<K>) -> Self {
-        self.key_serde = Some(serde);
-        self
-    }
-    /// Sets the value serde.
-    pub fn with_value_serde(mut self, serde: SerdeRef<V>) -> Self {
-        self.value_serde = Some(serde);
-        self
     }
     /// Updates go downstream on every change instead of once per key per commit.
     pub fn with_caching_disabled(mut self) -> Self {

@@ -8,14 +8,9 @@ use streams_core::{
     CachedStore, Change, KeyValueStore, Processor, ProcessorContext, Record, Result,
 };
 
+use crate::aggregation::{Fold, Folder};
 use crate::Data;
 
-/// Makes an aggregate's first value.
-pub(crate) type Init<VA> = Arc<dyn Fn() -> VA + Send + Sync>;
-/// Folds a value into an aggregate: `(key, value, aggregate) -> aggregate`.
-pub(crate) type Folder<K, V, VA> = Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>;
-/// Turns a group's first value into its aggregate (reduce).
-pub(crate) type First<V, VA> = Arc<dyn Fn(V) -> VA + Send + Sync>;
 type Types<KI, VI, KO, VO> = PhantomData<fn(KI, VI) -> (KO, VO)>;
 
 /// A stateless operation: `f` gets the context and the record.
@@ -167,25 +162,15 @@ impl<K: Data, V: Data, I: TableRow<V>> Processor for TableSource<K, V, I> {
 pub(crate) struct StreamAggregate<K, V, VA> {
     store_name: String,
     store: Option<KeyValueStore<K, VA>>,
-    init: Init<VA>,
-    agg: Folder<K, V, VA>,
-    /// Reduce starts from the first value rather than from an initializer.
-    first_is_initial: Option<First<V, VA>>,
+    fold: Fold<K, V, VA>,
 }
 
 impl<K, V, VA> StreamAggregate<K, V, VA> {
-    pub(crate) fn new(
-        store: &str,
-        init: Init<VA>,
-        agg: Folder<K, V, VA>,
-        first_is_initial: Option<First<V, VA>>,
-    ) -> Self {
+    pub(crate) fn new(store: &str, fold: Fold<K, V, VA>) -> Self {
         StreamAggregate {
             store_name: store.to_string(),
             store: None,
-            init,
-            agg,
-            first_is_initial,
+            fold,
         }
     }
 }
@@ -208,11 +193,7 @@ impl<K: Data, V: Data, VA: Data> Processor for StreamAggregate<K, V, VA> {
     ) -> Result<()> {
         let store = self.store.as_ref().expect("initialized");
         let old = store.get(&r.key)?;
-        let new = match (&old, &self.first_is_initial) {
-            (None, Some(first)) => first(r.value),
-            (Some(o), _) => (self.agg)(&r.key, r.value, o.clone()),
-            (None, None) => (self.agg)(&r.key, r.value, (self.init)()),
-        };
+        let new = self.fold.apply(&r.key, r.value, old.clone());
         store.put(&r.key, &new)?;
         if !store.is_cached() {
             ctx.forward(Record {
@@ -272,32 +253,22 @@ impl<V: 'static> streams_core::serde::Serde<TableOp<V>> for TableOpSerde<V> {
     }
 }
 
-/// Folds a re-keyed table into a table with an adder and a subtractor.
+/// Folds a re-keyed table into a table: additions go through the fold (its adder), retractions
+/// through the subtractor.
 pub(crate) struct TableAggregate<K, V, VA> {
     store_name: String,
     store: Option<KeyValueStore<K, VA>>,
-    init: Init<VA>,
-    adder: Folder<K, V, VA>,
+    fold: Fold<K, V, VA>,
     subtractor: Folder<K, V, VA>,
-    /// Reduce starts a group from its first added value rather than from an initializer.
-    first_is_initial: Option<First<V, VA>>,
 }
 
 impl<K, V, VA> TableAggregate<K, V, VA> {
-    pub(crate) fn new(
-        store: &str,
-        init: Init<VA>,
-        adder: Folder<K, V, VA>,
-        subtractor: Folder<K, V, VA>,
-        first_is_initial: Option<First<V, VA>>,
-    ) -> Self {
+    pub(crate) fn new(store: &str, fold: Fold<K, V, VA>, subtractor: Folder<K, V, VA>) -> Self {
         TableAggregate {
             store_name: store.to_string(),
             store: None,
-            init,
-            adder,
+            fold,
             subtractor,
-            first_is_initial,
         }
     }
 }
@@ -320,17 +291,16 @@ impl<K: Data, V: Data, VA: Data> Processor for TableAggregate<K, V, VA> {
     ) -> Result<()> {
         let store = self.store.as_ref().expect("initialized");
         let old = store.get(&r.key)?;
-        let new = match (&old, &self.first_is_initial, r.value.add) {
-            (None, Some(first), true) => first(r.value.value),
-            (None, Some(_), false) => return Ok(()), // nothing to subtract from
-            (o, _, add) => {
-                let base = o.clone().unwrap_or_else(|| (self.init)());
-                if add {
-                    (self.adder)(&r.key, r.value.value, base)
-                } else {
-                    (self.subtractor)(&r.key, r.value.value, base)
-                }
-            }
+        let new = if r.value.add {
+            self.fold.apply(&r.key, r.value.value, old.clone())
+        } else {
+            let base = match &old {
+                Some(o) => o.clone(),
+                // A reduce's group starts from a value: there is nothing to subtract from.
+                None if self.fold.starts_from_first_value() => return Ok(()),
+                None => self.fold.initial(),
+            };
+            (self.subtractor)(&r.key, r.value.value, base)
         };
         store.put(&r.key, &new)?;
         if !store.is_cached() {

@@ -1,0 +1,139 @@
+//! The left table's side of a foreign-key join: sends a subscription for each change of a left
+//! row, and joins the responses with the current left row.
+
+use streams_core::serde::SerdeRef;
+use streams_core::{Change, KeyValueStore, Processor, ProcessorContext, Record, Result};
+
+use super::wire::{hash_of, to_bytes, Instruction, Response, Subscription};
+use super::{FkExtractor, FkJoiner};
+use crate::processors::open_table_store;
+use crate::Data;
+
+/// Left side: turns each change of a left row into subscriptions to its old and new foreign keys.
+pub(super) struct SubscriptionSend<K, V, KO> {
+    pub(super) key_serde: SerdeRef<K>,
+    pub(super) value_serde: SerdeRef<V>,
+    pub(super) fk_serde: SerdeRef<KO>,
+    pub(super) fk: FkExtractor<V, KO>,
+    pub(super) left: bool,
+}
+
+impl<K: Data, V: Data, KO: Data> Processor for SubscriptionSend<K, V, KO> {
+    type KIn = K;
+    type VIn = Change<V>;
+    type KOut = KO;
+    type VOut = Subscription;
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, KO, Subscription>,
+        r: Record<K, Change<V>>,
+    ) -> Result<()> {
+        let what = ctx.processor_name().to_string();
+        let Some(primary_key) = to_bytes(&self.key_serde, &what, &r.key)? else {
+            ctx.record_dropped();
+            return Ok(());
+        };
+        let hash = hash_of(&self.value_serde, &what, r.value.new_value.as_ref())?;
+        let fk_of = |v: &Option<V>| -> Result<Option<(KO, Vec<u8>)>> {
+            let Some(v) = v else { return Ok(None) };
+            let fk = (self.fk)(v);
+            Ok(to_bytes(&self.fk_serde, &what, &fk)?.map(|b| (fk, b)))
+        };
+        let new_fk = fk_of(&r.value.new_value)?;
+        let old_fk = fk_of(&r.value.old_value)?;
+        let send = |ctx: &mut ProcessorContext<'_, KO, Subscription>,
+                    fk: KO,
+                    instruction: Instruction|
+         -> Result<()> {
+            ctx.forward(Record {
+                key: fk,
+                value: Subscription {
+                    instruction,
+                    hash,
+                    primary_key: primary_key.clone(),
+                },
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            })
+        };
+        if r.value.new_value.is_some() && new_fk.is_none() {
+            // A null foreign key joins nothing; unsubscribe the old one without an answer.
+            ctx.record_dropped();
+        }
+        match (new_fk, old_fk) {
+            (Some((new, new_bytes)), Some((old, old_bytes))) => {
+                if new_bytes != old_bytes {
+                    send(ctx, old, Instruction::DeleteKeyNoPropagate)?;
+                }
+                // The old foreign key may have had a result: the answer must replace it even
+                // when the new key has no row, for inner joins too.
+                send(ctx, new, Instruction::PropagateNullIfNoFkValAvailable)
+            }
+            (Some((new, _)), None) => {
+                let instruction = if self.left || r.value.old_value.is_some() {
+                    Instruction::PropagateNullIfNoFkValAvailable
+                } else {
+                    Instruction::PropagateOnlyIfFkValAvailable
+                };
+                send(ctx, new, instruction)
+            }
+            (None, Some((old, _))) => send(ctx, old, Instruction::DeleteKeyAndPropagate),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Left side: joins a response with the current left row, unless the row changed since the
+/// subscription was sent; keeps the result to forward old values.
+pub(super) struct ResponseJoin<K, V, VO, VR> {
+    pub(super) value_serde: SerdeRef<V>,
+    pub(super) left_name: String,
+    pub(super) result_name: String,
+    pub(super) left: Option<KeyValueStore<K, V>>,
+    pub(super) result: Option<KeyValueStore<K, VR>>,
+    pub(super) joiner: FkJoiner<V, VO, VR>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data> Processor for ResponseJoin<K, V, VO, VR> {
+    type KIn = K;
+    type VIn = Response<VO>;
+    type KOut = K;
+    type VOut = Change<VR>;
+
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
+        self.left = Some(ctx.get_state_store(&self.left_name)?);
+        self.result = Some(open_table_store(ctx, &self.result_name)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VR>>,
+        r: Record<K, Response<VO>>,
+    ) -> Result<()> {
+        let current = self.left.as_ref().expect("initialized").get(&r.key)?;
+        if hash_of(&self.value_serde, &self.left_name, current.as_ref())? != r.value.hash {
+            // The left row changed after this subscription: a newer answer will follow.
+            return Ok(());
+        }
+        let new = current
+            .as_ref()
+            .and_then(|v| (self.joiner)(v, r.value.value.as_ref()));
+        let result = self.result.as_ref().expect("initialized");
+        let old = result.get(&r.key)?;
+        match &new {
+            Some(v) => result.put(&r.key, v)?,
+            None => {
+                if old.is_none() {
+                    return Ok(());
+                }
+                result.delete(&r.key)?;
+            }
+        }
+        if !result.is_cached() {
+            ctx.forward(r.with_value(Change::new(new, old)))?;
+        }
+        Ok(())
+    }
+}
