@@ -76,8 +76,10 @@ pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 ///
 /// The DSL picks a serde by type only for the built-in types (`String`, `Vec<u8>`, `i64`, `i32`,
 /// `i16`, `f64`, `f32`, `bool`, `()`, `serde_json::Value`) and their `Option`s; it does not look
-/// for implementations of this trait on your own types. For those, name the serde where the type enters or leaves a topic or a store (`Consumed::with`,
-/// `Produced::with`, `Grouped::with`, `Materialized::with`), for example `Serdes::json()`:
+/// for implementations of this trait on your own types. For those, register a serde per type on
+/// the builder (`StreamsBuilder::with_default_serde(Serdes::json::<Tweet>())`), or name it where
+/// the type enters or leaves a topic or a store (`Consumed::with`, `Produced::with`,
+/// `Grouped::with`, `Materialized::with`):
 /// ```
 /// use streams_core::serde::{DefaultSerde, Serdes};
 /// let i64_serde = <i64 as DefaultSerde>::default_serde();
