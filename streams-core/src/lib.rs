@@ -10,7 +10,7 @@
 //! [`internals`], for `streams-dsl`). Everything else is `pub(crate)`.
 //! - `record`: [`Record`] (typed, what processors see), [`RecordMetadata`], [`Change`], [`Headers`]; internally the raw records consumed from topics.
 //! - `task_id`: [`TaskId`], a task's (sub-topology, partition).
-//! - `assignment`: the task assignor (Kafka Streams' high-availability rules: active, standby and warm-up tasks per member and thread) as a pure function; internal, for the group membership to come.
+//! - `assignment`: the task assignor (Kafka Streams' high-availability rules: active, standby and warm-up tasks per member and thread) as a pure function, and the versioned subscription/assignment userData it exchanges; internal, for the group membership to come.
 //! - `time`: the injected clock (the system's, or the test driver's manual one); internal.
 //! - [`window`]: [`Window`] and [`Windowed`] keys; time, sliding and session windows.
 //! - [`serde`]: the [`Serde`](serde::Serde) trait, Kafka-compatible [`Serdes`](serde::Serdes) (windowed keys too), [`DefaultSerde`](serde::DefaultSerde).

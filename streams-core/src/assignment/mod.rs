@@ -2,7 +2,8 @@
 //!
 //! A pure, deterministic function after Kafka Streams' high-availability assignor: no I/O,
 //! no clock (the leader's time comes in), the same output for the same input whatever the
-//! order of the members. The group leader runs it. Its rules, in the order they run:
+//! order of the members. The group leader runs it; [`wire`] encodes what members send it
+//! and what it sends back. Its rules, in the order they run:
 //! 1. Members are grouped by process id into clients weighted by their stream threads
 //!    ([`clients`]); each client's lag on each stateful task comes from the offset sums it
 //!    reports and the changelog end offsets.
@@ -27,6 +28,7 @@ mod high_availability;
 mod standby;
 mod threads;
 mod types;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The plain data the assignor reads ([`AssignmentInput`]) and writes ([`GroupAssignment`]).
 //!
-//! A member's [`Subscription`] is what it will send the leader in its subscription userData.
+//! The same types are what [`super::wire`] encodes, so a decoded subscription is directly an
+//! assignor input and a member's slice of the output is directly an encodable assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -251,4 +252,69 @@ pub(crate) struct GroupAssignment {
     pub(crate) movements: Vec<Movement>,
     /// Active tasks withheld until their previous owners have revoked them.
     pub(crate) revocations: Vec<Revocation>,
+}
+
+/// Why a leader could not give a member a normal assignment (a wire error code, not a Rust error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AssignmentErrorCode {
+    /// No error.
+    None,
+    /// A source topic is missing or its partition count is unknown: the member waits.
+    IncompleteSourceTopicMetadata,
+    /// The leader reads an older version than the member sent: resend in the version given.
+    VersionProbing,
+    /// A member asked for the whole application to shut down.
+    ShutdownApplication,
+}
+
+impl AssignmentErrorCode {
+    /// Its wire value.
+    pub(crate) fn code(self) -> u16 {
+        match self {
+            AssignmentErrorCode::None => 0,
+            AssignmentErrorCode::IncompleteSourceTopicMetadata => 1,
+            AssignmentErrorCode::VersionProbing => 2,
+            AssignmentErrorCode::ShutdownApplication => 3,
+        }
+    }
+
+    /// The error code of a wire value, if known.
+    pub(crate) fn from_code(code: u16) -> Option<Self> {
+        Some(match code {
+            0 => AssignmentErrorCode::None,
+            1 => AssignmentErrorCode::IncompleteSourceTopicMetadata,
+            2 => AssignmentErrorCode::VersionProbing,
+            3 => AssignmentErrorCode::ShutdownApplication,
+            _ => return None,
+        })
+    }
+}
+
+/// What the leader sends one member: the versioned assignment userData.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AssignmentInfo {
+    /// An error instead of (or with) the assignment.
+    pub(crate) error: AssignmentErrorCode,
+    /// When to rebalance again.
+    pub(crate) follow_up: Option<FollowUp>,
+    /// The member's tasks per thread.
+    pub(crate) threads: Vec<ThreadAssignment>,
+    /// The group's active partitions per host (every member gets the whole map).
+    pub(crate) active_by_host: HostMap,
+    /// The group's standby and warm-up partitions per host.
+    pub(crate) standby_by_host: HostMap,
+}
+
+impl GroupAssignment {
+    /// The userData for one member, or `None` if it is not in the assignment.
+    pub(crate) fn info_for(&self, member_id: &str) -> Option<AssignmentInfo> {
+        let member = self.members.get(member_id)?;
+        Some(AssignmentInfo {
+            error: AssignmentErrorCode::None,
+            follow_up: self.follow_up,
+            threads: member.threads.clone(),
+            active_by_host: self.active_by_host.clone(),
+            standby_by_host: self.standby_by_host.clone(),
+        })
+    }
 }
