@@ -32,7 +32,8 @@
 //! 1. `record`, `task_id`, `time`, `window`: leaves, using no other module.
 //! 2. `serde`: may use `window` (windowed keys). `assignment`: may use `task_id`.
 //! 3. `error`: may use `serde`, `task_id`.
-//! 4. `config`: may use `error`. `collector`: may use `error`, `record`.
+//! 4. `config`: may use `error`, `assignment` (the assignor's settings). `collector`: may use
+//!    `error`, `record`.
 //! 5. `state`: may use the lines above.
 //! 6. `processor`: may use the lines above. It reads the topology it runs through its
 //!    `NodeGraph` trait, which `Topology` implements, instead of using `topology`.
@@ -54,7 +55,7 @@ pub mod window;
 pub mod serde;
 
 // Nothing calls the assignor outside its tests until the group membership (issue 10) runs
-// it in the leader.
+// it in the leader; `config` only checks its settings.
 #[cfg_attr(not(test), allow(dead_code))]
 mod assignment;
 
