@@ -10,6 +10,7 @@
 //! [`internals`], for `streams-dsl`). Everything else is `pub(crate)`.
 //! - `record`: [`Record`] (typed, what processors see), [`RecordMetadata`], [`Change`], [`Headers`]; internally the raw records consumed from topics.
 //! - `task_id`: [`TaskId`], a task's (sub-topology, partition).
+//! - `assignment`: the task assignor (Kafka Streams' high-availability rules: active, standby and warm-up tasks per member and thread) as a pure function, and the versioned subscription/assignment userData it exchanges; internal, for the group membership to come.
 //! - `time`: the injected clock (the system's, or the test driver's manual one); internal.
 //! - [`window`]: [`Window`] and [`Windowed`] keys; time, sliding and session windows.
 //! - [`serde`]: the [`Serde`](serde::Serde) trait, Kafka-compatible [`Serdes`](serde::Serdes) (windowed keys too), [`DefaultSerde`](serde::DefaultSerde).
@@ -29,9 +30,10 @@
 //! uses one of its own line or below, so the modules form no cycle; the one cycle, between the
 //! processor context and the engine that runs a task's nodes, is inside `processor`.
 //! 1. `record`, `task_id`, `time`, `window`: leaves, using no other module.
-//! 2. `serde`: may use `window` (windowed keys).
+//! 2. `serde`: may use `window` (windowed keys). `assignment`: may use `task_id`.
 //! 3. `error`: may use `serde`, `task_id`.
-//! 4. `config`: may use `error`. `collector`: may use `error`, `record`.
+//! 4. `config`: may use `error`, `assignment` (the assignor's settings). `collector`: may use
+//!    `error`, `record`.
 //! 5. `state`: may use the lines above.
 //! 6. `processor`: may use the lines above. It reads the topology it runs through its
 //!    `NodeGraph` trait, which `Topology` implements, instead of using `topology`.
@@ -51,6 +53,11 @@ mod time;
 pub mod window;
 
 pub mod serde;
+
+// Nothing calls the assignor outside its tests until the group membership (issue 10) runs
+// it in the leader; `config` only checks its settings.
+#[cfg_attr(not(test), allow(dead_code))]
+mod assignment;
 
 mod error;
 

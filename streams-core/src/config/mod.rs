@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::assignment::AssignmentConfig;
 use crate::error::{Result, StreamsError};
 
 /// `application.id`: group id, prefix of internal topics and state directory name.
@@ -34,8 +35,40 @@ pub const BUFFERED_RECORDS_PER_PARTITION: &str = "buffered.records.per.partition
 pub const REPLICATION_FACTOR: &str = "replication.factor";
 /// `poll.ms` (default 100): how long a stream thread blocks polling when it has nothing to do.
 pub const POLL_MS: &str = "poll.ms";
-/// `num.standby.replicas` (default 0; standbys come with a later release).
+/// `num.standby.replicas` (default 0): standby copies of each stateful task.
+///
+/// Checked, but only the default is accepted: standbys are placed by the task assignor,
+/// which this release does not run yet (it needs the group membership that replaces the
+/// consumer's range assignor).
 pub const NUM_STANDBY_REPLICAS: &str = "num.standby.replicas";
+/// `acceptable.recovery.lag` (default 10000, at least 0): how close to a changelog's end an
+/// instance must be to take a task over at once.
+///
+/// Checked, but only the default is accepted until the task assignor runs (see
+/// [`NUM_STANDBY_REPLICAS`]).
+pub const ACCEPTABLE_RECOVERY_LAG: &str = "acceptable.recovery.lag";
+/// `max.warmup.replicas` (default 2, at least 1): warm-up replicas in the group at once.
+///
+/// Checked, but only the default is accepted until the task assignor runs (see
+/// [`NUM_STANDBY_REPLICAS`]).
+pub const MAX_WARMUP_REPLICAS: &str = "max.warmup.replicas";
+/// `probing.rebalance.interval.ms` (default 600000, at least 60000): how often the group
+/// rebalances while warm-ups catch up.
+///
+/// Checked, but only the default is accepted until the task assignor runs (see
+/// [`NUM_STANDBY_REPLICAS`]).
+pub const PROBING_REBALANCE_INTERVAL_MS: &str = "probing.rebalance.interval.ms";
+/// `rack.aware.assignment.tags` (default empty): comma-separated client tag keys (at most 5)
+/// over whose values standbys are spread; each must be set with [`CLIENT_TAG_PREFIX`].
+///
+/// Checked, but only the default is accepted until the task assignor runs (see
+/// [`NUM_STANDBY_REPLICAS`]).
+pub const RACK_AWARE_ASSIGNMENT_TAGS: &str = "rack.aware.assignment.tags";
+/// `client.tag.<key>`: where this instance runs (at most 5 tags, keys up to 20 characters,
+/// values up to 30), for [`RACK_AWARE_ASSIGNMENT_TAGS`].
+///
+/// Checked, but refused until the task assignor runs (see [`NUM_STANDBY_REPLICAS`]).
+pub const CLIENT_TAG_PREFIX: &str = "client.tag.";
 /// `ensure.explicit.internal.resource.naming` (default false): refuse generated store and topic names.
 pub const ENSURE_EXPLICIT_NAMING: &str = "ensure.explicit.internal.resource.naming";
 /// `repartition.purge.interval.ms` (default 30000): how often consumed repartition records are deleted.
@@ -43,11 +76,12 @@ pub const REPARTITION_PURGE_INTERVAL_MS: &str = "repartition.purge.interval.ms";
 /// `task.timeout.ms` (default 300000).
 pub const TASK_TIMEOUT_MS: &str = "task.timeout.ms";
 
+/// Most client tags (`client.tag.*`) and rack-aware tags, as in Kafka Streams: they travel in
+/// every subscription.
+const MAX_CLIENT_TAGS: usize = 5;
+
 /// Kafka Streams properties accepted for compatibility that this runtime does not use yet.
 const ACCEPTED_UNUSED: &[&str] = &[
-    "acceptable.recovery.lag",
-    "max.warmup.replicas",
-    "probing.rebalance.interval.ms",
     "application.server",
     "topology.optimization",
     "windowstore.changelog.additional.retention.ms",
@@ -189,13 +223,7 @@ impl StreamsConfig {
                 ))
             }
         }
-        let standbys: u32 = self.parse(NUM_STANDBY_REPLICAS, 0)?;
-        if standbys > 0 {
-            return Err(StreamsError::config(
-                NUM_STANDBY_REPLICAS,
-                "standby replicas are not supported by this release yet; use 0",
-            ));
-        }
+        self.refuse_assignor_settings()?;
         let state_dir = self
             .get(STATE_DIR)
             .map(PathBuf::from)
@@ -345,6 +373,131 @@ impl StreamsConfig {
         })
     }
 
+    /// The task assignor's settings, checked (errors name the property).
+    pub(crate) fn assignment_config(&self) -> Result<AssignmentConfig> {
+        let defaults = AssignmentConfig::default();
+        let max_warmup_replicas: u32 =
+            self.parse(MAX_WARMUP_REPLICAS, defaults.max_warmup_replicas)?;
+        if max_warmup_replicas == 0 {
+            return Err(StreamsError::config(
+                MAX_WARMUP_REPLICAS,
+                "must be at least 1",
+            ));
+        }
+        let probing_ms: u64 = self.parse(
+            PROBING_REBALANCE_INTERVAL_MS,
+            defaults.probing_rebalance_interval.as_millis() as u64,
+        )?;
+        if probing_ms < 60_000 {
+            return Err(StreamsError::config(
+                PROBING_REBALANCE_INTERVAL_MS,
+                format!("is {probing_ms}; must be at least 60000 (one minute)"),
+            ));
+        }
+        let tags: Vec<String> = self
+            .get(RACK_AWARE_ASSIGNMENT_TAGS)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        if tags.len() > MAX_CLIENT_TAGS {
+            return Err(StreamsError::config(
+                RACK_AWARE_ASSIGNMENT_TAGS,
+                format!("lists {} tags; at most {MAX_CLIENT_TAGS}", tags.len()),
+            ));
+        }
+        let client_tags = self.client_tags()?;
+        if let Some(missing) = tags.iter().find(|t| !client_tags.contains_key(*t)) {
+            return Err(StreamsError::config(
+                RACK_AWARE_ASSIGNMENT_TAGS,
+                format!("names `{missing}`, which is not a client tag (set {CLIENT_TAG_PREFIX}{missing})"),
+            ));
+        }
+        Ok(AssignmentConfig {
+            num_standby_replicas: self
+                .parse(NUM_STANDBY_REPLICAS, defaults.num_standby_replicas)?,
+            max_warmup_replicas,
+            acceptable_recovery_lag: self
+                .parse(ACCEPTABLE_RECOVERY_LAG, defaults.acceptable_recovery_lag)?,
+            probing_rebalance_interval: Duration::from_millis(probing_ms),
+            rack_aware_assignment_tags: tags,
+        })
+    }
+
+    /// This instance's `client.tag.*` properties, checked: at most 5, keys of 1 to 20
+    /// characters, values of at most 30 (they travel in every subscription).
+    pub(crate) fn client_tags(&self) -> Result<BTreeMap<String, String>> {
+        let mut tags = BTreeMap::new();
+        for (k, v) in &self.props {
+            let Some(key) = k.strip_prefix(CLIENT_TAG_PREFIX) else {
+                continue;
+            };
+            if key.is_empty() || key.chars().count() > 20 {
+                return Err(StreamsError::config(
+                    k,
+                    "the tag key must have 1 to 20 characters",
+                ));
+            }
+            if v.chars().count() > 30 {
+                return Err(StreamsError::config(
+                    k,
+                    "the tag value must have at most 30 characters",
+                ));
+            }
+            tags.insert(key.to_string(), v.clone());
+        }
+        if tags.len() > MAX_CLIENT_TAGS {
+            return Err(StreamsError::config(
+                CLIENT_TAG_PREFIX,
+                format!(
+                    "{} client tags are set; at most {MAX_CLIENT_TAGS}",
+                    tags.len()
+                ),
+            ));
+        }
+        Ok(tags)
+    }
+
+    /// Checks the assignor's settings and refuses any but the defaults: nothing would act
+    /// on them until the group membership runs the task assignor.
+    fn refuse_assignor_settings(&self) -> Result<()> {
+        const WHY: &str = "takes effect through the task assignor, which needs the group \
+            membership this release does not run yet (partitions are assigned by the \
+            consumer's range assignor)";
+        let config = self.assignment_config()?;
+        let defaults = AssignmentConfig::default();
+        let refuse = |property: &str, default: &str| {
+            Err(StreamsError::config(
+                property,
+                format!("{WHY}; remove it or set the default ({default})"),
+            ))
+        };
+        if config.num_standby_replicas != defaults.num_standby_replicas {
+            return refuse(NUM_STANDBY_REPLICAS, "0");
+        }
+        if config.max_warmup_replicas != defaults.max_warmup_replicas {
+            return refuse(MAX_WARMUP_REPLICAS, "2");
+        }
+        if config.acceptable_recovery_lag != defaults.acceptable_recovery_lag {
+            return refuse(ACCEPTABLE_RECOVERY_LAG, "10000");
+        }
+        if config.probing_rebalance_interval != defaults.probing_rebalance_interval {
+            return refuse(PROBING_REBALANCE_INTERVAL_MS, "600000");
+        }
+        if !config.rack_aware_assignment_tags.is_empty() {
+            return refuse(RACK_AWARE_ASSIGNMENT_TAGS, "empty");
+        }
+        if let Some(key) = self.client_tags()?.keys().next() {
+            return Err(StreamsError::config(
+                &format!("{CLIENT_TAG_PREFIX}{key}"),
+                format!("{WHY}; remove the client tags"),
+            ));
+        }
+        Ok(())
+    }
+
     fn required(&self, key: &str) -> Result<String> {
         match self.get(key) {
             Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
@@ -383,127 +536,18 @@ fn is_streams_property(key: &str) -> bool {
         REPLICATION_FACTOR,
         POLL_MS,
         NUM_STANDBY_REPLICAS,
+        ACCEPTABLE_RECOVERY_LAG,
+        MAX_WARMUP_REPLICAS,
+        PROBING_REBALANCE_INTERVAL_MS,
+        RACK_AWARE_ASSIGNMENT_TAGS,
         ENSURE_EXPLICIT_NAMING,
         TASK_TIMEOUT_MS,
         REPARTITION_PURGE_INTERVAL_MS,
     ]
     .contains(&key)
+        || key.starts_with(CLIENT_TAG_PREFIX)
         || ACCEPTED_UNUSED.contains(&key)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_kafka_streams() {
-        let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
-        assert_eq!(r.commit_interval, Duration::from_secs(30));
-        assert_eq!(r.cache_max_bytes, 10 * 1024 * 1024);
-        assert_eq!(
-            r.deserialization_handler,
-            DeserializationHandler::LogAndFail
-        );
-        assert_eq!(r.replication_factor, -1);
-        assert_eq!(r.consumer["group.id"], "app");
-        assert_eq!(r.consumer["auto.offset.reset"], "earliest");
-        assert_eq!(r.producer["linger.ms"], "100");
-        assert!(r.state_dir.ends_with("kafka-streams"));
-    }
-
-    #[test]
-    fn missing_and_invalid_values_name_the_property() {
-        let e = StreamsConfig::default().resolve().unwrap_err().to_string();
-        assert!(e.contains("application.id"), "{e}");
-        let e = StreamsConfig::default()
-            .set(APPLICATION_ID, "a")
-            .resolve()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("bootstrap.servers"), "{e}");
-        for (k, v) in [
-            (COMMIT_INTERVAL_MS, "-5"),
-            (PROCESSING_GUARANTEE, "exactly_once_v2"),
-            (PROCESSING_GUARANTEE, "maybe"),
-            (DESERIALIZATION_EXCEPTION_HANDLER, "Whatever"),
-            (REPLICATION_FACTOR, "0"),
-            (APPLICATION_ID, "a b"),
-        ] {
-            let e = StreamsConfig::new("app", "h:1")
-                .set(k, v)
-                .resolve()
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(k), "{k}={v}: {e}");
-        }
-    }
-
-    #[test]
-    fn settings_the_runtime_depends_on_are_refused_naming_the_property() {
-        for (k, v) in [
-            (
-                "consumer.partition.assignment.strategy",
-                "cooperative-sticky",
-            ),
-            ("partition.assignment.strategy", "roundrobin"),
-            ("consumer.enable.auto.commit", "true"),
-            ("enable.auto.commit", "true"),
-        ] {
-            let e = StreamsConfig::new("app", "h:1")
-                .set(k, v)
-                .resolve()
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(k) && e.contains(v), "{k}={v}: {e}");
-        }
-        // Asking for what the runtime does anyway is fine.
-        let r = StreamsConfig::new("app", "h:1")
-            .set("consumer.partition.assignment.strategy", "range")
-            .set("enable.auto.commit", "false")
-            .resolve()
-            .unwrap();
-        assert_eq!(r.consumer["partition.assignment.strategy"], "range");
-    }
-
-    #[test]
-    fn prefixes_route_client_properties() {
-        let r = StreamsConfig::new("app", "h:1")
-            .set("consumer.fetch.wait.max.ms", "10")
-            .set("producer.linger.ms", "5")
-            .set("admin.request.timeout.ms", "1000")
-            .set("topic.min.insync.replicas", "1")
-            .set("socket.timeout.ms", "2000")
-            .set(
-                DESERIALIZATION_EXCEPTION_HANDLER,
-                "org.apache.kafka.streams.errors.LogAndContinueExceptionHandler",
-            )
-            .resolve()
-            .unwrap();
-        assert_eq!(r.consumer["fetch.wait.max.ms"], "10");
-        assert_eq!(r.producer["linger.ms"], "5");
-        assert!(!r.producer.contains_key("fetch.wait.max.ms"));
-        assert_eq!(r.admin["request.timeout.ms"], "1000");
-        assert_eq!(r.topic["min.insync.replicas"], "1");
-        assert_eq!(r.consumer["socket.timeout.ms"], "2000");
-        assert_eq!(r.producer["socket.timeout.ms"], "2000");
-        assert_eq!(
-            r.deserialization_handler,
-            DeserializationHandler::LogAndContinue
-        );
-        assert!(!r.consumer.contains_key(COMMIT_INTERVAL_MS));
-    }
-
-    #[test]
-    fn consumer_prefetch_is_bounded_and_refilled_promptly_unless_overridden() {
-        let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
-        assert_eq!(r.consumer["queued.min.messages"], "20000");
-        assert_eq!(r.consumer["queued.max.messages.kbytes"], "16384");
-        assert_eq!(r.consumer["fetch.queue.backoff.ms"], "10");
-        assert!(!r.producer.contains_key("fetch.queue.backoff.ms"));
-        let r = StreamsConfig::new("app", "h:1")
-            .set("consumer.fetch.queue.backoff.ms", "1000")
-            .resolve()
-            .unwrap();
-        assert_eq!(r.consumer["fetch.queue.backoff.ms"], "1000");
-    }
-}
+mod tests;

@@ -1,0 +1,206 @@
+//! Tests of the configuration: Kafka Streams' names and defaults, refusals naming the property.
+
+use super::*;
+
+#[test]
+fn defaults_match_kafka_streams() {
+    let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
+    assert_eq!(r.commit_interval, Duration::from_secs(30));
+    assert_eq!(r.cache_max_bytes, 10 * 1024 * 1024);
+    assert_eq!(
+        r.deserialization_handler,
+        DeserializationHandler::LogAndFail
+    );
+    assert_eq!(r.replication_factor, -1);
+    assert_eq!(r.consumer["group.id"], "app");
+    assert_eq!(r.consumer["auto.offset.reset"], "earliest");
+    assert_eq!(r.producer["linger.ms"], "100");
+    assert!(r.state_dir.ends_with("kafka-streams"));
+}
+
+#[test]
+fn missing_and_invalid_values_name_the_property() {
+    let e = StreamsConfig::default().resolve().unwrap_err().to_string();
+    assert!(e.contains("application.id"), "{e}");
+    let e = StreamsConfig::default()
+        .set(APPLICATION_ID, "a")
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bootstrap.servers"), "{e}");
+    for (k, v) in [
+        (COMMIT_INTERVAL_MS, "-5"),
+        (PROCESSING_GUARANTEE, "exactly_once_v2"),
+        (PROCESSING_GUARANTEE, "maybe"),
+        (DESERIALIZATION_EXCEPTION_HANDLER, "Whatever"),
+        (REPLICATION_FACTOR, "0"),
+        (APPLICATION_ID, "a b"),
+    ] {
+        let e = StreamsConfig::new("app", "h:1")
+            .set(k, v)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(k), "{k}={v}: {e}");
+    }
+}
+
+#[test]
+fn assignor_settings_are_read_with_kafka_streams_names_and_defaults() {
+    let c = StreamsConfig::new("app", "h:1");
+    assert_eq!(c.assignment_config().unwrap(), AssignmentConfig::default());
+    assert!(c.client_tags().unwrap().is_empty());
+    let c = c
+        .set(NUM_STANDBY_REPLICAS, "2")
+        .set(MAX_WARMUP_REPLICAS, "4")
+        .set(ACCEPTABLE_RECOVERY_LAG, "0")
+        .set(PROBING_REBALANCE_INTERVAL_MS, "60000")
+        .set(RACK_AWARE_ASSIGNMENT_TAGS, " zone , rack")
+        .set("client.tag.zone", "eu-1a")
+        .set("client.tag.rack", "r7");
+    let a = c.assignment_config().unwrap();
+    assert_eq!(a.num_standby_replicas, 2);
+    assert_eq!(a.max_warmup_replicas, 4);
+    assert_eq!(a.acceptable_recovery_lag, 0);
+    assert_eq!(a.probing_rebalance_interval, Duration::from_secs(60));
+    assert_eq!(a.rack_aware_assignment_tags, ["zone", "rack"]);
+    assert_eq!(c.client_tags().unwrap()["zone"], "eu-1a");
+}
+
+#[test]
+fn assignor_settings_other_than_the_defaults_are_refused_until_membership_runs() {
+    // The defaults, spelt out, are fine.
+    StreamsConfig::new("app", "h:1")
+        .set(NUM_STANDBY_REPLICAS, "0")
+        .set(MAX_WARMUP_REPLICAS, "2")
+        .set(ACCEPTABLE_RECOVERY_LAG, "10000")
+        .set(PROBING_REBALANCE_INTERVAL_MS, "600000")
+        .set(RACK_AWARE_ASSIGNMENT_TAGS, "")
+        .resolve()
+        .unwrap();
+    for (k, v) in [
+        (NUM_STANDBY_REPLICAS, "1"),
+        (MAX_WARMUP_REPLICAS, "3"),
+        (ACCEPTABLE_RECOVERY_LAG, "5"),
+        (PROBING_REBALANCE_INTERVAL_MS, "120000"),
+        ("client.tag.zone", "a"),
+    ] {
+        let e = StreamsConfig::new("app", "h:1")
+            .set(k, v)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(k) && e.contains("group membership"),
+            "{k}={v}: {e}"
+        );
+    }
+    let e = StreamsConfig::new("app", "h:1")
+        .set(RACK_AWARE_ASSIGNMENT_TAGS, "zone")
+        .set("client.tag.zone", "a")
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(RACK_AWARE_ASSIGNMENT_TAGS), "{e}");
+    // Not passed on to the Kafka clients, which would reject it.
+    let c = StreamsConfig::new("app", "h:1").set("client.tag.zone", "a");
+    assert!(is_streams_property("client.tag.zone"));
+    assert!(c.resolve().is_err());
+}
+
+#[test]
+fn invalid_assignor_settings_name_the_property() {
+    for (k, v, extra) in [
+        (MAX_WARMUP_REPLICAS, "0", None),
+        (ACCEPTABLE_RECOVERY_LAG, "-1", None),
+        (PROBING_REBALANCE_INTERVAL_MS, "59999", None),
+        (NUM_STANDBY_REPLICAS, "x", None),
+        (RACK_AWARE_ASSIGNMENT_TAGS, "zone", None),
+        (RACK_AWARE_ASSIGNMENT_TAGS, "a,b,c,d,e,f", None),
+        ("client.tag.k", "v".repeat(31).leak() as &str, None),
+        ("client.tag.abcdefghijklmnopqrstu", "v", None),
+        ("client.tag.", "v", None),
+        (CLIENT_TAG_PREFIX, "", Some(6)),
+    ] {
+        let mut c = StreamsConfig::new("app", "h:1");
+        match extra {
+            Some(n) => {
+                for i in 0..n {
+                    c = c.set(format!("client.tag.k{i}"), "v");
+                }
+            }
+            None => c = c.set(k, v),
+        }
+        let e = c.assignment_config().unwrap_err().to_string();
+        assert!(e.contains(k), "{k}={v}: {e}");
+    }
+}
+
+#[test]
+fn settings_the_runtime_depends_on_are_refused_naming_the_property() {
+    for (k, v) in [
+        (
+            "consumer.partition.assignment.strategy",
+            "cooperative-sticky",
+        ),
+        ("partition.assignment.strategy", "roundrobin"),
+        ("consumer.enable.auto.commit", "true"),
+        ("enable.auto.commit", "true"),
+    ] {
+        let e = StreamsConfig::new("app", "h:1")
+            .set(k, v)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(k) && e.contains(v), "{k}={v}: {e}");
+    }
+    // Asking for what the runtime does anyway is fine.
+    let r = StreamsConfig::new("app", "h:1")
+        .set("consumer.partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.consumer["partition.assignment.strategy"], "range");
+}
+
+#[test]
+fn prefixes_route_client_properties() {
+    let r = StreamsConfig::new("app", "h:1")
+        .set("consumer.fetch.wait.max.ms", "10")
+        .set("producer.linger.ms", "5")
+        .set("admin.request.timeout.ms", "1000")
+        .set("topic.min.insync.replicas", "1")
+        .set("socket.timeout.ms", "2000")
+        .set(
+            DESERIALIZATION_EXCEPTION_HANDLER,
+            "org.apache.kafka.streams.errors.LogAndContinueExceptionHandler",
+        )
+        .resolve()
+        .unwrap();
+    assert_eq!(r.consumer["fetch.wait.max.ms"], "10");
+    assert_eq!(r.producer["linger.ms"], "5");
+    assert!(!r.producer.contains_key("fetch.wait.max.ms"));
+    assert_eq!(r.admin["request.timeout.ms"], "1000");
+    assert_eq!(r.topic["min.insync.replicas"], "1");
+    assert_eq!(r.consumer["socket.timeout.ms"], "2000");
+    assert_eq!(r.producer["socket.timeout.ms"], "2000");
+    assert_eq!(
+        r.deserialization_handler,
+        DeserializationHandler::LogAndContinue
+    );
+    assert!(!r.consumer.contains_key(COMMIT_INTERVAL_MS));
+}
+
+#[test]
+fn consumer_prefetch_is_bounded_and_refilled_promptly_unless_overridden() {
+    let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
+    assert_eq!(r.consumer["queued.min.messages"], "20000");
+    assert_eq!(r.consumer["queued.max.messages.kbytes"], "16384");
+    assert_eq!(r.consumer["fetch.queue.backoff.ms"], "10");
+    assert!(!r.producer.contains_key("fetch.queue.backoff.ms"));
+    let r = StreamsConfig::new("app", "h:1")
+        .set("consumer.fetch.queue.backoff.ms", "1000")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.consumer["fetch.queue.backoff.ms"], "1000");
+}
