@@ -2,32 +2,49 @@
 //! crash-safe swap of a rewritten segment. The record-level surgery is in [`super::compaction`].
 
 use super::batch::BatchHeader;
+use super::compact_txn::Transactions;
 use super::files::{sync_dir, CLEANED};
 use super::index::{self, SegmentIndex};
 use super::segment::open_segment_file;
-use super::{compaction, PartitionLog};
+use super::{compaction, control, PartitionLog};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 impl PartitionLog {
     /// Rewrites closed segments keeping, per key, only the latest record (log compaction).
-    /// `drop_tombstones_before` is a timestamp: tombstones in batches older than it go too.
+    /// `drop_tombstones_before` is a timestamp: tombstones in batches older than it go too, and
+    /// so do transaction markers whose transaction has no data left (see [`compact_txn`]).
+    /// Records of aborted transactions go. Only segments wholly below the last stable offset
+    /// are rewritten, and only committed records count as newer values of their keys.
     /// Returns how many records were removed. The active segment is never touched, and a
     /// partition is only cleaned again once new segments have closed.
     pub(crate) fn compact(&mut self, drop_tombstones_before: i64) -> Result<usize> {
-        let closed = self.segments.len() - 1;
-        let closed_end = self.segments[closed].base_offset;
-        if closed == 0 || self.compacted_up_to >= closed_end {
+        // Every transaction below the last stable offset has ended: it is known whether its
+        // records count. Segments reaching past it wait.
+        let stable = self.last_stable_offset();
+        let cleanable = (0..self.segments.len() - 1)
+            .take_while(|&i| self.segment_end(i) <= stable)
+            .count();
+        if cleanable == 0 || self.compacted_up_to >= self.segment_end(cleanable - 1) {
             return Ok(0);
         }
-        // Pass 1: the latest offset of every key, over the whole log (active segment included,
-        // so a key rewritten there drops its older copies).
+        let clean_end = self.segment_end(cleanable - 1);
+        let mut txns = Transactions::new(&self.segments);
+        // Pass 1: the latest offset of every key among the committed records below the last
+        // stable offset (active segment included, so a key rewritten there drops its older
+        // copies; an open transaction's records may still be aborted and do not count).
         let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-        for segment in &self.segments {
+        'segments: for segment in &self.segments {
             let mut headers = segment.headers(0);
             while let Some((position, h)) = headers.next_batch()? {
+                if h.last_offset() >= stable {
+                    break 'segments;
+                }
+                if txns.is_aborted(&h) {
+                    continue;
+                }
                 let bytes = segment.read(position, h.total_len())?;
                 if let Some(records) = compaction::records(&bytes) {
                     for r in records {
@@ -38,32 +55,52 @@ impl PartitionLog {
                 }
             }
         }
-        // Pass 2: rewrite each closed segment.
+        // Pass 2: rewrite each cleanable segment.
         let mut removed = 0;
-        for i in 0..closed {
+        for i in 0..cleanable {
             let segment = &self.segments[i];
             let mut out = Vec::new();
             let mut kept = Vec::new();
+            let mut removed_markers = HashSet::new();
             let mut changed = false;
             let mut headers = segment.headers(0);
             while let Some((position, h)) = headers.next_batch()? {
                 let bytes = segment.read(position, h.total_len())?;
-                let drop_tombstones = h.max_timestamp < drop_tombstones_before;
-                let retained = compaction::retain(&bytes, |r| {
-                    let newest = r.key.is_none_or(|k| latest.get(k) == Some(&r.offset));
-                    newest && !(r.is_tombstone && drop_tombstones)
-                });
-                let batch = match retained {
-                    compaction::Retained::All => Some(bytes),
-                    compaction::Retained::Some(batch, dropped) => {
-                        removed += dropped;
-                        changed = true;
-                        Some(batch)
-                    }
-                    compaction::Retained::None(dropped) => {
-                        removed += dropped;
+                let past_retention = h.max_timestamp < drop_tombstones_before;
+                // Whole batches (markers, aborted data) go without looking into them.
+                let whole = usize::try_from(h.record_count).unwrap_or(0);
+                let batch = if h.is_control() {
+                    let is_marker = control::marker_kind(&bytes).is_some();
+                    if is_marker && txns.marker_removable(&h, past_retention) {
+                        removed_markers.insert(h.base_offset);
+                        removed += whole;
                         changed = true;
                         None
+                    } else {
+                        Some(bytes)
+                    }
+                } else if txns.is_aborted(&h) {
+                    txns.on_data(&h);
+                    removed += whole;
+                    changed = true;
+                    None
+                } else {
+                    txns.on_data(&h);
+                    match compaction::retain(&bytes, |r| {
+                        let newest = r.key.is_none_or(|k| latest.get(k) == Some(&r.offset));
+                        newest && !(r.is_tombstone && past_retention)
+                    }) {
+                        compaction::Retained::All => Some(bytes),
+                        compaction::Retained::Some(batch, dropped) => {
+                            removed += dropped;
+                            changed = true;
+                            Some(batch)
+                        }
+                        compaction::Retained::None(dropped) => {
+                            removed += dropped;
+                            changed = true;
+                            None
+                        }
                     }
                 };
                 if let Some(batch) = batch {
@@ -74,10 +111,19 @@ impl PartitionLog {
             }
             if changed {
                 let base = segment.base_offset;
+                if !removed_markers.is_empty() {
+                    // Before the segment: a crash in between leaves markers without entries,
+                    // which is harmless as their transactions have no data left; the other
+                    // way round, entries without markers would hide the producer's later
+                    // transactions from read_committed consumers.
+                    self.segments[i]
+                        .aborted
+                        .retain(|e| !removed_markers.contains(&e.last_offset))?;
+                }
                 self.replace_segment(base, &out, &kept)?;
             }
         }
-        self.compacted_up_to = closed_end;
+        self.compacted_up_to = clean_end;
         Ok(removed)
     }
 
@@ -118,8 +164,9 @@ impl PartitionLog {
         index.rename_into_place(&self.dir)?;
         sync_dir(&self.dir);
         let file = open_segment_file(&path)?;
-        // The segment keeps its aborted-transaction index: transactional and control batches
-        // are kept whole at their offsets, so its aborted transactions are still exactly these.
+        // The segment keeps its aborted-transaction index (less the entries of removed abort
+        // markers, dropped by the caller): aborted transactions whose data is gone but whose
+        // marker stays keep their entries, which then match no record.
         let segment = &mut self.segments[i];
         segment.path = path;
         segment.file = file;
