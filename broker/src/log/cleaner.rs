@@ -28,7 +28,7 @@ pub(crate) fn clean_all(state: &BrokerState) {
         if topic.is_compacted() {
             let delete_retention = topic.config_i64("delete.retention.ms", 86_400_000);
             for p in topic.partitions() {
-                let mut log = p.log.lock().expect("log lock");
+                let Ok(mut log) = p.lock_log() else { continue };
                 match log.compact(now.saturating_sub(delete_retention)) {
                     Ok(0) => {}
                     Ok(n) => {
@@ -46,7 +46,7 @@ pub(crate) fn clean_all(state: &BrokerState) {
         let retention_ms = topic.config_i64("retention.ms", 604_800_000);
         let retention_bytes = topic.config_i64("retention.bytes", -1);
         for p in topic.partitions() {
-            let mut log = p.log.lock().expect("log lock");
+            let Ok(mut log) = p.lock_log() else { continue };
             if let Err(e) = log.apply_retention(retention_ms, retention_bytes, now) {
                 tracing::error!(topic = %topic.name, partition = p.index, error = %e, "retention failed");
             }

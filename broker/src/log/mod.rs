@@ -130,6 +130,11 @@ impl PartitionLog {
         self.producers.check(h)
     }
 
+    /// The storage settings the log was opened with.
+    pub(crate) fn options(&self) -> LogOptions {
+        self.options
+    }
+
     /// The directory this log lives in.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
