@@ -59,7 +59,8 @@ pub(crate) fn records(batch: &[u8]) -> Option<Vec<RecordRef<'_>>> {
         };
         let (value_len, _) = varint(raw.get(p..)?)?;
         out.push(RecordRef {
-            offset: h.base_offset + offset_delta,
+            // The delta is the producer's (a valid CRC proves nothing about it).
+            offset: h.base_offset.checked_add(offset_delta)?,
             key,
             is_tombstone: value_len < 0,
             raw,
