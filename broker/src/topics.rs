@@ -45,6 +45,20 @@ pub(crate) fn topic_config_default(name: &str) -> Option<&'static str> {
 /// Largest topic name Kafka allows.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// Most partitions a topic may have. Every partition is a directory with open files, created
+/// synchronously by the request: without a cap one CreateTopics or CreatePartitions asking for
+/// `i32::MAX` would stall the broker and exhaust its disk and file descriptors.
+pub(crate) const MAX_PARTITIONS: i32 = 10_000;
+
+/// Why a topic may not have `count` partitions, if it may not (for the response's message).
+pub(crate) fn partition_count_refusal(count: i32) -> Option<String> {
+    (count > MAX_PARTITIONS).then(|| {
+        format!(
+            "{count} partitions asked for; this broker allows at most {MAX_PARTITIONS} per topic"
+        )
+    })
+}
+
 /// One partition: its index and its log behind a mutex. A std mutex, not tokio's: log
 /// operations are short synchronous file calls and never held across an await.
 #[derive(Debug)]
@@ -319,7 +333,7 @@ impl Topics {
         if let Err(e) = validate_topic_name(name) {
             return Ok(Err(e));
         }
-        if partitions < 1 {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Ok(Err(ResponseError::InvalidPartitions));
         }
         let _admin = crate::sync::lock(&self.admin, "admin");
@@ -405,7 +419,7 @@ impl Topics {
             return Ok(Err(ResponseError::UnknownTopicOrPartition));
         };
         let current = topic.partition_count();
-        if count <= current {
+        if count <= current || count > MAX_PARTITIONS {
             return Ok(Err(ResponseError::InvalidPartitions));
         }
         if validate_only {
