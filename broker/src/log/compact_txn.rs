@@ -12,7 +12,7 @@
 //! before it was removed still sees the transaction end.
 
 use super::batch::BatchHeader;
-use super::segment::Segment;
+use super::txn_index::AbortedTxn;
 use std::collections::{HashMap, HashSet};
 
 /// Transaction bookkeeping of one compaction pass.
@@ -25,16 +25,14 @@ pub(super) struct Transactions {
 }
 
 impl Transactions {
-    /// Reads the aborted transactions of every segment's aborted-transaction index.
-    pub(super) fn new(segments: &[Segment]) -> Transactions {
+    /// From the aborted transactions of every segment's aborted-transaction index.
+    pub(super) fn new(entries: &[AbortedTxn]) -> Transactions {
         let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-        for segment in segments {
-            for e in segment.aborted.entries() {
-                aborted
-                    .entry(e.producer_id)
-                    .or_default()
-                    .push((e.first_offset, e.last_offset));
-            }
+        for e in entries {
+            aborted
+                .entry(e.producer_id)
+                .or_default()
+                .push((e.first_offset, e.last_offset));
         }
         Transactions {
             aborted,
