@@ -57,6 +57,15 @@ pub enum Error {
         /// The encoder's message.
         reason: String,
     },
+    /// A partition's log was left in an unknown state by a panic and could not be reopened
+    /// from its files; requests for that partition fail until a reopen succeeds.
+    #[error("partition {partition} unavailable: reopening its log after a panic failed: {source}")]
+    PartitionUnavailable {
+        /// The partition (its directory name, `topic-index`).
+        partition: String,
+        /// Why the reopen failed.
+        source: Box<Error>,
+    },
     /// Reading from or writing to a client socket failed.
     #[error("connection I/O with {peer}: {source}")]
     Connection {

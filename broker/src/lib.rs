@@ -59,6 +59,7 @@ mod persist;
 mod protocol;
 mod server;
 mod state;
+mod sync;
 mod topics;
 mod txn;
 mod util;

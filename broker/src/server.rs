@@ -134,7 +134,7 @@ impl BrokerHandle {
         tokio::task::spawn_blocking(move || {
             for topic in state.topics.list() {
                 for p in topic.partitions() {
-                    p.log.lock().expect("log lock").checkpoint()?;
+                    p.lock_log()?.checkpoint()?;
                 }
             }
             Ok::<_, Error>(())

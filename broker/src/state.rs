@@ -36,7 +36,7 @@ pub(crate) struct ProducerIds {
 impl ProducerIds {
     /// A fresh producer id.
     pub(crate) fn allocate(&self) -> Result<i64> {
-        let mut guard = self.next.lock().expect("producer id lock");
+        let mut guard = crate::sync::lock(&self.next, "producer id");
         let (next, end, identity) = &mut *guard;
         if *next >= *end {
             identity.producer_id_block_end = *next + PRODUCER_ID_BLOCK;

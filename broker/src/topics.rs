@@ -8,7 +8,7 @@ use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use uuid::Uuid;
 
 /// Topic-level configs with Kafka's defaults, as DescribeConfigs reports them. A topic stores
@@ -45,12 +45,63 @@ pub(crate) fn topic_config_default(name: &str) -> Option<&'static str> {
 /// Largest topic name Kafka allows.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// Most partitions a topic may have. Every partition is a directory with open files, created
+/// synchronously by the request: without a cap one CreateTopics or CreatePartitions asking for
+/// `i32::MAX` would stall the broker and exhaust its disk and file descriptors.
+pub(crate) const MAX_PARTITIONS: i32 = 10_000;
+
+/// Why a topic may not have `count` partitions, if it may not (for the response's message).
+pub(crate) fn partition_count_refusal(count: i32) -> Option<String> {
+    (count > MAX_PARTITIONS).then(|| {
+        format!(
+            "{count} partitions asked for; this broker allows at most {MAX_PARTITIONS} per topic"
+        )
+    })
+}
+
 /// One partition: its index and its log behind a mutex. A std mutex, not tokio's: log
 /// operations are short synchronous file calls and never held across an await.
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub(crate) index: i32,
     pub(crate) log: Mutex<PartitionLog>,
+}
+
+impl Partition {
+    /// The partition's log, locked. If a request panicked holding the lock (a bug), the log in
+    /// memory may be half updated: it is reopened from its files first, with the recovery a
+    /// crash gets (the files are written to survive one), and the panic is logged. If that
+    /// reopen fails, this request fails with an error naming the partition and the next one
+    /// tries again; other partitions are not affected.
+    pub(crate) fn lock_log(&self) -> Result<MutexGuard<'_, PartitionLog>> {
+        let poisoned = match self.log.lock() {
+            Ok(guard) => return Ok(guard),
+            Err(poisoned) => poisoned,
+        };
+        let mut guard = poisoned.into_inner();
+        let dir = guard.dir().to_path_buf();
+        let partition = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        tracing::error!(
+            partition,
+            "a request panicked holding this partition's log; reopening it from its files"
+        );
+        match PartitionLog::open(&dir, guard.options()) {
+            Ok(log) => {
+                *guard = log;
+                self.log.clear_poison();
+                Ok(guard)
+            }
+            Err(e) => {
+                tracing::error!(partition, error = %e, "reopening the log failed");
+                Err(Error::PartitionUnavailable {
+                    partition,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
 }
 
 /// A topic: name, stable id, config overrides and partitions.
@@ -66,7 +117,7 @@ pub(crate) struct Topic {
 impl Topic {
     /// The partition with this index, if it exists.
     pub(crate) fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        let parts = self.partitions.read().expect("partitions lock");
+        let parts = crate::sync::read(&self.partitions, "partitions");
         usize::try_from(index)
             .ok()
             .and_then(|i| parts.get(i).cloned())
@@ -74,32 +125,28 @@ impl Topic {
 
     /// All partitions in index order.
     pub(crate) fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().expect("partitions lock").clone()
+        crate::sync::read(&self.partitions, "partitions").clone()
     }
 
     pub(crate) fn partition_count(&self) -> i32 {
-        self.partitions.read().expect("partitions lock").len() as i32
+        crate::sync::read(&self.partitions, "partitions").len() as i32
     }
 
     /// The config overrides the topic was created with.
     pub(crate) fn config_overrides(&self) -> BTreeMap<String, String> {
-        self.configs.read().expect("configs lock").clone()
+        crate::sync::read(&self.configs, "configs").clone()
     }
 
     /// The override of a config, if the topic has one.
     pub(crate) fn config_override(&self, name: &str) -> Option<String> {
-        self.configs
-            .read()
-            .expect("configs lock")
+        crate::sync::read(&self.configs, "configs")
             .get(name)
             .cloned()
     }
 
     /// The effective value of a config: the override, else Kafka's default.
     pub(crate) fn config(&self, name: &str) -> Option<String> {
-        self.configs
-            .read()
-            .expect("configs lock")
+        crate::sync::read(&self.configs, "configs")
             .get(name)
             .cloned()
             .or_else(|| {
@@ -193,11 +240,7 @@ impl Topics {
                 reason: format!("topic {}: bad id: {e}", meta.name),
             })?;
             let topic = topics.build_topic(&meta.name, id, meta.partitions, meta.configs)?;
-            topics
-                .topics
-                .write()
-                .expect("topics lock")
-                .insert(meta.name, Arc::new(topic));
+            crate::sync::write(&topics.topics, "topics").insert(meta.name, Arc::new(topic));
         }
         Ok(topics)
     }
@@ -248,10 +291,7 @@ impl Topics {
     }
 
     fn persist(&self) -> Result<()> {
-        let mut metas: Vec<TopicMeta> = self
-            .topics
-            .read()
-            .expect("topics lock")
+        let mut metas: Vec<TopicMeta> = crate::sync::read(&self.topics, "topics")
             .values()
             .map(|t| t.meta())
             .collect();
@@ -261,14 +301,12 @@ impl Topics {
 
     /// The topic with this name.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().expect("topics lock").get(name).cloned()
+        crate::sync::read(&self.topics, "topics").get(name).cloned()
     }
 
     /// The topic with this id.
     pub(crate) fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topics lock")
+        crate::sync::read(&self.topics, "topics")
             .values()
             .find(|t| t.id == id)
             .cloned()
@@ -276,10 +314,7 @@ impl Topics {
 
     /// Every topic, sorted by name.
     pub(crate) fn list(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self
-            .topics
-            .read()
-            .expect("topics lock")
+        let mut all: Vec<_> = crate::sync::read(&self.topics, "topics")
             .values()
             .cloned()
             .collect();
@@ -298,10 +333,10 @@ impl Topics {
         if let Err(e) = validate_topic_name(name) {
             return Ok(Err(e));
         }
-        if partitions < 1 {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Ok(Err(ResponseError::InvalidPartitions));
         }
-        let _admin = self.admin.lock().expect("admin lock");
+        let _admin = crate::sync::lock(&self.admin, "admin");
         if self.get(name).is_some() {
             return Ok(Err(ResponseError::TopicAlreadyExists));
         }
@@ -322,10 +357,7 @@ impl Topics {
             }
         }
         let topic = Arc::new(self.build_topic(name, id, partitions, configs)?);
-        self.topics
-            .write()
-            .expect("topics lock")
-            .insert(name.to_string(), topic.clone());
+        crate::sync::write(&self.topics, "topics").insert(name.to_string(), topic.clone());
         self.persist()?;
         tracing::info!(topic = name, partitions, "created topic");
         Ok(Ok(topic))
@@ -333,13 +365,13 @@ impl Topics {
 
     /// Deletes a topic and its data.
     pub(crate) fn delete(&self, name: &str) -> Result<Result<Arc<Topic>, ResponseError>> {
-        let _admin = self.admin.lock().expect("admin lock");
-        let Some(topic) = self.topics.write().expect("topics lock").remove(name) else {
+        let _admin = crate::sync::lock(&self.admin, "admin");
+        let Some(topic) = crate::sync::write(&self.topics, "topics").remove(name) else {
             return Ok(Err(ResponseError::UnknownTopicOrPartition));
         };
         self.persist()?;
         for p in topic.partitions() {
-            let dir = p.log.lock().expect("log lock").dir().to_path_buf();
+            let dir = crate::sync::lock(&p.log, "log").dir().to_path_buf();
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted topic data");
             }
@@ -358,7 +390,7 @@ impl Topics {
         validate_only: bool,
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ResponseError>,
     ) -> Result<Result<(), ResponseError>> {
-        let _admin = self.admin.lock().expect("admin lock");
+        let _admin = crate::sync::lock(&self.admin, "admin");
         let Some(topic) = self.get(name) else {
             return Ok(Err(ResponseError::UnknownTopicOrPartition));
         };
@@ -369,7 +401,7 @@ impl Topics {
         if validate_only {
             return Ok(Ok(()));
         }
-        *topic.configs.write().expect("configs lock") = configs;
+        *crate::sync::write(&topic.configs, "configs") = configs;
         self.persist()?;
         tracing::info!(topic = name, "altered topic configs");
         Ok(Ok(()))
@@ -382,12 +414,12 @@ impl Topics {
         count: i32,
         validate_only: bool,
     ) -> Result<Result<(), ResponseError>> {
-        let _admin = self.admin.lock().expect("admin lock");
+        let _admin = crate::sync::lock(&self.admin, "admin");
         let Some(topic) = self.get(name) else {
             return Ok(Err(ResponseError::UnknownTopicOrPartition));
         };
         let current = topic.partition_count();
-        if count <= current {
+        if count <= current || count > MAX_PARTITIONS {
             return Ok(Err(ResponseError::InvalidPartitions));
         }
         if validate_only {
@@ -398,12 +430,72 @@ impl Topics {
         for i in current..count {
             added.push(self.open_partition(name, i, options)?);
         }
-        topic
-            .partitions
-            .write()
-            .expect("partitions lock")
-            .extend(added);
+        crate::sync::write(&topic.partitions, "partitions").extend(added);
         self.persist()?;
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::make_batch;
+
+    fn options() -> LogOptions {
+        LogOptions {
+            segment_bytes: 1 << 20,
+            index_interval_bytes: crate::log::DEFAULT_INDEX_INTERVAL_BYTES,
+        }
+    }
+
+    /// Panics holding the partition's log lock, as a bug in a request would.
+    fn poison(p: &Partition) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _log = p.log.lock().unwrap();
+                    panic!("a request panics holding the log");
+                })
+                .join();
+        });
+        assert!(p.log.is_poisoned());
+    }
+
+    #[test]
+    fn a_panic_holding_a_log_reopens_it_or_fails_naming_the_partition() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("orders-3");
+        let p = Partition {
+            index: 3,
+            log: Mutex::new(PartitionLog::open(&dir, options()).unwrap()),
+        };
+        p.lock_log()
+            .unwrap()
+            .append(&mut make_batch(2, 1000, None), false)
+            .unwrap();
+        poison(&p);
+        // Reopened from its files: what was appended is there, and appends go on.
+        let mut log = p.lock_log().unwrap();
+        assert_eq!(log.next_offset(), 2);
+        assert_eq!(
+            log.append(&mut make_batch(1, 1000, None), false).unwrap(),
+            2
+        );
+        drop(log);
+        assert!(!p.log.is_poisoned());
+
+        // A log that cannot be reopened fails the request, naming the partition.
+        poison(&p);
+        std::fs::rename(&dir, root.path().join("moved")).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let e = p.lock_log().unwrap_err();
+        assert!(
+            matches!(&e, Error::PartitionUnavailable { partition, .. } if partition == "orders-3"),
+            "{e}"
+        );
+        // The next request tries again, and succeeds once the files are back.
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::rename(root.path().join("moved"), &dir).unwrap();
+        assert_eq!(p.lock_log().unwrap().next_offset(), 3);
     }
 }

@@ -1,11 +1,12 @@
-//! A deterministic, stable-toolchain stand-in for the cargo-fuzz target: mutates valid requests
-//! of every supported API and feeds them to the same entry point (`fuzzing::handle_frame`),
-//! which must never panic.
+//! A deterministic, stable-toolchain stand-in for the cargo-fuzz targets: mutates valid requests
+//! of every supported API and feeds them to the same entry point (`fuzzing::handle_frame`), and
+//! mutated record batches to `fuzzing::handle_batch` (which gives them a valid CRC); neither
+//! may panic.
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use streams_broker::fuzzing::handle_frame;
+use streams_broker::fuzzing::{handle_batch, handle_frame};
 
 fn frame<R: Encodable>(key: ApiKey, version: i16, req: &R) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -212,4 +213,78 @@ fn mutated_requests_never_panic() {
     }
     // The mutations must reach the handlers, not only the decoder's error paths.
     assert!(decoded > 1000, "only {decoded} mutated frames decoded");
+}
+
+/// Valid batches: keyed records with a tombstone, the same as a transaction, and an
+/// idempotent producer's.
+fn batch_seeds() -> Vec<Vec<u8>> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut out = Vec::new();
+    for (pid, transactional) in [(-1, false), (7, true), (8, false)] {
+        let records: Vec<Record> = (0..3)
+            .map(|i| Record {
+                transactional,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: if pid < 0 { -1 } else { 0 },
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: if pid < 0 { -1 } else { i as i32 },
+                timestamp: 1000 + i,
+                key: Some(bytes::Bytes::from(format!("k{i}"))),
+                value: (i != 1).then(|| bytes::Bytes::from(format!("v{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut b = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut b, &records, &options).unwrap();
+        out.push(b.to_vec());
+    }
+    out
+}
+
+/// Also writes extreme values over whole header fields (offsets, deltas, timestamps, counts).
+fn mutate_batch(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut b = mutate(rng, input);
+    if rng.below(2) == 0 && b.len() >= 61 {
+        // (offset, width) of base offset, last offset delta, base and max timestamp, producer
+        // id, base sequence, record count.
+        let fields = [(0, 8), (23, 4), (27, 8), (35, 8), (43, 8), (53, 4), (57, 4)];
+        let (at, width) = fields[rng.below(fields.len())];
+        let value: [u8; 8] = [
+            i64::MAX.to_be_bytes(),
+            i64::MIN.to_be_bytes(),
+            (-1i64).to_be_bytes(),
+            (i64::from(i32::MAX)).to_be_bytes(),
+        ][rng.below(4)];
+        b[at..at + width].copy_from_slice(&value[8 - width..]);
+    }
+    b
+}
+
+#[test]
+fn mutated_batches_with_valid_crcs_never_panic() {
+    let seeds = batch_seeds();
+    for (i, s) in seeds.iter().enumerate() {
+        assert!(handle_batch(s), "seed {i} is appended");
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let mut appended = 0;
+    for _ in 0..2_000 {
+        let seed = &seeds[rng.below(seeds.len())];
+        appended += usize::from(handle_batch(&mutate_batch(&mut rng, seed)));
+    }
+    // The mutations must reach the log (append, compaction), not only validation.
+    assert!(
+        appended > 200,
+        "only {appended} mutated batches were appended"
+    );
 }

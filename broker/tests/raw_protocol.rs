@@ -382,3 +382,58 @@ async fn compacted_topics_refuse_batches_with_keyless_records() {
     assert_eq!(produce(&mut c, "compacted", batch(3, None)).await, (0, 0));
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn partition_counts_are_capped_at_create_and_grow() {
+    let broker = Broker::start(BrokerConfig::default()).await.unwrap();
+    let mut c = Client::connect(&broker).await;
+    let create = |name: &'static str, partitions: i32| {
+        CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1),
+        ])
+    };
+    let resp: CreateTopicsResponse = c
+        .call(ApiKey::CreateTopics, 7, &create("huge", i32::MAX))
+        .await;
+    let t = &resp.topics[0];
+    assert_eq!(t.error_code, 37, "INVALID_PARTITIONS");
+    assert_eq!(
+        t.error_message.as_deref(),
+        Some("2147483647 partitions asked for; this broker allows at most 10000 per topic")
+    );
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create("small", 2)).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+
+    let grow = |count: i32| {
+        CreatePartitionsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("small")))
+                    .with_count(count),
+            ])
+    };
+    let resp: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, 3, &grow(10_001)).await;
+    assert_eq!(resp.results[0].error_code, 37, "INVALID_PARTITIONS");
+    assert_eq!(
+        resp.results[0].error_message.as_deref(),
+        Some("10001 partitions asked for; this broker allows at most 10000 per topic")
+    );
+    let resp: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, 3, &grow(3)).await;
+    assert_eq!(resp.results[0].error_code, 0);
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            9,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("small"))))])),
+        )
+        .await;
+    assert_eq!(md.topics[0].partitions.len(), 3);
+    broker.shutdown().await.unwrap();
+}

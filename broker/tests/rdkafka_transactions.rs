@@ -1,5 +1,6 @@
 //! Transactions end to end with rdkafka (librdkafka): a transactional producer commits and
-//! aborts, `read_committed` consumers see exactly the committed records, offsets sent to a
+//! aborts, `read_committed` consumers see exactly the committed records (also after compaction
+//! removed the aborted ones and superseded values), offsets sent to a
 //! transaction are committed with it, and a zombie producer is fenced.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -275,6 +276,71 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it() {
     assert_eq!(committed, Some(Offset::Offset(3)));
     let out = reader(&bootstrap, "read_committed");
     assert_eq!(read_until(&out, "out", "o1"), ["o1"]);
+    drop(p);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_removes_aborted_records_and_values_a_commit_superseded() {
+    let broker = Broker::start(BrokerConfig {
+        log_cleanup_interval: Duration::from_millis(100),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts");
+    let bootstrap = broker.bootstrap_servers();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    // One batch per segment, so every batch but the last is in a closed segment.
+    let topic = NewTopic::new("ctxn", 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "1");
+    for r in admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.expect("topic created");
+    }
+    let p = txn_producer(&bootstrap, "ctxn-a").await;
+    let send_keyed = |p: &TxnProducer, records: &[(&str, &str)]| {
+        for (k, v) in records {
+            p.send(BaseRecord::to("ctxn").partition(0).key(*k).payload(*v))
+                .map_err(|(e, _)| e)
+                .expect("enqueued");
+        }
+        p.flush(TIMEOUT).expect("flushed");
+    };
+    let p = tokio::task::spawn_blocking(move || {
+        p.begin_transaction().unwrap();
+        send_keyed(&p, &[("k1", "c1"), ("k2", "c2")]);
+        p.commit_transaction(TIMEOUT).expect("commit");
+        p.begin_transaction().unwrap();
+        send_keyed(&p, &[("k1", "a1")]);
+        p.abort_transaction(TIMEOUT).expect("abort");
+        p.begin_transaction().unwrap();
+        send_keyed(&p, &[("k2", "c3"), ("k3", "end")]);
+        p.commit_transaction(TIMEOUT).expect("commit");
+        p
+    })
+    .await
+    .unwrap();
+    // The cleaner runs every 100 ms: wait until even a read_uncommitted consumer sees that the
+    // aborted a1 and the superseded c2 are gone (and that the aborted a1 did not replace c1).
+    let uncommitted = reader(&bootstrap, "read_uncommitted");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = read_until(&uncommitted, "ctxn", "end");
+        if got == ["c1", "c3", "end"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not compacted: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let committed = reader(&bootstrap, "read_committed");
+    assert_eq!(read_until(&committed, "ctxn", "end"), ["c1", "c3", "end"]);
     drop(p);
     broker.shutdown().await.unwrap();
 }

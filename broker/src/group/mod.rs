@@ -78,7 +78,7 @@ impl GroupCoordinator {
         }
         let member_id = params.member_id.clone();
         let reply = {
-            let mut groups = self.groups.lock().expect("groups lock");
+            let mut groups = crate::sync::lock(&self.groups, "groups");
             let group = groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, self.initial_delay));
@@ -105,7 +105,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> SyncOutcome {
         let reply = {
-            let mut groups = self.groups.lock().expect("groups lock");
+            let mut groups = crate::sync::lock(&self.groups, "groups");
             match groups.get_mut(group_id) {
                 Some(group) => group.sync(member_id, instance_id, generation, assignments),
                 None => Reply::Now(SyncOutcome {
@@ -131,7 +131,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
-        let mut groups = self.groups.lock().expect("groups lock");
+        let mut groups = crate::sync::lock(&self.groups, "groups");
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -145,7 +145,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
-        let mut groups = self.groups.lock().expect("groups lock");
+        let mut groups = crate::sync::lock(&self.groups, "groups");
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -154,7 +154,7 @@ impl GroupCoordinator {
 
     /// Applies session and rebalance timeouts; called periodically by the server.
     pub(crate) fn tick(&self, now: Instant) {
-        let mut groups = self.groups.lock().expect("groups lock");
+        let mut groups = crate::sync::lock(&self.groups, "groups");
         for group in groups.values_mut() {
             group.tick(now);
         }
@@ -170,7 +170,7 @@ impl GroupCoordinator {
         commits: Vec<((String, i32), Committed)>,
     ) -> Result<Result<(), ResponseError>> {
         {
-            let groups = self.groups.lock().expect("groups lock");
+            let groups = crate::sync::lock(&self.groups, "groups");
             let check = match groups.get(group_id) {
                 Some(group) => group.validate_commit(member_id, instance_id, generation),
                 None if generation < 0 => Ok(()),
@@ -180,10 +180,7 @@ impl GroupCoordinator {
                 return Ok(Err(e));
             }
         }
-        self.offsets
-            .lock()
-            .expect("offsets lock")
-            .commit(group_id, commits)?;
+        crate::sync::lock(&self.offsets, "offsets").commit(group_id, commits)?;
         Ok(Ok(()))
     }
 
@@ -197,7 +194,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
-        let groups = self.groups.lock().expect("groups lock");
+        let groups = crate::sync::lock(&self.groups, "groups");
         match groups.get(group_id) {
             Some(group) => group.validate_txn_commit(member_id, instance_id, generation),
             None if generation < 0 => Ok(()),
@@ -211,10 +208,7 @@ impl GroupCoordinator {
         group_id: &str,
         commits: Vec<((String, i32), Committed)>,
     ) -> Result<()> {
-        self.offsets
-            .lock()
-            .expect("offsets lock")
-            .commit(group_id, commits)
+        crate::sync::lock(&self.offsets, "offsets").commit(group_id, commits)
     }
 
     /// One committed offset.
@@ -224,21 +218,19 @@ impl GroupCoordinator {
         topic: &str,
         partition: i32,
     ) -> Option<Committed> {
-        self.offsets
-            .lock()
-            .expect("offsets lock")
+        crate::sync::lock(&self.offsets, "offsets")
             .get(group_id, topic, partition)
             .cloned()
     }
 
     /// All committed offsets of a group.
     pub(crate) fn all_committed(&self, group_id: &str) -> Vec<((String, i32), Committed)> {
-        self.offsets.lock().expect("offsets lock").all(group_id)
+        crate::sync::lock(&self.offsets, "offsets").all(group_id)
     }
 
     /// A snapshot of one group; groups known only by their offsets are Empty.
     pub(crate) fn describe(&self, group_id: &str) -> Option<GroupSummary> {
-        let groups = self.groups.lock().expect("groups lock");
+        let groups = crate::sync::lock(&self.groups, "groups");
         if let Some(g) = groups.get(group_id) {
             let protocol = g.protocol_name.clone().unwrap_or_default();
             return Some(GroupSummary {
@@ -260,9 +252,7 @@ impl GroupCoordinator {
             });
         }
         drop(groups);
-        self.offsets
-            .lock()
-            .expect("offsets lock")
+        crate::sync::lock(&self.offsets, "offsets")
             .has_group(group_id)
             .then(|| GroupSummary {
                 state: GroupState::Empty,
@@ -274,7 +264,7 @@ impl GroupCoordinator {
 
     /// Every group id with its state and protocol type.
     pub(crate) fn list(&self) -> Vec<(String, GroupState, String)> {
-        let groups = self.groups.lock().expect("groups lock");
+        let groups = crate::sync::lock(&self.groups, "groups");
         let mut out: Vec<(String, GroupState, String)> = groups
             .values()
             .map(|g| {
@@ -285,7 +275,7 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        let offsets = self.offsets.lock().expect("offsets lock");
+        let offsets = crate::sync::lock(&self.offsets, "offsets");
         for id in offsets.groups() {
             if !groups.contains_key(id) {
                 out.push((id.clone(), GroupState::Empty, "consumer".to_string()));
@@ -297,8 +287,8 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: only groups without members can go.
     pub(crate) fn delete(&self, group_id: &str) -> Result<Result<(), ResponseError>> {
-        let mut groups = self.groups.lock().expect("groups lock");
-        let mut offsets = self.offsets.lock().expect("offsets lock");
+        let mut groups = crate::sync::lock(&self.groups, "groups");
+        let mut offsets = crate::sync::lock(&self.offsets, "offsets");
         match groups.get(group_id) {
             Some(g) if g.state != GroupState::Empty => {
                 return Ok(Err(ResponseError::NonEmptyGroup))
@@ -315,9 +305,6 @@ impl GroupCoordinator {
 
     /// Drops committed offsets of a deleted topic.
     pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
-        self.offsets
-            .lock()
-            .expect("offsets lock")
-            .delete_topic(topic)
+        crate::sync::lock(&self.offsets, "offsets").delete_topic(topic)
     }
 }

@@ -1,5 +1,6 @@
 //! CreateTopics: honours -1 for partitions and replication factor (Kafka Streams sends it),
-//! validate_only, and stores config overrides; v5+ answers with the resulting configs.
+//! validate_only, and stores config overrides; v5+ answers with the resulting configs. At most
+//! [`MAX_PARTITIONS`](crate::topics::MAX_PARTITIONS) partitions per topic.
 
 use super::sb;
 use crate::state::BrokerState;
@@ -54,6 +55,11 @@ pub(crate) fn handle(
             } else {
                 t.num_partitions
             };
+            if let Some(message) = crate::topics::partition_count_refusal(partitions) {
+                return result
+                    .with_error_code(ResponseError::InvalidPartitions.code())
+                    .with_error_message(Some(sb(message)));
+            }
             let configs: BTreeMap<String, String> = t
                 .configs
                 .into_iter()

@@ -28,7 +28,9 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: DeleteRecordsRequest) -> Del
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let mut log = partition.log.lock().expect("log lock");
+                    let Ok(mut log) = partition.lock_log() else {
+                        return result.with_error_code(ResponseError::KafkaStorageError.code());
+                    };
                     let offset = if p.offset == -1 {
                         log.next_offset()
                     } else {

@@ -75,7 +75,10 @@ fn read_all(state: &BrokerState, req: &FetchRequest) -> (FetchResponse, usize, b
                         errors = true;
                         return pd.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let log = partition.log.lock().expect("log lock");
+                    let Ok(log) = partition.lock_log() else {
+                        errors = true;
+                        return pd.with_error_code(ResponseError::KafkaStorageError.code());
+                    };
                     let hwm = log.next_offset();
                     let lso = log.last_stable_offset();
                     pd.high_watermark = hwm;

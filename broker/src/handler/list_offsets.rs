@@ -45,7 +45,9 @@ pub(crate) fn handle(
                     else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let log = partition.log.lock().expect("log lock");
+                    let Ok(log) = partition.lock_log() else {
+                        return resp.with_error_code(ResponseError::KafkaStorageError.code());
+                    };
                     let readable_end = if read_committed {
                         log.last_stable_offset()
                     } else {

@@ -36,7 +36,10 @@ pub(crate) fn handle(
                     if p.leader_epoch > crate::log::LEADER_EPOCH {
                         return resp;
                     }
-                    let end = partition.log.lock().expect("log lock").next_offset();
+                    let Ok(log) = partition.lock_log() else {
+                        return resp.with_error_code(ResponseError::KafkaStorageError.code());
+                    };
+                    let end = log.next_offset();
                     resp.with_leader_epoch(crate::log::LEADER_EPOCH)
                         .with_end_offset(end)
                 })

@@ -78,7 +78,17 @@ pub(crate) fn handle(
                         // Only the transaction coordinator writes markers.
                         return resp.with_error_code(ResponseError::InvalidRecord.code());
                     }
-                    let mut log = partition.log.lock().expect("log lock");
+                    let mut log = match partition.lock_log() {
+                        Ok(log) => log,
+                        Err(e) => {
+                            let resp = resp.with_error_code(ResponseError::KafkaStorageError.code());
+                            return if version >= RECORD_ERRORS_VERSION {
+                                resp.with_error_message(Some(super::sb(e.to_string())))
+                            } else {
+                                resp
+                            };
+                        }
+                    };
                     resp.log_start_offset = log.log_start_offset();
                     if header.is_transactional() {
                         // Asked under the log's lock: a transaction cannot end (its marker

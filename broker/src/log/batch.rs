@@ -70,8 +70,11 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
 
+    /// Offset of the last record. Saturates: only a header not yet given its offsets by the
+    /// broker (a producer's base offset is anything) can reach past `i64::MAX`.
     pub(crate) fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub(crate) fn is_transactional(&self) -> bool {
@@ -119,7 +122,9 @@ pub(crate) fn validate_batch(bytes: &[u8], max_bytes: usize) -> Result<BatchHead
     if crc32c::crc32c(&bytes[21..]) != header.crc {
         return Err(ResponseError::CorruptMessage);
     }
-    if header.record_count <= 0 || header.last_offset_delta + 1 != header.record_count {
+    if header.record_count <= 0
+        || header.last_offset_delta.checked_add(1) != Some(header.record_count)
+    {
         return Err(ResponseError::InvalidRecord);
     }
     Ok(header)
@@ -157,7 +162,10 @@ pub(crate) fn end_offset(bytes: &[u8]) -> i64 {
     let mut pos = 0;
     let mut end = 0;
     while pos < whole {
-        end = i64_at(bytes, pos) + i64::from(i32_at(bytes, pos + 23)) + 1;
+        // Stored batches have broker-assigned offsets; saturate rather than trust that.
+        end = i64_at(bytes, pos)
+            .saturating_add(i64::from(i32_at(bytes, pos + 23)))
+            .saturating_add(1);
         pos += LOG_OVERHEAD + i32_at(bytes, pos + 8).max(0) as usize;
     }
     end
@@ -208,8 +216,10 @@ pub(crate) fn first_offset_at_or_after(batch: &[u8], target: i64) -> Option<i64>
         let (ts_delta, n) = varint(batch.get(p..)?)?;
         p += n;
         let (offset_delta, _) = varint(batch.get(p..)?)?;
-        if header.base_timestamp + ts_delta >= target {
-            return Some(header.base_offset + offset_delta);
+        // Deltas are whatever the producer wrote (the CRC only proves they arrived intact):
+        // a timestamp past i64's range compares as its bound, an offset past it is no answer.
+        if header.base_timestamp.saturating_add(ts_delta) >= target {
+            return header.base_offset.checked_add(offset_delta);
         }
         pos = body_start.checked_add(usize::try_from(len).ok()?)?;
     }

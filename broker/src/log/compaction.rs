@@ -3,8 +3,9 @@
 //!
 //! Kept records are copied byte for byte; only the batch header (length, record count, CRC)
 //! is rewritten. The base offset and last offset delta stay, so offsets and producer sequence
-//! bookkeeping are unchanged, as in Kafka. Compressed, transactional and control batches are
-//! left whole: compacting inside them would need the compression codecs.
+//! bookkeeping are unchanged, as in Kafka. Transactional batches are compacted like others
+//! (whether one was aborted is decided by the caller, see `compact_txn`); compressed and control
+//! batches are left whole: compacting inside compressed ones would need the codecs.
 
 use super::batch::{BatchHeader, HEADER_LEN};
 
@@ -32,7 +33,7 @@ fn varint(b: &[u8]) -> Option<(i64, usize)> {
 /// The records of a batch compaction may look into; `None` for batches left whole.
 pub(crate) fn records(batch: &[u8]) -> Option<Vec<RecordRef<'_>>> {
     let h = BatchHeader::parse(batch)?;
-    if h.is_compressed() || h.is_control() || h.is_transactional() {
+    if h.is_compressed() || h.is_control() {
         return None;
     }
     let mut out = Vec::with_capacity(h.record_count.clamp(0, 1 << 16) as usize);
@@ -58,7 +59,8 @@ pub(crate) fn records(batch: &[u8]) -> Option<Vec<RecordRef<'_>>> {
         };
         let (value_len, _) = varint(raw.get(p..)?)?;
         out.push(RecordRef {
-            offset: h.base_offset + offset_delta,
+            // The delta is the producer's (a valid CRC proves nothing about it).
+            offset: h.base_offset.checked_add(offset_delta)?,
             key,
             is_tombstone: value_len < 0,
             raw,

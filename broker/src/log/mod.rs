@@ -22,7 +22,8 @@
 //! - [`append`]: appends, segment rolls, producer snapshots, the shutdown checkpoint;
 //! - [`read`]: fetch reads and the ListOffsets lookups;
 //! - [`retention`]: DeleteRecords and time and size retention;
-//! - [`compact`]: log compaction of closed segments (record-level work in [`compaction`]);
+//! - [`compact`]: log compaction of closed segments (record-level work in [`compaction`],
+//!   transactions in [`compact_txn`]);
 //! - [`segment`]: one segment file and batch header scanning; [`files`]: directory housekeeping;
 //! - [`batch`], [`index`], [`producers`]: the batch format, the indexes, idempotence state;
 //! - [`control`], [`txn_index`]: transaction markers and the aborted-transaction index;
@@ -32,6 +33,7 @@ mod append;
 pub(crate) mod batch;
 pub(crate) mod cleaner;
 mod compact;
+mod compact_txn;
 pub(crate) mod compaction;
 pub(crate) mod control;
 mod files;
@@ -126,6 +128,11 @@ impl PartitionLog {
     /// Decides whether an idempotent producer's batch is new, a retry, or out of order.
     pub(crate) fn check_sequence(&self, h: &BatchHeader) -> Result<SequenceCheck, ResponseError> {
         self.producers.check(h)
+    }
+
+    /// The storage settings the log was opened with.
+    pub(crate) fn options(&self) -> LogOptions {
+        self.options
     }
 
     /// The directory this log lives in.

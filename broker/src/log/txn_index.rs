@@ -141,6 +141,16 @@ impl TxnIndex {
         Ok(())
     }
 
+    /// Keeps only the entries for which `keep` is true (compaction removed the others' markers).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&AbortedTxn) -> bool) -> Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(keep);
+        if self.entries.len() == before {
+            return Ok(());
+        }
+        self.rewrite()
+    }
+
     /// The entries, oldest marker first.
     pub(crate) fn entries(&self) -> &[AbortedTxn] {
         &self.entries

@@ -38,7 +38,7 @@ pub(crate) fn finish(state: &BrokerState, c: &Completion) -> Result<()> {
         let Some(partition) = state.topics.get(topic).and_then(|t| t.partition(*index)) else {
             continue;
         };
-        let mut log = partition.log.lock().expect("log lock");
+        let mut log = partition.lock_log()?;
         log.append_marker(c.producer_id, c.producer_epoch, marker, now, fsync)?;
     }
     if !c.partitions.is_empty() {

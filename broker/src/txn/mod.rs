@@ -105,7 +105,7 @@ impl TxnCoordinator {
         now: i64,
         allocate: impl Fn() -> Result<i64>,
     ) -> Result<Result<InitDecision, ResponseError>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         if !inner.txns.contains_key(id) {
             if expected.is_some() {
                 // A KIP-360 producer whose id the coordinator does not know (expired).
@@ -135,7 +135,7 @@ impl TxnCoordinator {
         partitions: &[(String, i32)],
         now: i64,
     ) -> Result<Result<(), ResponseError>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.update(id, |m| {
             m.add_partitions(producer_id, epoch, partitions, now)
                 .map(|changed| ((), changed))
@@ -151,7 +151,7 @@ impl TxnCoordinator {
         group: &str,
         now: i64,
     ) -> Result<Result<(), ResponseError>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.update(id, |m| {
             m.add_group(producer_id, epoch, group, now)
                 .map(|changed| ((), changed))
@@ -167,7 +167,7 @@ impl TxnCoordinator {
         offsets: Vec<PendingOffset>,
         now: i64,
     ) -> Result<Result<(), ResponseError>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.update(id, |m| {
             m.stage_offsets(producer_id, epoch, offsets, now)
                 .map(|()| ((), true))
@@ -183,7 +183,7 @@ impl TxnCoordinator {
         commit: bool,
         now: i64,
     ) -> Result<Result<Option<Completion>, ResponseError>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.update(id, |m| {
             m.end(producer_id, epoch, commit, now).map(|c| {
                 let changed = c.is_some();
@@ -194,7 +194,7 @@ impl TxnCoordinator {
 
     /// Records that every marker of `done` is written (and its offsets applied).
     pub(crate) fn complete(&self, done: &Completion, now: i64) -> Result<()> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         let outcome = inner.update(&done.transactional_id, |m| {
             // Someone else (the sweep, a retry) may have finished it first.
             let same = m.producer_id == done.producer_id
@@ -222,7 +222,7 @@ impl TxnCoordinator {
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
-        let inner = self.inner.lock().expect("txn coordinator lock");
+        let inner = crate::sync::lock(&self.inner, "txn coordinator");
         let meta = inner
             .by_producer
             .get(&producer_id)
@@ -245,7 +245,7 @@ impl TxnCoordinator {
     /// Whether an unfinished transaction holds a staged offset for this group's partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
     pub(crate) fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let inner = self.inner.lock().expect("txn coordinator lock");
+        let inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.txns.values().any(|m| {
             m.pending_offsets
                 .iter()
@@ -258,7 +258,7 @@ impl TxnCoordinator {
     /// `stuck_ms` (their markers failed or a crash interrupted them); ids unused for
     /// `transactional.id.expiration.ms` are forgotten.
     pub(crate) fn sweep(&self, now: i64, stuck_ms: i64) -> Result<Vec<Completion>> {
-        let mut inner = self.inner.lock().expect("txn coordinator lock");
+        let mut inner = crate::sync::lock(&self.inner, "txn coordinator");
         let ids: Vec<String> = inner.txns.keys().cloned().collect();
         let mut work = Vec::new();
         for id in ids {
@@ -286,7 +286,7 @@ impl TxnCoordinator {
 
     /// The work of every Prepare* state (at start-up: what a crash interrupted).
     pub(crate) fn prepared(&self) -> Vec<Completion> {
-        let inner = self.inner.lock().expect("txn coordinator lock");
+        let inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner
             .txns
             .values()
@@ -297,13 +297,13 @@ impl TxnCoordinator {
 
     /// One id's state (DescribeTransactions).
     pub(crate) fn describe(&self, id: &str) -> Option<TxnMetadata> {
-        let inner = self.inner.lock().expect("txn coordinator lock");
+        let inner = crate::sync::lock(&self.inner, "txn coordinator");
         inner.txns.get(id).cloned()
     }
 
     /// Every id's state, sorted by id (ListTransactions).
     pub(crate) fn list(&self) -> Vec<TxnMetadata> {
-        let inner = self.inner.lock().expect("txn coordinator lock");
+        let inner = crate::sync::lock(&self.inner, "txn coordinator");
         let mut all: Vec<TxnMetadata> = inner.txns.values().cloned().collect();
         all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         all
