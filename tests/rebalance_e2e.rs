@@ -3,11 +3,16 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 
-on_both_brokers!(a_member_joining_mid_input_leaves_the_counts_exact);
+on_both_brokers!(
+    a_member_joining_mid_input_leaves_the_counts_exact,
+    scaling_one_two_three_two_while_input_flows_counts_exactly,
+);
 
 /// A second instance joins while the first is in the middle of a backlog, so the first has
 /// records fetched and queued, not yet processed, when its tasks are revoked. It keeps some of
@@ -49,4 +54,104 @@ fn a_member_joining_mid_input_leaves_the_counts_exact(bootstrap: &str) {
     );
     a.close().unwrap();
     b.close().unwrap();
+}
+
+/// 1 -> 2 -> 3 -> 2 instances while a producer keeps writing, with graceful starts and stops
+/// only: every instance processes records, and the final counts are exactly the input's.
+fn scaling_one_two_three_two_while_input_flows_counts_exactly(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 4);
+    // Batches of 200 lines, one every 100 ms, from before the first instance starts until the
+    // scaling is over (at most the 400 batches there are); then the producer says how many it
+    // wrote, and those are the input.
+    let batches: Vec<Vec<String>> = lines(47, 80_000)
+        .chunks(200)
+        .map(<[String]>::to_vec)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (bootstrap, topic, batches, stop) = (
+            bootstrap.to_string(),
+            wc.input.clone(),
+            batches.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut written = 0;
+            for batch in &batches {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                produce_lines(&bootstrap, &topic, batch);
+                written += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            written
+        })
+    };
+    let owns_tasks = |app: &streams::KafkaStreams| app.tasks().values().any(|t| !t.is_empty());
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut a, _) = wc.start(dirs[0].path());
+    wait_until(
+        "the first instance to process",
+        Duration::from_secs(90),
+        || a.metrics().processed > 0,
+    );
+    let (mut b, _) = wc.start(dirs[1].path());
+    wait_until(
+        "the second instance to own tasks",
+        Duration::from_secs(90),
+        || owns_tasks(&b),
+    );
+    let (mut c, _) = wc.start(dirs[2].path());
+    wait_until(
+        "the third instance to own tasks",
+        Duration::from_secs(90),
+        || owns_tasks(&c),
+    );
+    wait_until(
+        "the third instance to process",
+        Duration::from_secs(90),
+        || c.metrics().processed > 0,
+    );
+    let processed = [
+        a.metrics().processed,
+        b.metrics().processed,
+        c.metrics().processed,
+    ];
+    // A graceful stop: final commit, then the group hands its tasks to the other two.
+    b.close().unwrap();
+    wait_until(
+        "the two left to own every task",
+        Duration::from_secs(90),
+        || {
+            let owned =
+                |app: &streams::KafkaStreams| -> usize { app.tasks().values().map(Vec::len).sum() };
+            owned(&a) + owned(&c) == 8
+        },
+    );
+    // Input keeps flowing to the two left for a while before it stops.
+    let left = |a: &streams::KafkaStreams, c: &streams::KafkaStreams| {
+        a.metrics().processed + c.metrics().processed
+    };
+    let before = left(&a, &c);
+    wait_until(
+        "the two left to process 5,000 more records",
+        Duration::from_secs(90),
+        || left(&a, &c) >= before + 5_000,
+    );
+    stop.store(true, Ordering::Release);
+    let written = producer.join().unwrap();
+    assert!(
+        written < batches.len(),
+        "the producer ran out of input before the scaling ended"
+    );
+    let input: Vec<String> = batches[..written].concat();
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    assert!(
+        processed.iter().all(|&n| n > 0),
+        "every instance processed records: {processed:?}"
+    );
+    a.close().unwrap();
+    c.close().unwrap();
 }
