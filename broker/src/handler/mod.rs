@@ -181,6 +181,24 @@ pub(crate) fn fenced_for_version(
     }
 }
 
+/// A partition's result in a per-partition answer: its index and what happened to it.
+pub(crate) type PartitionOutcome<T> = (i32, Result<T, kafka_protocol::error::ResponseError>);
+
+/// Gives `e` to every partition of an offset commit that had not failed on its own: the commit
+/// as a whole failed (storage, fencing), so none of its offsets were kept.
+pub(crate) fn fail_the_rest<K, T>(
+    results: &mut [(K, Vec<PartitionOutcome<T>>)],
+    e: kafka_protocol::error::ResponseError,
+) {
+    for (_, parts) in results.iter_mut() {
+        for (_, r) in parts.iter_mut() {
+            if r.is_ok() {
+                *r = Err(e);
+            }
+        }
+    }
+}
+
 /// The wire code of an optional error (0 for none).
 pub(crate) fn code(e: Option<kafka_protocol::error::ResponseError>) -> i16 {
     e.map_or(0, |e| e.code())

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 use std::sync::Arc;
 
 /// Per partition: the commit to store, or the error to report.
-type PartitionResult = (i32, Result<Committed, ResponseError>);
+type PartitionResult = super::PartitionOutcome<Committed>;
 
 /// Kafka's offset.metadata.max.bytes default.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -77,13 +77,7 @@ pub(crate) fn handle(state: &Arc<BrokerState>, req: OffsetCommitRequest) -> Offs
         }
     };
     if let Err(e) = outcome {
-        for (_, parts) in &mut results {
-            for (_, r) in parts.iter_mut() {
-                if r.is_ok() {
-                    *r = Err(e);
-                }
-            }
-        }
+        super::fail_the_rest(&mut results, e);
     }
     OffsetCommitResponse::default().with_topics(
         results

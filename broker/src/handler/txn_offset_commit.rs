@@ -14,7 +14,7 @@ use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommi
 use std::sync::Arc;
 
 /// Per partition: the offset to stage, or the error to report.
-type PartitionResult = (i32, Result<PendingOffset, ResponseError>);
+type PartitionResult = super::PartitionOutcome<PendingOffset>;
 
 /// First version that knows PRODUCER_FENCED (KIP-588).
 const PRODUCER_FENCED_VERSION: i16 = 3;
@@ -100,13 +100,7 @@ pub(crate) fn handle(
             .map_err(|e| super::fenced_for_version(e, version, PRODUCER_FENCED_VERSION))
     };
     if let Err(e) = outcome {
-        for (_, parts) in &mut results {
-            for (_, r) in parts.iter_mut() {
-                if r.is_ok() {
-                    *r = Err(e);
-                }
-            }
-        }
+        super::fail_the_rest(&mut results, e);
     }
     TxnOffsetCommitResponse::default().with_topics(
         results
