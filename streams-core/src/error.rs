@@ -137,6 +137,16 @@ pub enum StreamsError {
         /// What went wrong.
         message: String,
     },
+    /// The group membership failed: the group (`application.id`), what was being done, why.
+    #[error("consumer group `{group}`: {operation}: {message}")]
+    Group {
+        /// The group id.
+        group: String,
+        /// What the member was doing (joining, committing offsets, ...).
+        operation: String,
+        /// What went wrong, naming the broker where one is involved.
+        message: String,
+    },
     /// The application is not in a state that allows the call.
     #[error("illegal state: {0}")]
     IllegalState(String),

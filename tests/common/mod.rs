@@ -228,8 +228,21 @@ impl WordCount {
     }
 
     pub fn start(&self, state_dir: &std::path::Path) -> (KafkaStreams, Arc<RestoreCounter>) {
+        self.start_with(state_dir, &[])
+    }
+
+    /// Starts an instance with `extra` properties on top of [`Self::config`].
+    pub fn start_with(
+        &self,
+        state_dir: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> (KafkaStreams, Arc<RestoreCounter>) {
         let topology = wordcount::topology(&self.input, &self.output).expect("topology");
-        let mut app = KafkaStreams::new(topology, self.config(state_dir)).expect("app");
+        let mut config = self.config(state_dir);
+        for (k, v) in extra {
+            config = config.set(*k, *v);
+        }
+        let mut app = KafkaStreams::new(topology, config).expect("app");
         let counter = Arc::new(RestoreCounter::default());
         app.set_restore_listener(counter.clone());
         app.start().expect("start");

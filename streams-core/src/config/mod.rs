@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::assignment::AssignmentConfig;
+use crate::assignment::{AssignmentConfig, HostInfo};
 use crate::error::{Result, StreamsError};
 
 /// `application.id`: group id, prefix of internal topics and state directory name.
@@ -35,40 +35,26 @@ pub const BUFFERED_RECORDS_PER_PARTITION: &str = "buffered.records.per.partition
 pub const REPLICATION_FACTOR: &str = "replication.factor";
 /// `poll.ms` (default 100): how long a stream thread blocks polling when it has nothing to do.
 pub const POLL_MS: &str = "poll.ms";
-/// `num.standby.replicas` (default 0): standby copies of each stateful task.
-///
-/// Checked, but only the default is accepted: standbys are placed by the task assignor,
-/// which this release does not run yet (it needs the group membership that replaces the
-/// consumer's range assignor).
+/// `num.standby.replicas` (default 0): standby copies of each stateful task, kept on other
+/// instances and brought up to their changelogs' ends every commit interval.
 pub const NUM_STANDBY_REPLICAS: &str = "num.standby.replicas";
 /// `acceptable.recovery.lag` (default 10000, at least 0): how close to a changelog's end an
 /// instance must be to take a task over at once.
-///
-/// Checked, but only the default is accepted until the task assignor runs (see
-/// [`NUM_STANDBY_REPLICAS`]).
 pub const ACCEPTABLE_RECOVERY_LAG: &str = "acceptable.recovery.lag";
 /// `max.warmup.replicas` (default 2, at least 1): warm-up replicas in the group at once.
-///
-/// Checked, but only the default is accepted until the task assignor runs (see
-/// [`NUM_STANDBY_REPLICAS`]).
 pub const MAX_WARMUP_REPLICAS: &str = "max.warmup.replicas";
 /// `probing.rebalance.interval.ms` (default 600000, at least 60000): how often the group
 /// rebalances while warm-ups catch up.
-///
-/// Checked, but only the default is accepted until the task assignor runs (see
-/// [`NUM_STANDBY_REPLICAS`]).
 pub const PROBING_REBALANCE_INTERVAL_MS: &str = "probing.rebalance.interval.ms";
 /// `rack.aware.assignment.tags` (default empty): comma-separated client tag keys (at most 5)
 /// over whose values standbys are spread; each must be set with [`CLIENT_TAG_PREFIX`].
-///
-/// Checked, but only the default is accepted until the task assignor runs (see
-/// [`NUM_STANDBY_REPLICAS`]).
 pub const RACK_AWARE_ASSIGNMENT_TAGS: &str = "rack.aware.assignment.tags";
 /// `client.tag.<key>`: where this instance runs (at most 5 tags, keys up to 20 characters,
 /// values up to 30), for [`RACK_AWARE_ASSIGNMENT_TAGS`].
-///
-/// Checked, but refused until the task assignor runs (see [`NUM_STANDBY_REPLICAS`]).
 pub const CLIENT_TAG_PREFIX: &str = "client.tag.";
+/// `application.server` (`host:port`, default none): where this instance serves interactive
+/// queries; it travels to the other instances in the group's assignment.
+pub const APPLICATION_SERVER: &str = "application.server";
 /// `ensure.explicit.internal.resource.naming` (default false): refuse generated store and topic names.
 pub const ENSURE_EXPLICIT_NAMING: &str = "ensure.explicit.internal.resource.naming";
 /// `repartition.purge.interval.ms` (default 30000): how often consumed repartition records are deleted.
@@ -82,7 +68,6 @@ const MAX_CLIENT_TAGS: usize = 5;
 
 /// Kafka Streams properties accepted for compatibility that this runtime does not use yet.
 const ACCEPTED_UNUSED: &[&str] = &[
-    "application.server",
     "topology.optimization",
     "windowstore.changelog.additional.retention.ms",
     "state.cleanup.delay.ms",
@@ -154,6 +139,12 @@ pub struct ResolvedConfig {
     pub ensure_explicit_naming: bool,
     /// `repartition.purge.interval.ms`.
     pub repartition_purge_interval: Duration,
+    /// The task assignor's settings.
+    pub(crate) assignment: AssignmentConfig,
+    /// `client.tag.*`.
+    pub(crate) client_tags: BTreeMap<String, String>,
+    /// `application.server`: where this instance serves interactive queries.
+    pub(crate) application_server: Option<HostInfo>,
     /// Properties for the consumers (Kafka Streams' overrides, then pass-through, then `consumer.`).
     pub consumer: BTreeMap<String, String>,
     /// Properties for the producers.
@@ -223,7 +214,9 @@ impl StreamsConfig {
                 ))
             }
         }
-        self.refuse_assignor_settings()?;
+        let assignment = self.assignment_config()?;
+        let client_tags = self.client_tags()?;
+        let application_server = self.application_server()?;
         let state_dir = self
             .get(STATE_DIR)
             .map(PathBuf::from)
@@ -273,9 +266,6 @@ impl StreamsConfig {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("allow.auto.create.topics", "false"),
-            // The range assignor gives partition p of every equally partitioned topic to the same
-            // member, which keeps each task's partitions together on one stream thread.
-            ("partition.assignment.strategy", "range"),
             // librdkafka prefetches up to 100,000 records and 64 MiB per partition, and once a
             // partition holds more than `queued.min.messages` it postpones that partition's
             // next fetch by `fetch.queue.backoff.ms` (1 s by default). With those defaults a
@@ -316,34 +306,34 @@ impl StreamsConfig {
         }
         // Settings the runtime depends on. Kafka Streams overrides them; refusing says why
         // instead of silently ignoring what the user asked for.
-        let fixed: [(&str, &str, &str); 2] = [
-            (
-                "partition.assignment.strategy",
-                "range",
-                "the stream threads need partition p of every topic of a sub-topology on one \
-                 member, and turn each assignment into the whole set of their tasks (an \
-                 incremental, cooperative assignment would close tasks the member still owns)",
-            ),
-            (
-                "enable.auto.commit",
-                "false",
-                "offsets are committed by the stream threads only after the records before them \
-                 are processed and their results flushed (at-least-once)",
-            ),
-        ];
-        for (key, only, why) in fixed {
-            for named in [format!("consumer.{key}"), key.to_string()] {
-                match self.get(&named) {
-                    Some(value) if value != only => {
-                        return Err(StreamsError::config(
-                            &named,
-                            format!(
-                                "`{value}` is not supported: it must be `{only}`, because {why}"
-                            ),
-                        ))
-                    }
-                    _ => {}
+        for named in [
+            "consumer.partition.assignment.strategy",
+            "partition.assignment.strategy",
+        ] {
+            if let Some(value) = self.get(named) {
+                return Err(StreamsError::config(
+                    named,
+                    format!(
+                        "`{value}` is not used: tasks are assigned by this library's own group \
+                         member and task assignor, and the consumers only read the partitions \
+                         they are given; remove the property"
+                    ),
+                ));
+            }
+        }
+        for named in ["consumer.enable.auto.commit", "enable.auto.commit"] {
+            match self.get(named) {
+                Some(value) if value != "false" => {
+                    return Err(StreamsError::config(
+                        named,
+                        format!(
+                            "`{value}` is not supported: it must be `false`, because offsets are \
+                             committed by the stream threads only after the records before them \
+                             are processed and their results flushed (at-least-once)"
+                        ),
+                    ))
                 }
+                _ => {}
             }
         }
         for m in [&mut consumer, &mut producer, &mut admin] {
@@ -366,6 +356,9 @@ impl StreamsConfig {
             task_timeout: Duration::from_millis(task_timeout_ms),
             ensure_explicit_naming,
             repartition_purge_interval: Duration::from_millis(purge_ms),
+            assignment,
+            client_tags,
+            application_server,
             consumer,
             producer,
             admin,
@@ -460,42 +453,25 @@ impl StreamsConfig {
         Ok(tags)
     }
 
-    /// Checks the assignor's settings and refuses any but the defaults: nothing would act
-    /// on them until the group membership runs the task assignor.
-    fn refuse_assignor_settings(&self) -> Result<()> {
-        const WHY: &str = "takes effect through the task assignor, which needs the group \
-            membership this release does not run yet (partitions are assigned by the \
-            consumer's range assignor)";
-        let config = self.assignment_config()?;
-        let defaults = AssignmentConfig::default();
-        let refuse = |property: &str, default: &str| {
-            Err(StreamsError::config(
-                property,
-                format!("{WHY}; remove it or set the default ({default})"),
-            ))
+    /// `application.server` (`host:port`), if set.
+    fn application_server(&self) -> Result<Option<HostInfo>> {
+        let Some(v) = self.get(APPLICATION_SERVER).map(str::trim) else {
+            return Ok(None);
         };
-        if config.num_standby_replicas != defaults.num_standby_replicas {
-            return refuse(NUM_STANDBY_REPLICAS, "0");
+        let bad = || {
+            StreamsError::config(
+                APPLICATION_SERVER,
+                format!("`{v}` is not host:port (a port from 0 to 65535)"),
+            )
+        };
+        let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() {
+            return Err(bad());
         }
-        if config.max_warmup_replicas != defaults.max_warmup_replicas {
-            return refuse(MAX_WARMUP_REPLICAS, "2");
-        }
-        if config.acceptable_recovery_lag != defaults.acceptable_recovery_lag {
-            return refuse(ACCEPTABLE_RECOVERY_LAG, "10000");
-        }
-        if config.probing_rebalance_interval != defaults.probing_rebalance_interval {
-            return refuse(PROBING_REBALANCE_INTERVAL_MS, "600000");
-        }
-        if !config.rack_aware_assignment_tags.is_empty() {
-            return refuse(RACK_AWARE_ASSIGNMENT_TAGS, "empty");
-        }
-        if let Some(key) = self.client_tags()?.keys().next() {
-            return Err(StreamsError::config(
-                &format!("{CLIENT_TAG_PREFIX}{key}"),
-                format!("{WHY}; remove the client tags"),
-            ));
-        }
-        Ok(())
+        Ok(Some(HostInfo {
+            host: host.to_string(),
+            port: port.parse().map_err(|_| bad())?,
+        }))
     }
 
     fn required(&self, key: &str) -> Result<String> {
@@ -540,6 +516,7 @@ fn is_streams_property(key: &str) -> bool {
         MAX_WARMUP_REPLICAS,
         PROBING_REBALANCE_INTERVAL_MS,
         RACK_AWARE_ASSIGNMENT_TAGS,
+        APPLICATION_SERVER,
         ENSURE_EXPLICIT_NAMING,
         TASK_TIMEOUT_MS,
         REPARTITION_PURGE_INTERVAL_MS,

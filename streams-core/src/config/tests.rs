@@ -68,44 +68,40 @@ fn assignor_settings_are_read_with_kafka_streams_names_and_defaults() {
 }
 
 #[test]
-fn assignor_settings_other_than_the_defaults_are_refused_until_membership_runs() {
-    // The defaults, spelt out, are fine.
-    StreamsConfig::new("app", "h:1")
-        .set(NUM_STANDBY_REPLICAS, "0")
-        .set(MAX_WARMUP_REPLICAS, "2")
-        .set(ACCEPTABLE_RECOVERY_LAG, "10000")
-        .set(PROBING_REBALANCE_INTERVAL_MS, "600000")
-        .set(RACK_AWARE_ASSIGNMENT_TAGS, "")
+fn assignor_settings_reach_the_resolved_configuration() {
+    let r = StreamsConfig::new("app", "h:1")
+        .set(NUM_STANDBY_REPLICAS, "1")
+        .set(MAX_WARMUP_REPLICAS, "3")
+        .set(ACCEPTABLE_RECOVERY_LAG, "5")
+        .set(PROBING_REBALANCE_INTERVAL_MS, "120000")
+        .set(RACK_AWARE_ASSIGNMENT_TAGS, "zone")
+        .set("client.tag.zone", "a")
+        .set(APPLICATION_SERVER, "node-1.example:8080")
         .resolve()
         .unwrap();
-    for (k, v) in [
-        (NUM_STANDBY_REPLICAS, "1"),
-        (MAX_WARMUP_REPLICAS, "3"),
-        (ACCEPTABLE_RECOVERY_LAG, "5"),
-        (PROBING_REBALANCE_INTERVAL_MS, "120000"),
-        ("client.tag.zone", "a"),
-    ] {
+    assert_eq!(r.assignment.num_standby_replicas, 1);
+    assert_eq!(r.assignment.max_warmup_replicas, 3);
+    assert_eq!(r.assignment.acceptable_recovery_lag, 5);
+    assert_eq!(
+        r.assignment.probing_rebalance_interval,
+        Duration::from_secs(120)
+    );
+    assert_eq!(r.assignment.rack_aware_assignment_tags, ["zone"]);
+    assert_eq!(r.client_tags["zone"], "a");
+    let host = r.application_server.unwrap();
+    assert_eq!((host.host.as_str(), host.port), ("node-1.example", 8080));
+    // Not passed on to the Kafka clients, which would reject them.
+    assert!(is_streams_property("client.tag.zone"));
+    assert!(!r.consumer.contains_key("client.tag.zone"));
+    assert!(!r.consumer.contains_key(APPLICATION_SERVER));
+    for bad in ["node-1", ":80", "h:port", "h:70000"] {
         let e = StreamsConfig::new("app", "h:1")
-            .set(k, v)
+            .set(APPLICATION_SERVER, bad)
             .resolve()
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains(k) && e.contains("group membership"),
-            "{k}={v}: {e}"
-        );
+        assert!(e.contains(APPLICATION_SERVER) && e.contains(bad), "{e}");
     }
-    let e = StreamsConfig::new("app", "h:1")
-        .set(RACK_AWARE_ASSIGNMENT_TAGS, "zone")
-        .set("client.tag.zone", "a")
-        .resolve()
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(RACK_AWARE_ASSIGNMENT_TAGS), "{e}");
-    // Not passed on to the Kafka clients, which would reject it.
-    let c = StreamsConfig::new("app", "h:1").set("client.tag.zone", "a");
-    assert!(is_streams_property("client.tag.zone"));
-    assert!(c.resolve().is_err());
 }
 
 #[test]
@@ -143,7 +139,7 @@ fn settings_the_runtime_depends_on_are_refused_naming_the_property() {
             "consumer.partition.assignment.strategy",
             "cooperative-sticky",
         ),
-        ("partition.assignment.strategy", "roundrobin"),
+        ("partition.assignment.strategy", "range"),
         ("consumer.enable.auto.commit", "true"),
         ("enable.auto.commit", "true"),
     ] {
@@ -156,11 +152,11 @@ fn settings_the_runtime_depends_on_are_refused_naming_the_property() {
     }
     // Asking for what the runtime does anyway is fine.
     let r = StreamsConfig::new("app", "h:1")
-        .set("consumer.partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .resolve()
         .unwrap();
-    assert_eq!(r.consumer["partition.assignment.strategy"], "range");
+    assert_eq!(r.consumer["enable.auto.commit"], "false");
+    assert!(!r.consumer.contains_key("partition.assignment.strategy"));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod collector;
 mod global;
+mod group;
 mod restore;
 mod task_manager;
 mod thread;
@@ -122,6 +123,7 @@ pub(crate) struct Shared {
     rebalancing: Mutex<Vec<bool>>,
     metrics: Mutex<Vec<ThreadMetrics>>,
     tasks: Mutex<Vec<Vec<TaskId>>>,
+    standbys: Mutex<Vec<Vec<TaskId>>>,
 }
 
 /// Counters of one stream thread.
@@ -144,6 +146,7 @@ impl Shared {
             rebalancing: Mutex::new(vec![true; threads]),
             metrics: Mutex::new(vec![ThreadMetrics::default(); threads]),
             tasks: Mutex::new(vec![Vec::new(); threads]),
+            standbys: Mutex::new(vec![Vec::new(); threads]),
         }
     }
 
@@ -203,7 +206,14 @@ impl Shared {
         }
     }
 
-    pub(crate) fn publish(&self, thread: usize, metrics: ThreadMetrics, tasks: Vec<TaskId>) {
+    pub(crate) fn publish(
+        &self,
+        thread: usize,
+        metrics: ThreadMetrics,
+        tasks: Vec<TaskId>,
+        standbys: Vec<TaskId>,
+    ) {
+        self.standbys.lock().unwrap_or_else(|e| e.into_inner())[thread] = standbys;
         self.metrics.lock().unwrap_or_else(|e| e.into_inner())[thread] = metrics;
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())[thread] = tasks;
     }
@@ -307,6 +317,12 @@ impl KafkaStreams {
             )?,
         );
         let rocksdb = Arc::new(RocksDbConfig::default());
+        let process = group::process_id(state_dir.app_dir());
+        let group = Arc::new(group::GroupShared::new(
+            &self.config.application_id,
+            &format!("{}-{process}", self.config.application_id),
+            self.config.num_stream_threads,
+        ));
         self.shared.transition(State::Rebalancing);
         // Global stores are complete before any task reads them, as in Kafka Streams.
         let globals = Arc::new(self.topology.open_global_stores());
@@ -329,6 +345,7 @@ impl KafkaStreams {
                 topology: self.topology.clone(),
                 layout: layout.clone(),
                 shared: self.shared.clone(),
+                group: group.clone(),
                 state_dir: state_dir.clone(),
                 rocksdb: rocksdb.clone(),
                 globals: globals.clone(),
@@ -340,6 +357,26 @@ impl KafkaStreams {
                 .map_err(|source| StreamsError::Io { path: name, source })?;
             self.threads.push(handle);
         }
+        // The member goes last: `close` joins the stream threads (final commits) before it,
+        // and it leaves the group only once they are done.
+        let member = group::member::MemberSetup {
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            group,
+            topics: layout.subscriptions(),
+            subtopologies: layout.assignor.clone(),
+            assignment: self.config.assignment.clone(),
+            host: self.config.application_server.clone(),
+            client_tags: self.config.client_tags.clone(),
+            app_dir: state_dir.app_dir().to_path_buf(),
+            process,
+        };
+        let name = format!("{}-GroupMember", self.config.application_id);
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || group::member::run(member))
+            .map_err(|source| StreamsError::Io { path: name, source })?;
+        self.threads.push(handle);
         Ok(())
     }
 
@@ -403,6 +440,19 @@ impl KafkaStreams {
     pub fn tasks(&self) -> BTreeMap<usize, Vec<TaskId>> {
         self.shared
             .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .enumerate()
+            .collect()
+    }
+
+    /// The standby tasks (warm-ups included) each stream thread keeps now: copies of other
+    /// instances' task state, ready to take over with a short restore.
+    pub fn standby_tasks(&self) -> BTreeMap<usize, Vec<TaskId>> {
+        self.shared
+            .standbys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()

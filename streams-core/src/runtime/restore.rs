@@ -140,8 +140,12 @@ pub(super) fn changelogs(
             task.flush_store(&cl.store)?;
         }
         task.restored_to(&cl.topic, cl.partition, high);
-        tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
-            start, end = high, restored = total, took_ms = began.elapsed().as_millis() as u64, "restored");
+        if total > 0 {
+            tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
+                start, end = high, restored = total, took_ms = began.elapsed().as_millis() as u64, "restored");
+        } else {
+            tracing::debug!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition, end = high, "nothing to restore");
+        }
         if let Some(l) = &listener {
             l.on_restore_end(&cl.topic, cl.partition, &cl.store, total);
         }

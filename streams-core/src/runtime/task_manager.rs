@@ -3,20 +3,22 @@
 //! It routes polled records to their tasks, picks which task processes next, commits, and turns
 //! an assignment into tasks (resumed, closed, or created and restored).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::collector::KafkaCollector;
+use super::group::{CommitConnection, CommitOutcome, GroupShared};
 use super::restore;
 use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
+use crate::assignment::OwnedTasks;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::RecordBytes;
@@ -44,8 +46,13 @@ pub(super) struct TaskManager {
     pub(super) env: TaskEnv,
     pub(super) collector: Arc<KafkaCollector>,
     pub(super) active: BTreeMap<TaskId, StreamTask>,
-    /// Tasks revoked by a rebalance in progress: kept open in case they come back.
-    pub(super) suspended: BTreeMap<TaskId, StreamTask>,
+    /// Standby tasks (warm-ups included): stores kept close to their changelogs' ends, so that
+    /// the task restores only the tail when it becomes active here.
+    pub(super) standby: BTreeMap<TaskId, StreamTask>,
+    /// The group member's state; commits go through it with the member's generation.
+    pub(super) group: Arc<GroupShared>,
+    /// This thread's connection to the group coordinator, for commits.
+    pub(super) commit_conn: CommitConnection,
     pub(super) by_partition: HashMap<(Arc<str>, i32), TaskId>,
     /// The partition and task of the last consumed record: records arrive in runs from one
     /// partition, and this spares two hash lookups per record. Cleared with `by_partition`.
@@ -199,10 +206,10 @@ impl TaskManager {
     }
 
     /// At-least-once commit: flush caches and stores, wait for every produced record to be
-    /// acknowledged, write checkpoints, then commit input offsets.
-    pub(super) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    /// acknowledged, write checkpoints, then commit input offsets with the member's generation.
+    pub(super) fn commit(&mut self) -> Result<CommitOutcome> {
         if self.active.is_empty() {
-            return Ok(());
+            return Ok(CommitOutcome::Skipped);
         }
         let started = Instant::now();
         for t in self.active.values_mut() {
@@ -210,52 +217,38 @@ impl TaskManager {
         }
         self.collector.flush()?;
         let acked = self.collector.take_acked();
-        let mut tpl = TopicPartitionList::new();
+        let mut offsets = Vec::new();
         for t in self.active.values_mut() {
             t.checkpoint(&acked)?;
-            for (topic, p, off) in t.committable_offsets() {
-                tpl.add_partition_offset(&topic, p, Offset::Offset(off))
-                    .map_err(|e| {
-                        StreamsError::kafka(
-                            format!("committing offset {off} of `{topic}` partition {p}"),
-                            e,
-                        )
-                    })?;
+            offsets.extend(t.committable_offsets());
+        }
+        let outcome = self.group.commit(&mut self.commit_conn, &offsets)?;
+        if outcome == CommitOutcome::Committed {
+            self.commits += 1;
+            if self.last_purge.elapsed() >= self.config.repartition_purge_interval {
+                self.purge_repartition_topics(&offsets);
+                self.last_purge = Instant::now();
             }
-        }
-        if tpl.count() > 0 {
-            consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-                StreamsError::kafka(
-                    format!("committing offsets of {} partitions", tpl.count()),
-                    e,
-                )
-            })?;
-        }
-        self.commits += 1;
-        if self.last_purge.elapsed() >= self.config.repartition_purge_interval {
-            self.purge_repartition_topics(&tpl);
-            self.last_purge = Instant::now();
         }
         tracing::debug!(
             tasks = self.active.len(),
-            partitions = tpl.count(),
+            partitions = offsets.len(),
+            ?outcome,
             took_ms = started.elapsed().as_millis() as u64,
             "committed"
         );
-        Ok(())
+        Ok(outcome)
     }
 
     /// Deletes the repartition records below the offsets just committed, as Kafka Streams does:
     /// repartition topics keep records forever otherwise (retention -1). A failure is logged and
     /// retried at the next purge; it never fails processing.
-    fn purge_repartition_topics(&self, committed: &TopicPartitionList) {
+    fn purge_repartition_topics(&self, committed: &[(String, i32, i64)]) {
         let prefix = format!("{}-", self.config.application_id);
         let mut tpl = TopicPartitionList::new();
-        for e in committed.elements() {
-            if e.topic().starts_with(&prefix) && e.topic().ends_with("-repartition") {
-                if let Offset::Offset(o) = e.offset() {
-                    let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
-                }
+        for (topic, p, o) in committed {
+            if topic.starts_with(&prefix) && topic.ends_with("-repartition") {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
             }
         }
         if tpl.count() == 0 {
@@ -271,17 +264,6 @@ impl TaskManager {
         }
     }
 
-    /// Suspends every active task; see [`StreamTask::suspend`] for why queued records go.
-    pub(super) fn suspend_all(&mut self) {
-        let mut active = std::mem::take(&mut self.active);
-        for t in active.values_mut() {
-            t.suspend();
-        }
-        self.suspended.extend(active);
-        self.by_partition.clear();
-        self.last_partition = None;
-    }
-
     fn close_task(&mut self, t: StreamTask) {
         tracing::info!(task = %t.id, "closing task");
         self.closed_totals.processed += t.metrics.processed;
@@ -290,10 +272,11 @@ impl TaskManager {
         t.close();
     }
 
+    /// Closes every task (active and standby); used at shutdown after the final commit.
     pub(super) fn close_all(&mut self) {
         let all: Vec<StreamTask> = std::mem::take(&mut self.active)
             .into_values()
-            .chain(std::mem::take(&mut self.suspended).into_values())
+            .chain(std::mem::take(&mut self.standby).into_values())
             .collect();
         for t in all {
             self.close_task(t);
@@ -302,81 +285,170 @@ impl TaskManager {
         self.last_partition = None;
     }
 
-    /// Turns an assignment into tasks: keeps suspended tasks that stay, closes the rest, creates
-    /// and restores new ones.
-    pub(super) fn assign<C: ConsumerContext>(
-        &mut self,
-        partitions: Vec<(String, i32)>,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<()> {
-        // With the eager protocol every task was revoked (and committed) before an assignment;
-        // anything still active is treated like a revoked task.
-        self.suspend_all();
-        let mut wanted: BTreeMap<TaskId, Vec<(String, i32)>> = BTreeMap::new();
-        for (topic, p) in partitions {
-            let Some(&sub) = self.layout.topic_to_sub.get(&topic) else {
-                tracing::warn!(%topic, "assigned a topic the topology does not read");
-                continue;
-            };
-            wanted
-                .entry(TaskId {
-                    subtopology: sub,
-                    partition: p,
-                })
-                .or_default()
-                .push((topic, p));
+    /// What this thread holds, for the member's next subscription.
+    pub(super) fn owned(&self) -> OwnedTasks {
+        OwnedTasks {
+            active: self.active.keys().copied().collect(),
+            standby: self.standby.keys().copied().collect(),
         }
-        // Close first, so that task directories are unlocked before anyone waits for them.
-        let gone: Vec<TaskId> = self
-            .suspended
+    }
+
+    /// The first half of applying an assignment: commits, then closes the active tasks not in
+    /// `active` and stops reading their partitions. Tasks that stay keep their queues and their
+    /// consumer positions: nothing is read twice. Standbys no longer wanted are closed too.
+    pub(super) fn revoke(
+        &mut self,
+        active: &BTreeSet<TaskId>,
+        standby: &BTreeSet<TaskId>,
+        consumer: &BaseConsumer,
+    ) -> Result<()> {
+        let revoked: Vec<TaskId> = self
+            .active
             .keys()
-            .filter(|id| !wanted.contains_key(id))
+            .filter(|id| !active.contains(id))
+            .copied()
+            .collect();
+        if !revoked.is_empty() {
+            tracing::info!(tasks = ?revoked, "revoking tasks: committing, then closing them");
+            self.commit()?;
+            let mut tpl = TopicPartitionList::new();
+            for id in revoked {
+                if let Some(t) = self.active.remove(&id) {
+                    for (topic, p) in self.layout.task_partitions(id) {
+                        tpl.add_partition(&topic, p);
+                        self.by_partition.remove(&(Arc::from(topic.as_str()), p));
+                    }
+                    self.close_task(t);
+                }
+            }
+            self.last_partition = None;
+            consumer.incremental_unassign(&tpl).map_err(|e| {
+                StreamsError::kafka(format!("unassigning {} revoked partitions", tpl.count()), e)
+            })?;
+        }
+        let gone: Vec<TaskId> = self
+            .standby
+            .keys()
+            .filter(|id| !standby.contains(id) && !active.contains(id))
             .copied()
             .collect();
         for id in gone {
-            if let Some(t) = self.suspended.remove(&id) {
+            if let Some(t) = self.standby.remove(&id) {
                 self.close_task(t);
             }
         }
-        for (id, parts) in &wanted {
-            let task = match self.suspended.remove(id) {
+        self.publish_tasks();
+        Ok(())
+    }
+
+    /// The second half: creates the new active tasks (a standby of the task is promoted and
+    /// restores only the tail of its changelogs), starts reading their partitions from the
+    /// committed offsets, and creates the new standbys.
+    pub(super) fn add(
+        &mut self,
+        active: &BTreeSet<TaskId>,
+        standby: &BTreeSet<TaskId>,
+        consumer: &BaseConsumer,
+    ) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        let mut created = Vec::new();
+        let new: Vec<TaskId> = active
+            .iter()
+            .filter(|id| !self.active.contains_key(id))
+            .copied()
+            .collect();
+        for id in &new {
+            let mut task = match self.standby.remove(id) {
                 Some(t) => {
-                    tracing::info!(task = %id, "resuming task");
+                    tracing::info!(task = %id, "promoting a standby task to active");
                     t
                 }
                 None => {
                     tracing::info!(task = %id, "creating task");
                     let sub = &self.layout.subtopologies[id.subtopology as usize];
-                    let mut t =
-                        StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
-                    self.restore(&mut t)?;
-                    t.initialize()?;
-                    t
+                    StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?
                 }
             };
-            for (topic, p) in parts {
-                let topic: Arc<str> = topic.as_str().into();
-                self.by_partition.insert((topic, *p), *id);
-                self.last_partition = None;
+            self.restore(&mut task)?;
+            task.initialize()?;
+            let parts = self.layout.task_partitions(*id);
+            for (topic, p) in &parts {
+                tpl.add_partition_offset(topic, *p, Offset::Stored)
+                    .map_err(|e| {
+                        StreamsError::kafka(format!("assigning `{topic}` partition {p}"), e)
+                    })?;
+                self.by_partition
+                    .insert((Arc::from(topic.as_str()), *p), *id);
             }
-            let mut task = task;
-            if parts.len() > 1 {
-                self.await_unfetched(&mut task, parts, consumer);
-            }
+            self.last_partition = None;
             self.active.insert(*id, task);
+            created.push((*id, parts));
+        }
+        if tpl.count() > 0 {
+            consumer.incremental_assign(&tpl).map_err(|e| {
+                StreamsError::kafka(format!("assigning {} partitions", tpl.count()), e)
+            })?;
+        }
+        for (id, parts) in created {
+            if parts.len() > 1 {
+                let mut task = self.active.remove(&id).expect("inserted above");
+                self.await_unfetched(&mut task, &parts, consumer);
+                self.active.insert(id, task);
+            }
+        }
+        let new: Vec<TaskId> = standby
+            .iter()
+            .filter(|id| !self.standby.contains_key(id) && !self.active.contains_key(id))
+            .copied()
+            .collect();
+        for id in &new {
+            tracing::info!(task = %id, "creating standby task");
+            let sub = &self.layout.subtopologies[id.subtopology as usize];
+            let mut task = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
+            self.restore_standby(&mut task)?;
+            task.checkpoint(&HashMap::new())?;
+            self.standby.insert(*id, task);
         }
         self.publish_tasks();
+        Ok(())
+    }
+
+    /// The membership was lost: another member may run these tasks already, so nothing is
+    /// committed; every task closes and every partition is released.
+    pub(super) fn lose_all(&mut self, consumer: &BaseConsumer) {
+        tracing::warn!(
+            tasks = self.active.len(),
+            "membership lost: closing every task without committing"
+        );
+        self.close_all();
+        if let Err(e) = consumer.unassign() {
+            tracing::warn!(error = %e, "unassigning after a lost membership");
+        }
+        self.publish_tasks();
+    }
+
+    /// Brings every standby up to its changelogs' ends and checkpoints it.
+    pub(super) fn update_standbys(&mut self) -> Result<()> {
+        let ids: Vec<TaskId> = self.standby.keys().copied().collect();
+        for id in ids {
+            let mut t = self.standby.remove(&id).expect("listed above");
+            let r = self
+                .restore_standby(&mut t)
+                .and_then(|()| t.checkpoint(&HashMap::new()));
+            self.standby.insert(id, t);
+            r?;
+        }
         Ok(())
     }
 
     /// Makes `task` wait for the records its partitions hold on the broker beyond the group's
     /// committed offsets (Kafka Streams' KIP-695), so that its first records are picked in
     /// timestamp order across all of them. Best effort: a failed lookup only logs.
-    fn await_unfetched<C: ConsumerContext>(
+    fn await_unfetched(
         &mut self,
         task: &mut StreamTask,
         parts: &[(String, i32)],
-        consumer: &BaseConsumer<C>,
+        consumer: &BaseConsumer,
     ) {
         let mut tpl = TopicPartitionList::new();
         for (topic, p) in parts {
@@ -406,6 +478,21 @@ impl TaskManager {
     /// Replays each changelog of `task` from its checkpoint (or the beginning) to its end, with
     /// the restore consumer (made on first use and kept).
     fn restore(&mut self, task: &mut StreamTask) -> Result<()> {
+        let listener = self.shared.restore_listener();
+        self.restore_with(task, listener)
+    }
+
+    /// Standby updates do not tell the restore listener: they are not restorations of a task
+    /// about to run (Kafka Streams has a separate standby listener for them).
+    fn restore_standby(&mut self, task: &mut StreamTask) -> Result<()> {
+        self.restore_with(task, None)
+    }
+
+    fn restore_with(
+        &mut self,
+        task: &mut StreamTask,
+        listener: Option<Arc<dyn super::StateRestoreListener>>,
+    ) -> Result<()> {
         let changelogs = task.changelogs();
         if changelogs.is_empty() {
             return Ok(());
@@ -414,7 +501,6 @@ impl TaskManager {
             self.restore_consumer = Some(restore::consumer(&self.config, &self.client_id)?);
         }
         let consumer = self.restore_consumer.as_ref().expect("created above");
-        let listener = self.shared.restore_listener();
         let timeout = self.config.task_timeout;
         restore::changelogs(consumer, changelogs, listener, timeout, task)
     }
@@ -422,7 +508,7 @@ impl TaskManager {
     fn totals(&self) -> TaskMetrics {
         self.active
             .values()
-            .chain(self.suspended.values())
+            .chain(self.standby.values())
             .fold(self.closed_totals, |mut m, t| {
                 m.processed += t.metrics.processed;
                 m.dropped += t.metrics.dropped;
@@ -439,6 +525,7 @@ impl TaskManager {
                 commits: self.commits,
             },
             self.active.keys().copied().collect(),
+            self.standby.keys().copied().collect(),
         );
     }
 

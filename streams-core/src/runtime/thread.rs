@@ -1,27 +1,27 @@
-//! A stream thread: its consumer and producer, its poll / process / commit loop, its rebalances.
+//! A stream thread: its consumer and producer, its poll / process / commit loop, and the
+//! assignments the group member hands it.
 //!
-//! One consumer in the group and one producer per thread; the thread's tasks are its
-//! `TaskManager`'s.
-//!
-//! Rebalances run inside `poll` (rdkafka's callbacks): on revoke the thread commits and suspends
-//! its tasks; on assign it resumes the tasks it keeps, closes the others, and creates, restores
-//! and initializes the new ones before processing their records.
+//! The consumer never subscribes: the member decides which tasks the thread runs, and the
+//! thread assigns itself their partitions. An assignment is applied in two halves between
+//! polls: first the tasks the thread loses are committed and closed (then the member may
+//! rejoin, so their next owner starts where this one stopped), then the new tasks are created,
+//! restored and their partitions read from the committed offsets.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::ClientContext;
+use rdkafka::consumer::BaseConsumer;
 
 use state_store::{CacheBudget, RocksDbConfig, StateDirectory};
 
 use super::collector::KafkaCollector;
+use super::group::{Directive, GroupShared};
 use super::task_manager::TaskManager;
 use super::topics::Layout;
 use super::Shared;
+use crate::assignment::OwnedTasks;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::task::{TaskEnv, TaskMetrics};
@@ -45,6 +45,7 @@ pub(crate) struct ThreadSetup {
     pub(crate) topology: Arc<Topology>,
     pub(crate) layout: Arc<Layout>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) group: Arc<GroupShared>,
     pub(crate) state_dir: Arc<StateDirectory>,
     pub(crate) rocksdb: Arc<RocksDbConfig>,
     pub(crate) globals: Arc<crate::state::GlobalStores>,
@@ -53,6 +54,7 @@ pub(crate) struct ThreadSetup {
 /// Entry point of a stream thread.
 pub(crate) fn run(setup: ThreadSetup) {
     let shared = setup.shared.clone();
+    let group = setup.group.clone();
     let index = setup.index;
     let span = tracing::info_span!("stream_thread", thread = index + 1);
     let _g = span.enter();
@@ -73,65 +75,9 @@ pub(crate) fn run(setup: ThreadSetup) {
             )));
         }
     }
+    group.exited(index);
     shared.set_rebalancing(index, false);
     tracing::info!("stream thread stopped");
-}
-
-/// The consumer's context: holds the task manager so that rebalance callbacks (which run inside
-/// `poll`, on this same thread) can commit and suspend tasks. The loop never holds the lock
-/// across `poll`, so the callbacks never wait on it.
-struct ThreadContext {
-    tasks: Mutex<TaskManager>,
-    /// Partitions assigned by the last rebalance, to be turned into tasks after `poll` returns.
-    pending: Mutex<Option<Vec<(String, i32)>>>,
-    /// An error raised inside a callback, where it cannot be returned.
-    error: Mutex<Option<StreamsError>>,
-    /// Set by the callbacks when they leave an assignment or an error behind, so that the loop
-    /// looks at `pending` and `error` only then (it polls once per record).
-    callback_news: AtomicBool,
-    shared: Arc<Shared>,
-    index: usize,
-}
-
-impl ClientContext for ThreadContext {}
-
-impl ConsumerContext for ThreadContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(
-                    partitions = tpl.count(),
-                    "partitions revoked: committing and suspending tasks"
-                );
-                self.shared.set_rebalancing(self.index, true);
-                let mut tm = lock(&self.tasks);
-                if let Err(e) = tm.commit(consumer) {
-                    lock(&self.error).get_or_insert(e);
-                    self.callback_news.store(true, AtomicOrdering::Release);
-                }
-                tm.suspend_all();
-            }
-            Rebalance::Assign(_) => self.shared.set_rebalancing(self.index, true),
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let parts: Vec<(String, i32)> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            tracing::info!(partitions = parts.len(), "partitions assigned");
-            *lock(&self.pending) = Some(parts);
-            self.callback_news.store(true, AtomicOrdering::Release);
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn run_loop(setup: ThreadSetup) -> Result<()> {
@@ -153,14 +99,16 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         lock_timeout: Duration::from_secs(60),
         globals: setup.globals.clone(),
     };
-    let tm = TaskManager {
+    let mut tm = TaskManager {
         config: config.clone(),
         topology: setup.topology.clone(),
         layout: setup.layout.clone(),
         env,
         collector,
         active: BTreeMap::new(),
-        suspended: BTreeMap::new(),
+        standby: BTreeMap::new(),
+        group: setup.group.clone(),
+        commit_conn: None,
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
@@ -179,62 +127,75 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         }),
         last_purge: Instant::now(),
     };
-    let ctx = ThreadContext {
-        tasks: Mutex::new(tm),
-        pending: Mutex::new(None),
-        error: Mutex::new(None),
-        callback_news: AtomicBool::new(false),
-        shared: setup.shared.clone(),
-        index: setup.index,
-    };
     let mut cc = ClientConfig::new();
     cc.set("client.id", format!("{client_id}-consumer"));
     for (k, v) in &config.consumer {
         cc.set(k, v);
     }
-    let consumer: BaseConsumer<ThreadContext> = cc
-        .create_with_context(ctx)
+    // The group id stays: librdkafka reads the committed offsets of assigned partitions with
+    // it. The consumer never subscribes, so it never joins the group itself.
+    let consumer: BaseConsumer = cc
+        .create()
         .map_err(|e| StreamsError::kafka("creating the consumer", e))?;
-    let topics = setup.layout.subscriptions();
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_refs)
-        .map_err(|e| StreamsError::kafka(format!("subscribing to {topics:?}"), e))?;
-    tracing::info!(?topics, "subscribed");
 
-    let result = poll_loop(&consumer, &setup);
-    let ctx = consumer.context();
-    let mut tm = lock(&ctx.tasks);
+    let result = poll_loop(&consumer, &mut tm, &setup);
     if let Some(admin) = tm.admin.take() {
         super::topics::drop_in_background(admin);
     }
     match &result {
         Ok(()) => {
-            // Clean shutdown: final commit, then stores closed; dropping the consumer leaves the group.
-            let committed = tm.commit(&consumer);
+            // Clean shutdown: final commit, then stores closed; the member leaves the group
+            // once every thread is done.
+            let committed = tm.commit().map(|_| ());
             tm.close_all();
-            drop(tm);
             drop(consumer);
             committed
         }
         Err(_) => {
             tm.close_all();
-            drop(tm);
             drop(consumer);
             result
         }
     }
 }
 
-fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Result<()> {
-    let ctx = consumer.context();
+/// Applies the member's directive: revocations first (then the member may rejoin), then the
+/// new tasks.
+fn apply(
+    seq: u64,
+    directive: Directive,
+    consumer: &BaseConsumer,
+    tm: &mut TaskManager,
+    setup: &ThreadSetup,
+) -> Result<()> {
+    setup.shared.set_rebalancing(setup.index, true);
+    match directive {
+        Directive::Assign { active, standby } => {
+            tm.revoke(&active, &standby, consumer)?;
+            setup.group.applied(setup.index, seq, tm.owned());
+            tm.add(&active, &standby, consumer)?;
+            setup.group.set_owned(setup.index, tm.owned());
+        }
+        Directive::Lost => {
+            tm.lose_all(consumer);
+            setup.group.applied(setup.index, seq, OwnedTasks::default());
+        }
+    }
+    setup.shared.set_rebalancing(setup.index, false);
+    Ok(())
+}
+
+fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup) -> Result<()> {
     let config = &setup.config;
     let mut last_commit = Instant::now();
     // Whether the last round processed nothing although records were queued (tasks waiting for
     // a partition's records to be fetched): then poll with a short wait instead of spinning.
     let mut stalled = false;
     while !setup.shared.shutdown_requested() {
-        let idle = lock(&ctx.tasks).buffered() == 0;
+        if let Some((seq, directive)) = setup.group.take(setup.index) {
+            apply(seq, directive, consumer, tm, setup)?;
+        }
+        let idle = tm.buffered() == 0;
         let mut timeout = match (idle, stalled) {
             (true, _) => config.poll,
             (false, true) => STALLED_POLL,
@@ -244,18 +205,6 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
         loop {
             let msg = consumer.poll(timeout);
             timeout = Duration::ZERO;
-            if ctx.callback_news.swap(false, AtomicOrdering::Acquire) {
-                if let Some(e) = lock(&ctx.error).take() {
-                    return Err(e);
-                }
-                if let Some(parts) = lock(&ctx.pending).take() {
-                    // What was polled before is queued in its task already; rebuild the tasks.
-                    let mut tm = lock(&ctx.tasks);
-                    tm.assign(parts, consumer)?;
-                    drop(tm);
-                    setup.shared.set_rebalancing(setup.index, false);
-                }
-            }
             match msg {
                 None => break,
                 Some(Err(e)) => {
@@ -269,7 +218,6 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                     break;
                 }
                 Some(Ok(m)) => {
-                    let mut tm = lock(&ctx.tasks);
                     tm.add_message(&m)?;
                     polled += 1;
                     // Past the batch, whether a task is still idle is asked every 256 records.
@@ -282,11 +230,11 @@ fn poll_loop(consumer: &BaseConsumer<ThreadContext>, setup: &ThreadSetup) -> Res
                 }
             }
         }
-        let mut tm = lock(&ctx.tasks);
         stalled = tm.process()? == 0 && tm.buffered() > 0;
         tm.punctuate()?;
         if last_commit.elapsed() >= config.commit_interval {
-            tm.commit(consumer)?;
+            tm.commit()?;
+            tm.update_standbys()?;
             last_commit = Instant::now();
         }
         tm.publish(setup.index);

@@ -20,12 +20,38 @@ pub(crate) struct Layout {
     pub(crate) subtopologies: Vec<Subtopology>,
     /// Physical source topic -> the sub-topology reading it.
     pub(crate) topic_to_sub: HashMap<String, u32>,
+    /// Physical source topic -> its partition count.
+    pub(crate) source_partitions: HashMap<String, i32>,
+    /// The sub-topologies as the task assignor sees them (physical topic names).
+    pub(crate) assignor: Vec<crate::assignment::Subtopology>,
 }
 
 impl Layout {
-    /// Every topic the stream threads subscribe to.
+    /// Every topic the stream threads read.
     pub(crate) fn subscriptions(&self) -> Vec<String> {
-        self.topic_to_sub.keys().cloned().collect()
+        let mut topics: Vec<String> = self.topic_to_sub.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// The input partitions of task `id`: partition p of each of its sub-topology's source
+    /// topics that has one (a stateless sub-topology may read topics of different sizes).
+    pub(crate) fn task_partitions(&self, id: crate::task_id::TaskId) -> Vec<(String, i32)> {
+        self.assignor
+            .iter()
+            .find(|s| s.id == id.subtopology)
+            .map(|s| {
+                s.source_topics
+                    .iter()
+                    .filter(|t| {
+                        self.source_partitions
+                            .get(*t)
+                            .is_some_and(|n| id.partition < *n)
+                    })
+                    .map(|t| (t.clone(), id.partition))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -230,15 +256,35 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
         tracing::info!(subtopology = s.id, tasks = task_counts[s.id as usize], topics = ?s.source_topics, stores = ?s.stores, "sub-topology");
     }
     let mut topic_to_sub = HashMap::new();
+    let mut source_partitions = HashMap::new();
+    let mut assignor = Vec::new();
     for s in &subs {
+        let mut sources = Vec::new();
         for t in &s.source_topics {
-            topic_to_sub.insert(topology.physical_topic(app, t), s.id);
+            let physical = topology.physical_topic(app, t);
+            topic_to_sub.insert(physical.clone(), s.id);
+            source_partitions.insert(physical.clone(), counts[t]);
+            sources.push(physical);
         }
+        let changelogs = s
+            .stores
+            .iter()
+            .filter(|store| topology.stores[*store].factory.logging())
+            .map(|store| changelog_topic(app, store))
+            .collect();
+        assignor.push(crate::assignment::Subtopology {
+            id: s.id,
+            partitions: u32::try_from(task_counts[s.id as usize]).unwrap_or(0),
+            source_topics: sources,
+            changelog_topics: changelogs,
+        });
     }
     drop_in_background(admin);
     Ok(Layout {
         subtopologies: subs,
         topic_to_sub,
+        source_partitions,
+        assignor,
     })
 }
 

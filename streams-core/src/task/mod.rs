@@ -217,14 +217,6 @@ impl StreamTask {
         self.queues.len()
     }
 
-    /// Suspends the task (its partitions were revoked, or are about to be assigned anew): drops
-    /// the records queued and not processed, and the waits for fetches, since the consumer
-    /// fetches its partitions again from the committed offsets if the task resumes.
-    pub(crate) fn suspend(&mut self) {
-        self.queues.clear();
-        self.pending_fetch.clear();
-    }
-
     /// Holds processing back until `topic`/`partition` has been fetched up to `end` (its high
     /// watermark when the task was assigned), for at most `max_wait_ms` on the task's clock.
     ///
@@ -484,45 +476,6 @@ mod tests {
         offsets.sort();
         assert_eq!(offsets, vec![("a".into(), 2, 12), ("b".into(), 2, 7)]);
         assert_eq!(task.stream_time(), 400);
-    }
-
-    #[test]
-    fn a_suspended_task_drops_what_it_queued_and_resumes_where_it_committed() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut t = Topology::new();
-        t.add_source("src", &["a"], Serdes::string(), Serdes::string())
-            .unwrap();
-        let s2 = seen.clone();
-        t.add_processor("rec", move || Recorder(s2.clone()), &["src"])
-            .unwrap();
-        let t = Arc::new(t);
-        let sub = t.subtopologies().remove(0);
-        let env = env();
-        let mut task = StreamTask::new(t, &sub, 2, &env).unwrap();
-        task.initialize().unwrap();
-        task.add_records([raw("a", 0, 100, "x0"), raw("a", 1, 200, "x1")])
-            .unwrap();
-        assert_eq!(task.process(1).unwrap(), 1);
-        assert_eq!(task.committable_offsets(), vec![("a".into(), 2, 1)]);
-        // Revoked and assigned again: the consumer fetches from offset 1 once more.
-        task.suspend();
-        assert_eq!(task.buffered(), 0);
-        assert_eq!(task.queued_until(), None);
-        assert_eq!(task.committable_offsets(), vec![("a".into(), 2, 1)]);
-        task.add_records([raw("a", 1, 200, "x1"), raw("a", 2, 300, "x2")])
-            .unwrap();
-        assert_eq!(task.process(usize::MAX).unwrap(), 2);
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(
-            seen,
-            vec![
-                ("a:x0".into(), 100),
-                ("a:x1".into(), 200),
-                ("a:x2".into(), 300)
-            ],
-            "each record processed once"
-        );
-        assert_eq!(task.committable_offsets(), vec![("a".into(), 2, 3)]);
     }
 
     #[test]

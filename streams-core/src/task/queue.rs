@@ -24,9 +24,6 @@ struct RecordQueue {
     records: VecDeque<Queued>,
     /// Largest timestamp queued so far in this partition.
     partition_time: i64,
-    /// Largest timestamp taken (processed or skipped): what `partition_time` falls back to when
-    /// the queue is cleared, since the cleared records will be fetched and queued again.
-    taken_time: i64,
     /// Next offset to commit: past the last record taken (processed or skipped).
     next_offset: Option<i64>,
 }
@@ -73,7 +70,6 @@ impl PartitionGroup {
                         decoder: decoder.clone(),
                         records: VecDeque::new(),
                         partition_time: -1,
-                        taken_time: -1,
                         next_offset: None,
                     });
                 }
@@ -180,19 +176,6 @@ impl PartitionGroup {
         }
     }
 
-    /// Drops every queued record, keeping the offsets and the partition time of what was taken.
-    ///
-    /// For a task that is suspended: its partitions are fetched again from the committed
-    /// offsets (the position after the last record taken) when it resumes, so a record left in
-    /// a queue would be processed twice. Kafka Streams clears its queues on suspend too.
-    pub(crate) fn clear(&mut self) {
-        for q in &mut self.queues {
-            q.records.clear();
-            q.partition_time = q.taken_time;
-        }
-        self.total = 0;
-    }
-
     /// The smallest timestamp among the head records of the partitions (the next record's).
     pub(crate) fn head_timestamp(&self) -> Option<i64> {
         self.queues
@@ -220,7 +203,6 @@ impl PartitionGroup {
             .min_by_key(|q| q.records.front().map(|r| r.timestamp))?;
         let r = q.records.pop_front()?;
         q.next_offset = Some(r.offset + 1);
-        q.taken_time = q.taken_time.max(r.timestamp);
         self.total -= 1;
         Some(Next {
             topic: q.topic.clone(),

@@ -1,0 +1,226 @@
+//! A blocking connection to one broker, speaking the Kafka protocol through `kafka-protocol`.
+//!
+//! The group member and the stream threads' offset commits use it; data still moves through
+//! rdkafka. Versions are negotiated with ApiVersions once per connection: each call uses the
+//! highest version both sides know, capped where this code stops following the protocol.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// The largest response accepted: the length prefix comes from the network, and a group's
+/// JoinGroup answer (every member's subscription) is the largest thing read here.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// A connection failure, naming the broker and what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("broker {broker}: {operation}: {message}")]
+pub(crate) struct ConnError {
+    /// `host:port`.
+    pub(crate) broker: String,
+    /// The request or step.
+    pub(crate) operation: String,
+    /// What went wrong.
+    pub(crate) message: String,
+}
+
+/// One TCP connection to one broker.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    broker: String,
+    client_id: StrBytes,
+    correlation: i32,
+    /// API key -> (min, max) version the broker serves.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Connection {
+    /// Connects to `broker` (`host:port`) and negotiates versions. `timeout` bounds the connect
+    /// and each read or write until [`Self::set_timeout`] changes it.
+    pub(crate) fn open(
+        broker: &str,
+        client_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, ConnError> {
+        let fail = |operation: &str, message: String| ConnError {
+            broker: broker.to_string(),
+            operation: operation.to_string(),
+            message,
+        };
+        let addrs: Vec<_> = broker
+            .to_socket_addrs()
+            .map_err(|e| fail("resolving the address", e.to_string()))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = stream.ok_or_else(|| {
+            fail(
+                "connecting",
+                last.map_or("no address".to_string(), |e| e.to_string()),
+            )
+        })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| fail("connecting", e.to_string()))?;
+        let mut conn = Connection {
+            stream,
+            broker: broker.to_string(),
+            client_id: StrBytes::from_string(client_id.to_string()),
+            correlation: 0,
+            versions: HashMap::new(),
+        };
+        conn.set_timeout(timeout)?;
+        // Version 0 of ApiVersions is answered by every broker; its answer lists the rest.
+        let resp = conn.exchange(&ApiVersionsRequest::default(), 0)?;
+        if resp.error_code != 0 {
+            return Err(fail(
+                "ApiVersions",
+                format!("error code {}", resp.error_code),
+            ));
+        }
+        conn.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Ok(conn)
+    }
+
+    /// The broker this connection goes to.
+    pub(crate) fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// Sets the read and write timeout of the following calls.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) -> Result<(), ConnError> {
+        let t = Some(timeout.max(Duration::from_millis(1)));
+        self.stream
+            .set_read_timeout(t)
+            .and_then(|()| self.stream.set_write_timeout(t))
+            .map_err(|e| self.error("setting timeouts", e.to_string()))
+    }
+
+    /// The version `R` is sent in: the highest both sides serve, at most `cap`.
+    pub(crate) fn version<R: Request>(&self, cap: i16) -> Result<i16, ConnError> {
+        let name = api_name(R::KEY);
+        let (min, max) = self.versions.get(&R::KEY).copied().ok_or_else(|| {
+            self.error(name, "the broker does not serve this request".to_string())
+        })?;
+        let version = max.min(cap).min(R::VERSIONS.max);
+        if version < min.max(R::VERSIONS.min) {
+            return Err(self.error(
+                name,
+                format!(
+                    "the broker serves versions {min} to {max}, this client {} to {}",
+                    R::VERSIONS.min,
+                    cap.min(R::VERSIONS.max)
+                ),
+            ));
+        }
+        Ok(version)
+    }
+
+    /// Sends `req` in the negotiated version (at most `cap`) and returns the answer and the version.
+    pub(crate) fn call<R: Request>(
+        &mut self,
+        req: &R,
+        cap: i16,
+    ) -> Result<(R::Response, i16), ConnError> {
+        let version = self.version::<R>(cap)?;
+        Ok((self.exchange(req, version)?, version))
+    }
+
+    fn exchange<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, ConnError> {
+        let name = api_name(R::KEY);
+        self.correlation = self.correlation.wrapping_add(1);
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(self.client_id.clone());
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .and_then(|()| req.encode(&mut body, version))
+            .map_err(|e| self.error(name, format!("encoding: {e}")))?;
+        let len = u32::try_from(body.len())
+            .map_err(|_| self.error(name, "request too large".to_string()))?;
+        let mut frame = Vec::with_capacity(4 + body.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| self.error(name, format!("sending: {e}")))?;
+
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .map_err(|e| self.error(name, format!("reading the answer: {e}")))?;
+        let size = i32::from_be_bytes(size);
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| (4..=MAX_RESPONSE_BYTES).contains(s))
+            .ok_or_else(|| {
+                self.error(
+                    name,
+                    format!("answer length {size} is not between 4 and {MAX_RESPONSE_BYTES}"),
+                )
+            })?;
+        let mut buf = vec![0u8; size];
+        self.stream
+            .read_exact(&mut buf)
+            .map_err(|e| self.error(name, format!("reading the answer: {e}")))?;
+        let mut buf = Bytes::from(buf);
+        let rh = ResponseHeader::decode(
+            &mut buf,
+            <R::Response as HeaderVersion>::header_version(version),
+        )
+        .map_err(|e| self.error(name, format!("decoding the answer's header: {e}")))?;
+        if rh.correlation_id != self.correlation {
+            return Err(self.error(
+                name,
+                format!(
+                    "answer to request {} arrived while waiting for {}",
+                    rh.correlation_id, self.correlation
+                ),
+            ));
+        }
+        R::Response::decode(&mut buf, version)
+            .map_err(|e| self.error(name, format!("decoding the answer (v{version}): {e}")))
+    }
+
+    fn error(&self, operation: &str, message: String) -> ConnError {
+        ConnError {
+            broker: self.broker.clone(),
+            operation: operation.to_string(),
+            message,
+        }
+    }
+}
+
+fn api_name(key: i16) -> &'static str {
+    match ApiKey::try_from(key) {
+        Ok(ApiKey::FindCoordinator) => "FindCoordinator",
+        Ok(ApiKey::JoinGroup) => "JoinGroup",
+        Ok(ApiKey::SyncGroup) => "SyncGroup",
+        Ok(ApiKey::Heartbeat) => "Heartbeat",
+        Ok(ApiKey::LeaveGroup) => "LeaveGroup",
+        Ok(ApiKey::OffsetCommit) => "OffsetCommit",
+        Ok(ApiKey::ApiVersions) => "ApiVersions",
+        _ => "request",
+    }
+}

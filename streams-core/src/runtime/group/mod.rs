@@ -1,0 +1,257 @@
+//! Group membership of our own: one member per instance speaks the classic group protocol,
+//! its leader runs the task assignor, and the stream threads run what it hands them.
+//!
+//! librdkafka has no custom-assignor API, so the stream threads' consumers never subscribe:
+//! they only `incremental_assign` the partitions of the tasks the member gives them. The
+//! member ([`member`]) joins with our userData inside the consumer protocol's envelope
+//! ([`leader`]), heartbeats, and turns each assignment into a [`Directive`] per thread.
+//! Offsets are committed with the member's id and generation ([`GroupShared::commit`]), as the
+//! broker requires while the group has members.
+//!
+//! Rebalances are cooperative: a thread keeps the tasks it is given again and keeps
+//! processing them; it commits and closes only the tasks it loses. The leader withholds a task
+//! another member still owns until that member has revoked it and rejoined (the assignor's
+//! follow-up rebalance), so no task ever runs in two places.
+
+mod conn;
+mod identity;
+mod leader;
+pub(crate) mod member;
+mod protocol;
+
+use std::collections::BTreeSet;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+
+use crate::assignment::OwnedTasks;
+use crate::error::{Result, StreamsError};
+use crate::task_id::TaskId;
+use conn::Connection;
+pub(crate) use identity::process_id;
+
+/// How long a request to the coordinator may take (JoinGroup waits longer: the rebalance).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a commit keeps trying while the coordinator moves.
+const COMMIT_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// The member's current membership, which commits name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Generation {
+    pub(crate) member_id: String,
+    pub(crate) generation: i32,
+    /// `host:port` of the group coordinator.
+    pub(crate) coordinator: String,
+}
+
+/// What the member tells one stream thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Directive {
+    /// Run exactly these tasks: keep those already running, commit and close the others,
+    /// create the new ones. Standbys (warm-ups included) keep copies of state only.
+    Assign {
+        active: BTreeSet<TaskId>,
+        standby: BTreeSet<TaskId>,
+    },
+    /// The membership was lost (fenced, or the session expired): another member may already
+    /// run these tasks, so close them all without committing.
+    Lost,
+}
+
+/// Shared by the member and the stream threads.
+pub(crate) struct GroupShared {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    group_id: String,
+    client_id: String,
+}
+
+struct Inner {
+    generation: Option<Generation>,
+    /// Sequence number of the last directives published.
+    published: u64,
+    /// Per thread: the directive not taken yet.
+    inbox: Vec<Option<(u64, Directive)>>,
+    /// Per thread: the last sequence it has applied (its revocations committed and closed).
+    applied: Vec<u64>,
+    /// Per thread: the tasks it holds, for the next subscription.
+    owned: Vec<OwnedTasks>,
+    /// Per thread: whether it has stopped.
+    exited: Vec<bool>,
+}
+
+/// What a commit came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitOutcome {
+    /// The offsets are committed.
+    Committed,
+    /// Nothing to commit, or no membership yet.
+    Skipped,
+    /// The group is rebalancing or this member's generation is gone: the offsets were not
+    /// committed, and the records after the last commit will be read again by whoever owns
+    /// the task next (at-least-once).
+    Rejected,
+}
+
+impl GroupShared {
+    pub(crate) fn new(group_id: &str, client_id: &str, threads: usize) -> Self {
+        GroupShared {
+            inner: Mutex::new(Inner {
+                generation: None,
+                published: 0,
+                inbox: vec![None; threads],
+                applied: vec![0; threads],
+                owned: vec![OwnedTasks::default(); threads],
+                exited: vec![false; threads],
+            }),
+            changed: Condvar::new(),
+            group_id: group_id.to_string(),
+            client_id: client_id.to_string(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn generation(&self) -> Option<Generation> {
+        self.lock().generation.clone()
+    }
+
+    fn set_generation(&self, g: Option<Generation>) {
+        self.lock().generation = g;
+    }
+
+    /// Hands every thread its directive (index = thread).
+    fn publish(&self, directives: Vec<Directive>) {
+        let mut inner = self.lock();
+        inner.published += 1;
+        let seq = inner.published;
+        for (i, d) in directives.into_iter().enumerate() {
+            if let Some(slot) = inner.inbox.get_mut(i) {
+                *slot = Some((seq, d));
+            }
+        }
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// The directive waiting for thread `index`, if any.
+    pub(crate) fn take(&self, index: usize) -> Option<(u64, Directive)> {
+        self.lock().inbox.get_mut(index)?.take()
+    }
+
+    /// Thread `index` has applied directive `seq` (revocations done) and now holds `owned`.
+    pub(crate) fn applied(&self, index: usize, seq: u64, owned: OwnedTasks) {
+        let mut inner = self.lock();
+        inner.applied[index] = inner.applied[index].max(seq);
+        inner.owned[index] = owned;
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Thread `index` now holds `owned` (tasks created after the acknowledgement).
+    pub(crate) fn set_owned(&self, index: usize, owned: OwnedTasks) {
+        self.lock().owned[index] = owned;
+    }
+
+    /// Thread `index` has stopped; it no longer holds anything up.
+    pub(crate) fn exited(&self, index: usize) {
+        let mut inner = self.lock();
+        inner.exited[index] = true;
+        inner.inbox[index] = None;
+        inner.owned[index] = OwnedTasks::default();
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    fn all_exited(&self) -> bool {
+        self.lock().exited.iter().all(|e| *e)
+    }
+
+    /// Waits up to `timeout` until every running thread has applied the last directives.
+    fn wait_applied(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.lock();
+        loop {
+            let done = (0..inner.applied.len())
+                .all(|i| inner.exited[i] || inner.applied[i] >= inner.published);
+            if done {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            inner = self
+                .changed
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn owned(&self) -> Vec<OwnedTasks> {
+        self.lock().owned.clone()
+    }
+
+    /// Commits `offsets` (topic, partition, next offset) with the member's id and generation,
+    /// over the calling thread's own connection to the coordinator (`conn`, opened on demand).
+    pub(crate) fn commit(
+        &self,
+        conn: &mut Option<Connection>,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<CommitOutcome> {
+        if offsets.is_empty() {
+            return Ok(CommitOutcome::Skipped);
+        }
+        let deadline = Instant::now() + COMMIT_RETRY_FOR;
+        loop {
+            let Some(g) = self.generation() else {
+                return Ok(CommitOutcome::Skipped);
+            };
+            let attempt = (|| {
+                if conn.as_ref().is_none_or(|c| c.broker() != g.coordinator) {
+                    *conn = Some(Connection::open(
+                        &g.coordinator,
+                        &self.client_id,
+                        REQUEST_TIMEOUT,
+                    )?);
+                }
+                let c = conn.as_mut().expect("opened above");
+                protocol::commit(c, &self.group_id, &g.member_id, g.generation, offsets)
+            })();
+            let e = match attempt {
+                Ok(()) => return Ok(CommitOutcome::Committed),
+                Err(e) => e,
+            };
+            match e.code() {
+                Some(
+                    ResponseError::RebalanceInProgress
+                    | ResponseError::IllegalGeneration
+                    | ResponseError::UnknownMemberId
+                    | ResponseError::FencedInstanceId,
+                ) => {
+                    tracing::warn!(generation = g.generation, error = %e, partitions = offsets.len(), "offsets not committed: the group is rebalancing");
+                    return Ok(CommitOutcome::Rejected);
+                }
+                _ if e.coordinator_moved() && Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "retrying a commit");
+                    *conn = None;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                _ => {
+                    return Err(StreamsError::Group {
+                        group: self.group_id.clone(),
+                        operation: format!("committing offsets of {} partitions", offsets.len()),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A stream thread's connection to the coordinator for its commits.
+pub(crate) type CommitConnection = Option<Connection>;
