@@ -81,7 +81,9 @@ pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use record::{Change, Headers, Record, RecordMetadata};
-pub use runtime::{KafkaStreams, State, StateRestoreListener, StreamsMetrics};
+pub use runtime::{
+    KafkaStreams, KeyQueryMetadata, State, StateRestoreListener, StreamsMetadata, StreamsMetrics,
+};
 pub use state::{
     CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore,
 };

@@ -9,6 +9,7 @@
 mod collector;
 mod global;
 mod group;
+mod metadata;
 mod restore;
 mod task_manager;
 mod thread;
@@ -21,8 +22,11 @@ use std::time::{Duration, Instant};
 
 use state_store::{RocksDbConfig, StateDirectory};
 
+pub use metadata::{KeyQueryMetadata, StreamsMetadata};
+
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::serde::Serde;
 use crate::task::TaskMetrics;
 use crate::task_id::TaskId;
 use crate::topology::Topology;
@@ -258,6 +262,8 @@ pub struct KafkaStreams {
     config: Arc<ResolvedConfig>,
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Set by `start`: the group member's state and the topology's layout, for metadata.
+    group: Option<(Arc<group::GroupShared>, Arc<topics::Layout>)>,
 }
 
 impl KafkaStreams {
@@ -271,6 +277,7 @@ impl KafkaStreams {
             config: Arc::new(config),
             shared: Arc::new(Shared::new(threads)),
             threads: Vec::new(),
+            group: None,
         })
     }
 
@@ -359,6 +366,7 @@ impl KafkaStreams {
         }
         // The member goes last: `close` joins the stream threads (final commits) before it,
         // and it leaves the group only once they are done.
+        self.group = Some((group.clone(), layout.clone()));
         let member = group::member::MemberSetup {
             config: self.config.clone(),
             shared: self.shared.clone(),
@@ -448,6 +456,49 @@ impl KafkaStreams {
             .collect()
     }
 
+    /// Every instance of the application that set `application.server`, with the stores and
+    /// partitions it runs and keeps, as the last assignment said (empty before the first).
+    pub fn metadata_for_all_clients(&self) -> Vec<StreamsMetadata> {
+        match &self.group {
+            Some((g, layout)) => metadata::all_clients(layout, &g.hosts()),
+            None => Vec::new(),
+        }
+    }
+
+    /// The instances that run or keep `store`.
+    pub fn streams_metadata_for_store(&self, store: &str) -> Vec<StreamsMetadata> {
+        match &self.group {
+            Some((g, layout)) => metadata::for_store(layout, &g.hosts(), store),
+            None => Vec::new(),
+        }
+    }
+
+    /// Where `key` of `store` lives: its partition (Kafka's default partitioner over the key
+    /// as `serializer` writes it) and the instances running and keeping that partition's task.
+    /// `Ok(None)` before start or if no sub-topology has `store`.
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        serializer: &dyn Serde<K>,
+    ) -> Result<Option<KeyQueryMetadata>> {
+        let Some((g, layout)) = &self.group else {
+            return Ok(None);
+        };
+        let bytes = serializer
+            .serialize(store, key)
+            .map_err(|source| StreamsError::Serialization {
+                target: format!("the key of a query on store `{store}`"),
+                source,
+            })?
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!(
+                    "a null key cannot be located in store `{store}`"
+                ))
+            })?;
+        Ok(metadata::for_key(layout, &g.hosts(), store, &bytes))
+    }
+
     /// The standby tasks (warm-ups included) each stream thread keeps now: copies of other
     /// instances' task state, ready to take over with a short restore.
     pub fn standby_tasks(&self) -> BTreeMap<usize, Vec<TaskId>> {
@@ -521,6 +572,7 @@ impl KafkaStreams {
             config: self.config.clone(),
             shared,
             threads,
+            group: self.group.clone(),
         };
         tokio::task::spawn_blocking(move || this.close())
             .await

@@ -269,6 +269,10 @@ impl Member {
                 };
             }
             follow_up = info.follow_up;
+            self.setup.group.set_hosts(crate::runtime::metadata::Hosts {
+                active: info.active_by_host.clone(),
+                standby: info.standby_by_host.clone(),
+            });
         }
         tracing::info!(
             generation = joined.generation,

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
+use super::metadata::Hosts;
 use crate::assignment::OwnedTasks;
 use crate::error::{Result, StreamsError};
 use crate::task_id::TaskId;
@@ -65,6 +66,8 @@ pub(crate) struct GroupShared {
     changed: Condvar,
     group_id: String,
     client_id: String,
+    /// The group's hosts from the last assignment, for interactive queries.
+    hosts: Mutex<Hosts>,
 }
 
 struct Inner {
@@ -108,7 +111,17 @@ impl GroupShared {
             changed: Condvar::new(),
             group_id: group_id.to_string(),
             client_id: client_id.to_string(),
+            hosts: Mutex::new(Hosts::default()),
         }
+    }
+
+    /// The group's hosts as the last assignment told them.
+    pub(crate) fn hosts(&self) -> Hosts {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_hosts(&self, hosts: Hosts) {
+        *self.hosts.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

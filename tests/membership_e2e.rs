@@ -1,0 +1,333 @@
+//! Standby replicas and the group member of our own, on both brokers: standbys keep copies of
+//! the other instance's stores, a promoted standby restores only what it has not seen, and
+//! Kafka's own group tooling sees our members.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use common::*;
+use streams::{Serdes, TaskId};
+use streams_testkit as testing;
+
+on_both_brokers!(
+    a_promoted_standby_restores_only_what_it_has_not_seen,
+    another_kind_of_member_in_the_group_fails_start_naming_the_group,
+    kafka_consumer_groups_lists_our_members_and_their_partitions,
+    every_instance_knows_where_each_key_lives,
+);
+
+fn ids(tasks: std::collections::BTreeMap<usize, Vec<TaskId>>) -> BTreeSet<TaskId> {
+    tasks.into_values().flatten().collect()
+}
+
+/// Word count (sub-topology 1 holds the counts) on 2 partitions with one standby per task:
+/// once a second instance joins, the first, which has the state, keeps the counting tasks and
+/// the newcomer keeps their standbys. When the standby has caught up with the changelog and the active's
+/// instance stops, the survivor takes the task over restoring exactly nothing, and goes on
+/// counting exactly.
+fn a_promoted_standby_restores_only_what_it_has_not_seen(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    // The newcomer starts with nothing: further behind than this, it may not take a counting
+    // task over at once (it gets a standby, and the task would move once that caught up).
+    let extra = [
+        ("num.standby.replicas", "1"),
+        ("acceptable.recovery.lag", "100"),
+    ];
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, _) = wc.start_with(d1.path(), &extra);
+    let first = lines(41, 5_000);
+    produce_lines(bootstrap, &wc.input, &first);
+    let expected = expected_counts(&first);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+
+    let (mut b, restored_b) = wc.start_with(d2.path(), &extra);
+    let counting: BTreeSet<TaskId> = [0, 1]
+        .map(|partition| TaskId {
+            subtopology: 1,
+            partition,
+        })
+        .into();
+    wait_until(
+        "each counting task to run on one instance with a standby on the other",
+        Duration::from_secs(90),
+        || {
+            counting.iter().all(|t| {
+                let (aa, ab) = (ids(a.tasks()), ids(b.tasks()));
+                let (sa, sb) = (ids(a.standby_tasks()), ids(b.standby_tasks()));
+                (aa.contains(t) && sb.contains(t) && !ab.contains(t) && !sa.contains(t))
+                    || (ab.contains(t) && sa.contains(t) && !aa.contains(t) && !sb.contains(t))
+            })
+        },
+    );
+    // The first instance had all the state: it keeps the counting tasks.
+    assert!(
+        counting.is_subset(&ids(a.tasks())),
+        "the caught-up instance keeps its stateful tasks: a has {:?}, b has {:?}",
+        a.tasks(),
+        b.tasks()
+    );
+    let changelog = testing::record_count(bootstrap, &wc.changelog()).unwrap() as u64;
+    assert!(changelog > 0);
+    wait_until(
+        "the standbys to read the whole changelog",
+        Duration::from_secs(90),
+        || b.metrics().restored >= changelog,
+    );
+    let before = restored_b.total();
+
+    a.close().expect("graceful stop");
+    wait_until(
+        "the survivor to run every task",
+        Duration::from_secs(90),
+        || ids(b.tasks()).len() == 4,
+    );
+    assert_eq!(
+        restored_b.total() - before,
+        0,
+        "the promoted standbys had the whole changelog already"
+    );
+    let second = lines(42, 1_000);
+    produce_lines(bootstrap, &wc.input, &second);
+    let expected = expected_counts(first.iter().chain(&second));
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    b.close().unwrap();
+}
+
+/// A plain consumer (as a Java Kafka Streams instance would be) already holds the group
+/// `application.id`: our member is refused by the coordinator, and the instance fails with an
+/// error naming the group and the reason, instead of sharing partitions with a stranger.
+fn another_kind_of_member_in_the_group_fails_start_naming_the_group(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let stranger: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &wc.app_id)
+        .set("session.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    stranger.subscribe(&[wc.input.as_str()]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stranger.assignment().unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "the plain consumer never joined");
+        let _ = stranger.poll(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, _) = wc.start(dir.path());
+    assert!(
+        app.wait_for_state(streams::State::Error, Duration::from_secs(60)),
+        "state {:?}",
+        app.state()
+    );
+    let e = app.error().unwrap();
+    assert!(
+        e.contains(&wc.app_id) && e.contains("InconsistentGroupProtocol"),
+        "{e}"
+    );
+    assert!(app.close().is_err());
+    drop(stranger);
+}
+
+/// Kafka's own `kafka-consumer-groups --describe --members --verbose` (its jars from the test
+/// bed's Maven classpath) lists both instances as members, and between them every partition of
+/// the input and repartition topics exactly once: our subscriptions and assignments are in
+/// the consumer protocol's format.
+///
+/// Kafka 4.3 prints the assignment as `topic:0;topic2:1` (older releases: `topic(0)`).
+fn kafka_consumer_groups_lists_our_members_and_their_partitions(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, _) = wc.start(d1.path());
+    let (mut b, _) = wc.start(d2.path());
+    wait_until(
+        "both instances to run all tasks between them",
+        Duration::from_secs(90),
+        || {
+            let (na, nb) = (ids(a.tasks()).len(), ids(b.tasks()).len());
+            na > 0 && nb > 0 && na + nb == 4
+        },
+    );
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let cp = Command::new(root.join("scripts/kafka-testbed"))
+        .arg("classpath")
+        .output()
+        .expect("scripts/kafka-testbed classpath");
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    let cp = String::from_utf8(cp.stdout).unwrap();
+    let describe = || {
+        let out = Command::new("java")
+            .args(["-cp", cp.trim()])
+            .arg("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")
+            .args([
+                "--bootstrap-server",
+                bootstrap,
+                "--describe",
+                "--members",
+                "--verbose",
+            ])
+            .args(["--group", &wc.app_id])
+            .output()
+            .expect("java");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut text = describe();
+    // The group is stable once the follow-up rebalance after the second join is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while text.contains("rebalancing") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        text = describe();
+    }
+    let members: Vec<&str> = text.lines().filter(|l| l.starts_with(&wc.app_id)).collect();
+    assert_eq!(members.len(), 2, "two members:\n{text}");
+    for topic in [wc.input.clone(), wc.repartition()] {
+        let mut owners: BTreeMap<i32, usize> = BTreeMap::new();
+        for m in &members {
+            for p in partitions_of(m, &topic) {
+                *owners.entry(p).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            owners,
+            BTreeMap::from([(0, 1), (1, 1)]),
+            "each partition of {topic} on one member:\n{text}"
+        );
+    }
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+/// The partitions of `topic` in a `--members --verbose` row's CURRENT-ASSIGNMENT column, which
+/// Kafka 4.3 prints as `topic:0,1;other:2`.
+fn partitions_of(row: &str, topic: &str) -> Vec<i32> {
+    row.split_whitespace()
+        .flat_map(|column| column.split(';'))
+        .filter_map(|entry| entry.strip_prefix(topic)?.strip_prefix(':'))
+        .flat_map(|list| list.split(','))
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Two instances announcing `application.server`, one standby per task: both know both hosts
+/// and the stores they hold, and for every word both say the same thing: its partition is the
+/// one its count was written to (Kafka's default partitioner), its active host is the instance
+/// running that counting task, and its standby host the other instance.
+fn every_instance_knows_where_each_key_lives(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, _) = wc.start_with(
+        d1.path(),
+        &[
+            ("application.server", "a.example:7001"),
+            ("num.standby.replicas", "1"),
+        ],
+    );
+    let (mut b, _) = wc.start_with(
+        d2.path(),
+        &[
+            ("application.server", "b.example:7002"),
+            ("num.standby.replicas", "1"),
+        ],
+    );
+    let input = lines(43, 300);
+    produce_lines(bootstrap, &wc.input, &input);
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    let host_of_task = |p: i32| {
+        let t = TaskId {
+            subtopology: 1,
+            partition: p,
+        };
+        if ids(a.tasks()).contains(&t) {
+            ("a.example".to_string(), 7001)
+        } else {
+            ("b.example".to_string(), 7002)
+        }
+    };
+    wait_until(
+        "both instances to see both hosts, each running a counting task",
+        Duration::from_secs(60),
+        || {
+            [&a, &b].iter().all(|app| {
+                let all = app.metadata_for_all_clients();
+                all.len() == 2
+                    && all
+                        .iter()
+                        .all(|m| m.state_stores.contains(wordcount::STORE))
+                    && app.streams_metadata_for_store(wordcount::STORE).len() == 2
+            })
+        },
+    );
+    let landed = partitions_of_keys(bootstrap, &wc.output, 2);
+    assert_eq!(landed.len(), expected.len());
+    for (word, partition) in &landed {
+        let from_a = a
+            .query_metadata_for_key(wordcount::STORE, word, &*Serdes::string())
+            .unwrap()
+            .unwrap();
+        let from_b = b
+            .query_metadata_for_key(wordcount::STORE, word, &*Serdes::string())
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_a, from_b, "{word}");
+        assert_eq!(from_a.partition, *partition, "{word}");
+        let active = host_of_task(*partition);
+        assert_eq!(from_a.active_host.as_ref(), Some(&active), "{word}");
+        assert_eq!(from_a.standby_hosts.len(), 1, "{word}");
+        assert_ne!(from_a.standby_hosts[0], active, "{word}");
+    }
+    assert!(a
+        .query_metadata_for_key("no-such-store", &"x".to_string(), &*Serdes::string())
+        .unwrap()
+        .is_none());
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+/// Per key of `topic` (string keys), the partition it was written to.
+fn partitions_of_keys(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<String, i32> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "partitions-of-keys")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = BTreeMap::new();
+    let mut at_end = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "reading {topic} to its end");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                if let Some(p) = out.insert(key.clone(), m.partition()) {
+                    assert_eq!(p, m.partition(), "{key} written to two partitions");
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            _ => {}
+        }
+    }
+    out
+}
