@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use streams_testkit as testing;
 
 on_both_brokers!(
     a_member_joining_mid_input_leaves_the_counts_exact,
     scaling_one_two_three_two_while_input_flows_counts_exactly,
+    a_long_restoration_runs_in_slices_between_polls,
 );
 
 /// A second instance joins while the first is in the middle of a backlog, so the first has
@@ -28,13 +30,17 @@ fn a_member_joining_mid_input_leaves_the_counts_exact(bootstrap: &str) {
     let all_records = input.len() as u64 + words;
 
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut a, _) = wc.start(d1.path());
+    // A newcomer counts as caught up on any task, so counting tasks move to it mid-input
+    // (with the defaults they would stay with the instance that has the state, and the
+    // newcomer would get only a splitting task, whose input may be all read already).
+    let extra = [("acceptable.recovery.lag", "1000000000")];
+    let (mut a, _) = wc.start_with(d1.path(), &extra);
     wait_until(
         "the first instance to be processing",
         Duration::from_secs(90),
         || a.metrics().processed >= 1_000,
     );
-    let (mut b, _) = wc.start(d2.path());
+    let (mut b, _) = wc.start_with(d2.path(), &extra);
     wait_until(
         "the second instance to own tasks",
         Duration::from_secs(90),
@@ -154,4 +160,69 @@ fn scaling_one_two_three_two_while_input_flows_counts_exactly(bootstrap: &str) {
     );
     a.close().unwrap();
     c.close().unwrap();
+}
+
+/// Restoration runs in slices between polls (the third fault: it ran inside the
+/// assignment, holding the thread). An instance with a large changelog to restore, and a
+/// `max.poll.interval.ms` far below the restore's length, meanwhile processes its stateless
+/// tasks' records, takes part in the rebalance when a second instance joins (both end up with
+/// tasks while it still restores), and is closed in the middle of the restoration.
+fn a_long_restoration_runs_in_slices_between_polls(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    // The count store's changelog, written directly: 1,200,000 counts to restore, which takes
+    // longer than `max.poll.interval.ms` (10 s, the least librdkafka accepts with the tests'
+    // session timeout) on this machine's debug builds.
+    testing::create_topic(bootstrap, &wc.changelog(), 2).unwrap();
+    let records: u64 = 1_200_000;
+    testing::produce(
+        bootstrap,
+        &wc.changelog(),
+        (0..records).map(|i| {
+            (
+                Some(format!("w{i}").into_bytes()),
+                Some((i as i64).to_be_bytes().to_vec()),
+                None,
+            )
+        }),
+    )
+    .unwrap();
+    let extra = [("consumer.max.poll.interval.ms", "10000")];
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, restored_a) = wc.start_with(d1.path(), &extra);
+    let restoring = |app: &streams::KafkaStreams| {
+        let restored = app.metrics().restored;
+        restored > 0 && restored < records
+    };
+    wait_until("the restoration to start", Duration::from_secs(60), || {
+        restoring(&a)
+    });
+    produce_lines(bootstrap, &wc.input, &lines(51, 200));
+    wait_until(
+        "the stateless tasks to process while the counts restore",
+        Duration::from_secs(60),
+        || a.metrics().processed > 0,
+    );
+    assert!(restoring(&a), "still restoring: {:?}", a.metrics());
+    let (mut b, _) = wc.start_with(d2.path(), &extra);
+    wait_until(
+        "the second instance to run tasks",
+        Duration::from_secs(60),
+        || b.tasks().values().any(|t| !t.is_empty()),
+    );
+    assert!(
+        restoring(&a),
+        "the rebalance completed while the first instance restored: {:?}",
+        a.metrics()
+    );
+    a.close().unwrap();
+    assert!(
+        a.metrics().restored < records,
+        "close interrupted the restoration ({} of {records} restored)",
+        a.metrics().restored
+    );
+    assert!(
+        *restored_a.ends.lock().unwrap() < 2,
+        "both counting tasks' restorations ended"
+    );
+    b.close().unwrap();
 }

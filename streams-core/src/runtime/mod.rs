@@ -9,6 +9,7 @@
 mod collector;
 mod global;
 mod group;
+mod lifecycle;
 mod metadata;
 mod restore;
 mod task_manager;

@@ -3,6 +3,7 @@
 //! Each changelog is read from the task's checkpoint (or the beginning) to its end, with a
 //! restore consumer that only assigns partitions and never joins the group.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,17 +40,132 @@ pub(super) fn consumer(config: &ResolvedConfig, client_id: &str) -> Result<BaseC
         .map_err(|e| StreamsError::kafka("creating the restore consumer", e))
 }
 
-/// Restores `changelogs` of `task` with `consumer`, telling `listener`; fails after `timeout`
-/// without progress.
-pub(super) fn changelogs(
+/// Brings a standby's stores to their changelogs' ends in one go. Standby updates do not tell
+/// the restore listener: they are not restorations of a task about to run (Kafka Streams has
+/// a separate standby listener for them).
+pub(super) fn update_standby(
     consumer: &BaseConsumer,
-    changelogs: Vec<ChangelogPartition>,
-    listener: Option<Arc<dyn StateRestoreListener>>,
     timeout: Duration,
     task: &mut StreamTask,
 ) -> Result<()> {
-    let task_id = task.id;
-    for cl in changelogs {
+    let mut job = RestoreJob::new(task.changelogs(), None, timeout);
+    job.standby = true;
+    while !job.step(consumer, task, Duration::MAX)? {}
+    Ok(())
+}
+
+/// A restoration that runs in slices: [`RestoreJob::step`] reads for a bounded time and
+/// returns, so that the stream thread goes on processing its other tasks, applies assignments
+/// and notices `close()` between slices. One job at a time uses the restore consumer.
+pub(super) struct RestoreJob {
+    pending: VecDeque<ChangelogPartition>,
+    current: Option<Current>,
+    listener: Option<Arc<dyn StateRestoreListener>>,
+    timeout: Duration,
+    /// A standby's update: logged at debug, every commit interval.
+    standby: bool,
+}
+
+/// The changelog partition being read.
+struct Current {
+    cl: ChangelogPartition,
+    next: i64,
+    high: i64,
+    total: u64,
+    began: Instant,
+    last_progress: Instant,
+    batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether the consumer was assigned the partition (not when there was nothing to read).
+    assigned: bool,
+}
+
+impl RestoreJob {
+    pub(super) fn new(
+        changelogs: Vec<ChangelogPartition>,
+        listener: Option<Arc<dyn StateRestoreListener>>,
+        timeout: Duration,
+    ) -> Self {
+        RestoreJob {
+            pending: changelogs.into(),
+            current: None,
+            listener,
+            timeout,
+            standby: false,
+        }
+    }
+
+    /// Restores `task` for about `budget`; true once every changelog is at its end. The
+    /// consumer must not be used for anything else until the job is done or dropped.
+    pub(super) fn step(
+        &mut self,
+        consumer: &BaseConsumer,
+        task: &mut StreamTask,
+        budget: Duration,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        loop {
+            if self.current.is_none() {
+                let Some(cl) = self.pending.pop_front() else {
+                    return Ok(true);
+                };
+                self.begin(consumer, task, cl)?;
+                continue;
+            }
+            let cur = self.current.as_mut().expect("checked above");
+            let err = |message: String| StreamsError::Restore {
+                task: task.id,
+                store: cur.cl.store.clone(),
+                changelog: cur.cl.topic.clone(),
+                message,
+            };
+            let mut at_end = cur.next >= cur.high;
+            if !at_end {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        cur.next = m.offset() + 1;
+                        cur.last_progress = Instant::now();
+                        if let Some(k) = m.key() {
+                            cur.batch
+                                .push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                        }
+                    }
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end = true,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "restore consumer error");
+                        if cur.last_progress.elapsed() > self.timeout {
+                            return Err(err(format!("no progress for {:?}: {e}", self.timeout)));
+                        }
+                    }
+                    None => {
+                        if cur.last_progress.elapsed() > self.timeout {
+                            return Err(err(format!(
+                                "no progress for {:?} at offset {} of {}",
+                                self.timeout, cur.next, cur.high
+                            )));
+                        }
+                    }
+                }
+                at_end |= cur.next >= cur.high;
+            }
+            if cur.batch.len() >= 10_000 || at_end {
+                self.write(task)?;
+            }
+            if at_end {
+                self.finish(consumer, task)?;
+            } else if started.elapsed() >= budget {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Starts reading `cl` from its checkpoint (or its beginning).
+    fn begin(
+        &mut self,
+        consumer: &BaseConsumer,
+        task: &mut StreamTask,
+        cl: ChangelogPartition,
+    ) -> Result<()> {
+        let task_id = task.id;
         let err = |message: String| StreamsError::Restore {
             task: task_id,
             store: cl.store.clone(),
@@ -67,11 +183,9 @@ pub(super) fn changelogs(
             task.forget_checkpoint(&cl.topic, cl.partition);
             start = low;
         }
-        if let Some(l) = &listener {
+        if let Some(l) = &self.listener {
             l.on_restore_start(&cl.topic, cl.partition, &cl.store, start, high);
         }
-        let began = Instant::now();
-        let mut total = 0u64;
         if start < high {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&cl.topic, cl.partition, Offset::Offset(start))
@@ -79,78 +193,71 @@ pub(super) fn changelogs(
             consumer
                 .assign(&tpl)
                 .map_err(|e| err(format!("assigning: {e}")))?;
-            let mut next = start;
-            let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(10_000);
-            let mut write =
-                |batch: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>, next: i64| -> Result<()> {
-                    if batch.is_empty() {
-                        return Ok(());
-                    }
-                    task.restore_batch(&cl.store, batch)?;
-                    total += batch.len() as u64;
-                    if let Some(l) = &listener {
-                        l.on_batch_restored(
-                            &cl.topic,
-                            cl.partition,
-                            &cl.store,
-                            next,
-                            batch.len() as u64,
-                        );
-                    }
-                    batch.clear();
-                    Ok(())
-                };
-            let mut last_progress = Instant::now();
-            while next < high {
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        next = m.offset() + 1;
-                        last_progress = Instant::now();
-                        if let Some(k) = m.key() {
-                            batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                        }
-                    }
-                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "restore consumer error");
-                        if last_progress.elapsed() > timeout {
-                            return Err(err(format!("no progress for {timeout:?}: {e}")));
-                        }
-                    }
-                    None => {
-                        if last_progress.elapsed() > timeout {
-                            return Err(err(format!(
-                                "no progress for {timeout:?} at offset {next} of {high}"
-                            )));
-                        }
-                    }
-                }
-                if batch.len() >= 10_000 || next >= high {
-                    write(&mut batch, next)?;
-                }
-            }
-            write(&mut batch, next)?;
-            consumer
-                .unassign()
-                .map_err(|e| err(format!("unassigning: {e}")))?;
         }
-        if total > 0 {
+        let now = Instant::now();
+        self.current = Some(Current {
+            cl,
+            next: start,
+            high,
+            total: 0,
+            began: now,
+            last_progress: now,
+            batch: Vec::with_capacity(10_000),
+            assigned: start < high,
+        });
+        Ok(())
+    }
+
+    /// Writes the records read so far into the store.
+    fn write(&mut self, task: &mut StreamTask) -> Result<()> {
+        let cur = self.current.as_mut().expect("a changelog is being read");
+        if cur.batch.is_empty() {
+            return Ok(());
+        }
+        task.restore_batch(&cur.cl.store, &cur.batch)?;
+        let n = cur.batch.len() as u64;
+        cur.total += n;
+        if let Some(l) = &self.listener {
+            l.on_batch_restored(&cur.cl.topic, cur.cl.partition, &cur.cl.store, cur.next, n);
+        }
+        cur.batch.clear();
+        Ok(())
+    }
+
+    /// The changelog is at its end: release it, flush the store, record the offset.
+    fn finish(&mut self, consumer: &BaseConsumer, task: &mut StreamTask) -> Result<()> {
+        let cur = self.current.take().expect("a changelog is being read");
+        let cl = &cur.cl;
+        if cur.assigned {
+            consumer.unassign().map_err(|e| StreamsError::Restore {
+                task: task.id,
+                store: cl.store.clone(),
+                changelog: cl.topic.clone(),
+                message: format!("unassigning: {e}"),
+            })?;
+        }
+        if cur.total > 0 {
             // Written out now (RocksDB memtables to files), so that the memory of a restored
             // store is given back before the next one is restored.
             task.flush_store(&cl.store)?;
-        }
-        task.restored_to(&cl.topic, cl.partition, high);
-        if total > 0 {
-            tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
-                start, end = high, restored = total, took_ms = began.elapsed().as_millis() as u64, "restored");
+            let took_ms = cur.began.elapsed().as_millis() as u64;
+            if !self.standby {
+                tracing::info!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
+                    end = cur.high, restored = cur.total, took_ms, "restored");
+            } else {
+                // A standby's update, every commit interval.
+                tracing::debug!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition,
+                    end = cur.high, restored = cur.total, took_ms, "standby updated");
+            }
         } else {
-            tracing::debug!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition, end = high, "nothing to restore");
+            tracing::debug!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition, end = cur.high, "nothing to restore");
         }
-        if let Some(l) = &listener {
-            l.on_restore_end(&cl.topic, cl.partition, &cl.store, total);
+        task.restored_to(&cl.topic, cl.partition, cur.high);
+        if let Some(l) = &self.listener {
+            l.on_restore_end(&cl.topic, cl.partition, &cl.store, cur.total);
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The watermarks of a changelog partition. A changelog created at start-up may have no leader

@@ -3,24 +3,23 @@
 //! It routes polled records to their tasks, picks which task processes next, commits, and turns
 //! an assignment into tasks (resumed, closed, or created and restored).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::collector::KafkaCollector;
 use super::group::{CommitConnection, CommitOutcome, GroupShared};
-use super::restore;
+use super::lifecycle::Restoring;
 use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
-use crate::assignment::OwnedTasks;
 use crate::config::ResolvedConfig;
-use crate::error::{Result, StreamsError};
+use crate::error::Result;
 use crate::record::RecordBytes;
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::task_id::TaskId;
@@ -32,11 +31,6 @@ const PROCESS_SLICE: usize = 256;
 /// How far past the runner-up's next timestamp a slice may go: the disorder between tasks this
 /// thread accepts, so that tasks at the same pace are not switched after every record.
 const SLICE_SLACK_MS: i64 = 1_000;
-/// Timeout of the committed-offset and watermark lookups made when tasks are assigned.
-const FETCH_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a new task waits for records known to be on the broker before it processes
-/// what it has (a bound against a partition that cannot be fetched).
-const FETCH_WAIT_MAX_MS: i64 = 10_000;
 
 /// The tasks of one stream thread. Fields are visible to `thread`, which builds it.
 pub(super) struct TaskManager {
@@ -46,6 +40,9 @@ pub(super) struct TaskManager {
     pub(super) env: TaskEnv,
     pub(super) collector: Arc<KafkaCollector>,
     pub(super) active: BTreeMap<TaskId, StreamTask>,
+    /// Active tasks whose stores are being restored, one slice per loop turn, oldest first:
+    /// they process once restored.
+    pub(super) restoring: VecDeque<Restoring>,
     /// Standby tasks (warm-ups included): stores kept close to their changelogs' ends, so that
     /// the task restores only the tail when it becomes active here.
     pub(super) standby: BTreeMap<TaskId, StreamTask>,
@@ -264,251 +261,11 @@ impl TaskManager {
         }
     }
 
-    fn close_task(&mut self, t: StreamTask) {
-        tracing::info!(task = %t.id, "closing task");
-        self.closed_totals.processed += t.metrics.processed;
-        self.closed_totals.dropped += t.metrics.dropped;
-        self.closed_totals.restored += t.metrics.restored;
-        t.close();
-    }
-
-    /// Closes every task (active and standby); used at shutdown after the final commit.
-    pub(super) fn close_all(&mut self) {
-        let all: Vec<StreamTask> = std::mem::take(&mut self.active)
-            .into_values()
-            .chain(std::mem::take(&mut self.standby).into_values())
-            .collect();
-        for t in all {
-            self.close_task(t);
-        }
-        self.by_partition.clear();
-        self.last_partition = None;
-    }
-
-    /// What this thread holds, for the member's next subscription.
-    pub(super) fn owned(&self) -> OwnedTasks {
-        OwnedTasks {
-            active: self.active.keys().copied().collect(),
-            standby: self.standby.keys().copied().collect(),
-        }
-    }
-
-    /// The first half of applying an assignment: commits, then closes the active tasks not in
-    /// `active` and stops reading their partitions. Tasks that stay keep their queues and their
-    /// consumer positions: nothing is read twice. Standbys no longer wanted are closed too.
-    pub(super) fn revoke(
-        &mut self,
-        active: &BTreeSet<TaskId>,
-        standby: &BTreeSet<TaskId>,
-        consumer: &BaseConsumer,
-    ) -> Result<()> {
-        let revoked: Vec<TaskId> = self
-            .active
-            .keys()
-            .filter(|id| !active.contains(id))
-            .copied()
-            .collect();
-        if !revoked.is_empty() {
-            tracing::info!(tasks = ?revoked, "revoking tasks: committing, then closing them");
-            self.commit()?;
-            let mut tpl = TopicPartitionList::new();
-            for id in revoked {
-                if let Some(t) = self.active.remove(&id) {
-                    for (topic, p) in self.layout.task_partitions(id) {
-                        tpl.add_partition(&topic, p);
-                        self.by_partition.remove(&(Arc::from(topic.as_str()), p));
-                    }
-                    self.close_task(t);
-                }
-            }
-            self.last_partition = None;
-            consumer.incremental_unassign(&tpl).map_err(|e| {
-                StreamsError::kafka(format!("unassigning {} revoked partitions", tpl.count()), e)
-            })?;
-        }
-        let gone: Vec<TaskId> = self
-            .standby
-            .keys()
-            .filter(|id| !standby.contains(id) && !active.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            if let Some(t) = self.standby.remove(&id) {
-                self.close_task(t);
-            }
-        }
-        self.publish_tasks();
-        Ok(())
-    }
-
-    /// The second half: creates the new active tasks (a standby of the task is promoted and
-    /// restores only the tail of its changelogs), starts reading their partitions from the
-    /// committed offsets, and creates the new standbys.
-    pub(super) fn add(
-        &mut self,
-        active: &BTreeSet<TaskId>,
-        standby: &BTreeSet<TaskId>,
-        consumer: &BaseConsumer,
-    ) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        let mut created = Vec::new();
-        let new: Vec<TaskId> = active
-            .iter()
-            .filter(|id| !self.active.contains_key(id))
-            .copied()
-            .collect();
-        for id in &new {
-            let mut task = match self.standby.remove(id) {
-                Some(t) => {
-                    tracing::info!(task = %id, "promoting a standby task to active");
-                    t
-                }
-                None => {
-                    tracing::info!(task = %id, "creating task");
-                    let sub = &self.layout.subtopologies[id.subtopology as usize];
-                    StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?
-                }
-            };
-            self.restore(&mut task)?;
-            task.initialize()?;
-            let parts = self.layout.task_partitions(*id);
-            for (topic, p) in &parts {
-                tpl.add_partition_offset(topic, *p, Offset::Stored)
-                    .map_err(|e| {
-                        StreamsError::kafka(format!("assigning `{topic}` partition {p}"), e)
-                    })?;
-                self.by_partition
-                    .insert((Arc::from(topic.as_str()), *p), *id);
-            }
-            self.last_partition = None;
-            self.active.insert(*id, task);
-            created.push((*id, parts));
-        }
-        if tpl.count() > 0 {
-            consumer.incremental_assign(&tpl).map_err(|e| {
-                StreamsError::kafka(format!("assigning {} partitions", tpl.count()), e)
-            })?;
-        }
-        for (id, parts) in created {
-            if parts.len() > 1 {
-                let mut task = self.active.remove(&id).expect("inserted above");
-                self.await_unfetched(&mut task, &parts, consumer);
-                self.active.insert(id, task);
-            }
-        }
-        let new: Vec<TaskId> = standby
-            .iter()
-            .filter(|id| !self.standby.contains_key(id) && !self.active.contains_key(id))
-            .copied()
-            .collect();
-        for id in &new {
-            tracing::info!(task = %id, "creating standby task");
-            let sub = &self.layout.subtopologies[id.subtopology as usize];
-            let mut task = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
-            self.restore_standby(&mut task)?;
-            task.checkpoint(&HashMap::new())?;
-            self.standby.insert(*id, task);
-        }
-        self.publish_tasks();
-        Ok(())
-    }
-
-    /// The membership was lost: another member may run these tasks already, so nothing is
-    /// committed; every task closes and every partition is released.
-    pub(super) fn lose_all(&mut self, consumer: &BaseConsumer) {
-        tracing::warn!(
-            tasks = self.active.len(),
-            "membership lost: closing every task without committing"
-        );
-        self.close_all();
-        if let Err(e) = consumer.unassign() {
-            tracing::warn!(error = %e, "unassigning after a lost membership");
-        }
-        self.publish_tasks();
-    }
-
-    /// Brings every standby up to its changelogs' ends and checkpoints it.
-    pub(super) fn update_standbys(&mut self) -> Result<()> {
-        let ids: Vec<TaskId> = self.standby.keys().copied().collect();
-        for id in ids {
-            let mut t = self.standby.remove(&id).expect("listed above");
-            let r = self
-                .restore_standby(&mut t)
-                .and_then(|()| t.checkpoint(&HashMap::new()));
-            self.standby.insert(id, t);
-            r?;
-        }
-        Ok(())
-    }
-
-    /// Makes `task` wait for the records its partitions hold on the broker beyond the group's
-    /// committed offsets (Kafka Streams' KIP-695), so that its first records are picked in
-    /// timestamp order across all of them. Best effort: a failed lookup only logs.
-    fn await_unfetched(
-        &mut self,
-        task: &mut StreamTask,
-        parts: &[(String, i32)],
-        consumer: &BaseConsumer,
-    ) {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p) in parts {
-            tpl.add_partition(topic, *p);
-        }
-        let committed = match consumer.committed_offsets(tpl, FETCH_LOOKUP_TIMEOUT) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(task = %task.id, error = %e, "no committed offsets: not waiting for fetches");
-                return;
-            }
-        };
-        for (topic, p) in parts {
-            let Ok((low, high)) = consumer.fetch_watermarks(topic, *p, FETCH_LOOKUP_TIMEOUT) else {
-                continue;
-            };
-            let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => low,
-            };
-            if start < high {
-                task.await_fetch(topic, *p, high, FETCH_WAIT_MAX_MS);
-            }
-        }
-    }
-
-    /// Replays each changelog of `task` from its checkpoint (or the beginning) to its end, with
-    /// the restore consumer (made on first use and kept).
-    fn restore(&mut self, task: &mut StreamTask) -> Result<()> {
-        let listener = self.shared.restore_listener();
-        self.restore_with(task, listener)
-    }
-
-    /// Standby updates do not tell the restore listener: they are not restorations of a task
-    /// about to run (Kafka Streams has a separate standby listener for them).
-    fn restore_standby(&mut self, task: &mut StreamTask) -> Result<()> {
-        self.restore_with(task, None)
-    }
-
-    fn restore_with(
-        &mut self,
-        task: &mut StreamTask,
-        listener: Option<Arc<dyn super::StateRestoreListener>>,
-    ) -> Result<()> {
-        let changelogs = task.changelogs();
-        if changelogs.is_empty() {
-            return Ok(());
-        }
-        if self.restore_consumer.is_none() {
-            self.restore_consumer = Some(restore::consumer(&self.config, &self.client_id)?);
-        }
-        let consumer = self.restore_consumer.as_ref().expect("created above");
-        let timeout = self.config.task_timeout;
-        restore::changelogs(consumer, changelogs, listener, timeout, task)
-    }
-
     fn totals(&self) -> TaskMetrics {
         self.active
             .values()
             .chain(self.standby.values())
+            .chain(self.restoring.iter().map(|r| &r.task))
             .fold(self.closed_totals, |mut m, t| {
                 m.processed += t.metrics.processed;
                 m.dropped += t.metrics.dropped;
@@ -529,7 +286,7 @@ impl TaskManager {
         );
     }
 
-    fn publish_tasks(&self) {
+    pub(super) fn publish_tasks(&self) {
         let index = self
             .client_id
             .rsplit('-')

@@ -1,6 +1,10 @@
 //! A stream thread: its consumer and producer, its poll / process / commit loop, and the
 //! assignments the group member hands it.
 //!
+//! Each loop turn applies the member's latest directive, restores one slice of a new task's
+//! stores, polls, processes and commits when due: a long restoration neither stops the other
+//! tasks nor keeps the thread from applying the next assignment or noticing `close()`.
+//!
 //! The consumer never subscribes: the member decides which tasks the thread runs, and the
 //! thread assigns itself their partitions. An assignment is applied in two halves between
 //! polls: first the tasks the thread loses are committed and closed (then the member may
@@ -117,6 +121,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         shared: setup.shared.clone(),
         client_id: client_id.clone(),
         restore_consumer: None,
+        restoring: Default::default(),
         admin: Some({
             let mut cc = ClientConfig::new();
             for (k, v) in &config.admin {
@@ -173,7 +178,7 @@ fn apply(
         Directive::Assign { active, standby } => {
             tm.revoke(&active, &standby, consumer)?;
             setup.group.applied(setup.index, seq, tm.owned());
-            tm.add(&active, &standby, consumer)?;
+            tm.add(&active, &standby)?;
             setup.group.set_owned(setup.index, tm.owned());
         }
         Directive::Lost => {
@@ -181,7 +186,8 @@ fn apply(
             setup.group.applied(setup.index, seq, OwnedTasks::default());
         }
     }
-    setup.shared.set_rebalancing(setup.index, false);
+    // Rebalancing lasts until the new tasks are restored, as in Kafka Streams.
+    setup.shared.set_rebalancing(setup.index, tm.is_restoring());
     Ok(())
 }
 
@@ -194,6 +200,9 @@ fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup)
     while !setup.shared.shutdown_requested() {
         if let Some((seq, directive)) = setup.group.take(setup.index) {
             apply(seq, directive, consumer, tm, setup)?;
+        }
+        if tm.is_restoring() && !tm.restore_slice(consumer)? {
+            setup.shared.set_rebalancing(setup.index, false);
         }
         let idle = tm.buffered() == 0;
         let mut timeout = match (idle, stalled) {
