@@ -12,7 +12,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use common::*;
-use streams::{Serdes, TaskId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use streams::{
+    KafkaStreams, Processor, ProcessorContext, Record, Serdes, StreamsConfig, TaskId, Topology,
+};
 use streams_testkit as testing;
 
 on_both_brokers!(
@@ -20,6 +25,7 @@ on_both_brokers!(
     another_kind_of_member_in_the_group_fails_start_naming_the_group,
     kafka_consumer_groups_lists_our_members_and_their_partitions,
     every_instance_knows_where_each_key_lives,
+    a_stalled_stream_thread_leaves_the_group_and_its_tasks_move,
 );
 
 fn ids(tasks: std::collections::BTreeMap<usize, Vec<TaskId>>) -> BTreeSet<TaskId> {
@@ -330,4 +336,149 @@ fn partitions_of_keys(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap
         }
     }
     out
+}
+
+/// Forwards every record; the first `stall` record of the whole test blocks its thread until
+/// the test releases it (as user code stuck on an external call would).
+struct Stall {
+    here: Arc<AtomicBool>,
+    once: Arc<AtomicBool>,
+    release: Arc<AtomicBool>,
+}
+
+impl Processor for Stall {
+    type KIn = String;
+    type VIn = String;
+    type KOut = String;
+    type VOut = String;
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        r: Record<String, String>,
+    ) -> streams::Result<()> {
+        if r.value == "stall" && !self.once.swap(true, Ordering::SeqCst) {
+            self.here.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !self.release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.here.store(false, Ordering::SeqCst);
+        }
+        ctx.forward(r)
+    }
+}
+
+/// A stream thread stuck in user code longer than `max.poll.interval.ms` must not keep its
+/// tasks: its instance leaves the group, the other instance takes every task over while it is
+/// still stuck, and once unstuck it closes its tasks without committing and rejoins. Every
+/// record reaches the output (at least once).
+fn a_stalled_stream_thread_leaves_the_group_and_its_tasks_move(bootstrap: &str) {
+    let (input, output) = (unique("stall-in"), unique("stall-out"));
+    testing::create_topic(bootstrap, &input, 2).unwrap();
+    testing::create_topic(bootstrap, &output, 2).unwrap();
+    let app_id = unique("stall");
+    let once = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let start = |dir: &std::path::Path, here: &Arc<AtomicBool>| {
+        let mut t = Topology::new();
+        t.add_source("in", &[input.as_str()], Serdes::string(), Serdes::string())
+            .unwrap();
+        let (here, once, release) = (here.clone(), once.clone(), release.clone());
+        t.add_processor(
+            "stall",
+            move || Stall {
+                here: here.clone(),
+                once: once.clone(),
+                release: release.clone(),
+            },
+            &["in"],
+        )
+        .unwrap();
+        t.add_sink(
+            "out",
+            &output,
+            Serdes::string(),
+            Serdes::string(),
+            &["stall"],
+        )
+        .unwrap();
+        let config = StreamsConfig::new(&app_id, bootstrap)
+            .set("state.dir", dir.to_str().unwrap())
+            .set("commit.interval.ms", "200")
+            .set("consumer.session.timeout.ms", "10000")
+            .set("consumer.heartbeat.interval.ms", "500")
+            .set("consumer.max.poll.interval.ms", "10000");
+        let mut app = KafkaStreams::new(t, config).unwrap();
+        app.start().unwrap();
+        app
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (here_a, here_b) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut a = start(d1.path(), &here_a);
+    let mut b = start(d2.path(), &here_b);
+    wait_until(
+        "both instances to own a task",
+        Duration::from_secs(90),
+        || ids(a.tasks()).len() == 1 && ids(b.tasks()).len() == 1,
+    );
+    let values: Vec<String> = std::iter::once("stall".to_string())
+        .chain((0..100).map(|i| format!("v{i}")))
+        .collect();
+    let send = |vals: &[String]| {
+        testing::produce(
+            bootstrap,
+            &input,
+            vals.iter().map(|v| {
+                (
+                    Some(v.clone().into_bytes()),
+                    Some(v.clone().into_bytes()),
+                    None,
+                )
+            }),
+        )
+        .unwrap();
+    };
+    send(&values);
+    wait_until("a thread to stall", Duration::from_secs(60), || {
+        here_a.load(Ordering::SeqCst) || here_b.load(Ordering::SeqCst)
+    });
+    let (stuck, other, flag) = if here_a.load(Ordering::SeqCst) {
+        (&a, &b, &here_a)
+    } else {
+        (&b, &a, &here_b)
+    };
+    wait_until(
+        "the other instance to run both tasks",
+        Duration::from_secs(60),
+        || ids(other.tasks()).len() == 2,
+    );
+    assert!(
+        flag.load(Ordering::SeqCst),
+        "still stuck when its tasks moved"
+    );
+    let more: Vec<String> = (100..200).map(|i| format!("v{i}")).collect();
+    send(&more);
+    release.store(true, Ordering::SeqCst);
+    wait_until(
+        "the unstuck instance to rejoin and run a task again",
+        Duration::from_secs(90),
+        || ids(stuck.tasks()).len() == 1 && ids(other.tasks()).len() == 1,
+    );
+    let all: BTreeSet<String> = values.iter().chain(&more).cloned().collect();
+    let seen = testing::read_records(
+        bootstrap,
+        &output,
+        Serdes::string(),
+        Serdes::string(),
+        Duration::from_secs(60),
+        |rs| all.iter().all(|v| rs.iter().any(|(_, x)| x == v)),
+    )
+    .unwrap();
+    let seen: BTreeSet<String> = seen.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(seen, all);
+    a.close().unwrap();
+    b.close().unwrap();
 }

@@ -198,6 +198,7 @@ fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup)
     // a partition's records to be fetched): then poll with a short wait instead of spinning.
     let mut stalled = false;
     while !setup.shared.shutdown_requested() {
+        setup.group.alive(setup.index);
         if let Some((seq, directive)) = setup.group.take(setup.index) {
             apply(seq, directive, consumer, tm, setup)?;
         }

@@ -46,6 +46,9 @@ enum State {
     Unjoined,
     /// Has a generation; heartbeats, and rejoins at `rejoin_at` if the assignor asked.
     Stable { rejoin_at: Option<Instant> },
+    /// Left the group because a stream thread stalled past `max.poll.interval.ms`; rejoins
+    /// once every thread turns its loop again.
+    Left,
 }
 
 struct Member {
@@ -146,7 +149,34 @@ impl Member {
     }
 
     fn step(&mut self) -> Result<()> {
+        let limit = Duration::from_millis(self.timeouts.rebalance_ms as u64);
         match self.state {
+            State::Left => {
+                if self.setup.group.stalled(limit).is_none() {
+                    tracing::info!("every stream thread is polling again: rejoining");
+                    self.state = State::Unjoined;
+                } else {
+                    std::thread::sleep(TICK);
+                }
+                Ok(())
+            }
+            State::Stable { .. } | State::Unjoined
+                if self.setup.group.generation().is_some()
+                    && self.setup.group.stalled(limit).is_some() =>
+            {
+                let (thread, idle) = self.setup.group.stalled(limit).expect("checked");
+                tracing::warn!(
+                    thread = thread + 1,
+                    idle_ms = idle.as_millis() as u64,
+                    "a stream thread has not polled for longer than max.poll.interval.ms: \
+                     leaving the group so that its tasks move; rejoining when it polls again"
+                );
+                self.leave();
+                let threads = self.setup.config.num_stream_threads;
+                self.setup.group.publish(vec![Directive::Lost; threads]);
+                self.state = State::Left;
+                Ok(())
+            }
             State::Unjoined => self.join(),
             State::Stable { rejoin_at } => {
                 if rejoin_at.is_some_and(|t| Instant::now() >= t) {
@@ -412,11 +442,17 @@ impl Member {
             }
             std::thread::sleep(TICK);
         }
+        self.leave();
+    }
+
+    /// Sends LeaveGroup (when joined) and forgets the membership.
+    fn leave(&mut self) {
+        self.setup.group.set_generation(None);
         if self.member_id.is_empty() {
             return;
         }
         let group = self.group_id().to_string();
-        let member_id = self.member_id.clone();
+        let member_id = std::mem::take(&mut self.member_id);
         match self
             .coordinator()
             .and_then(|c| protocol::leave(c, &group, &member_id))
@@ -426,6 +462,5 @@ impl Member {
                 tracing::warn!(error = %e, "leaving the group failed; the session timeout will remove this member")
             }
         }
-        self.setup.group.set_generation(None);
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod member;
 mod protocol;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ pub(crate) struct GroupShared {
     client_id: String,
     /// The group's hosts from the last assignment, for interactive queries.
     hosts: Mutex<Hosts>,
+    /// Per thread: when its loop last turned, in milliseconds since `epoch`.
+    turns: Vec<AtomicU64>,
+    epoch: Instant,
 }
 
 struct Inner {
@@ -112,7 +116,26 @@ impl GroupShared {
             group_id: group_id.to_string(),
             client_id: client_id.to_string(),
             hosts: Mutex::new(Hosts::default()),
+            turns: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Thread `index` is turning its loop (it polls, processes, restores a slice).
+    pub(crate) fn alive(&self, index: usize) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.turns[index].store(now, Ordering::Relaxed);
+    }
+
+    /// The first running thread whose loop has not turned for longer than `limit`, and for
+    /// how long: a stream thread stuck in user code must not keep its tasks from the group.
+    fn stalled(&self, limit: Duration) -> Option<(usize, Duration)> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let exited = self.lock().exited.clone();
+        self.turns.iter().enumerate().find_map(|(i, t)| {
+            let idle = Duration::from_millis(now.saturating_sub(t.load(Ordering::Relaxed)));
+            (!exited[i] && idle > limit).then_some((i, idle))
+        })
     }
 
     /// The group's hosts as the last assignment told them.
