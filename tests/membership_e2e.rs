@@ -482,3 +482,41 @@ fn a_stalled_stream_thread_leaves_the_group_and_its_tasks_move(bootstrap: &str) 
     a.close().unwrap();
     b.close().unwrap();
 }
+
+/// The Apache Kafka test bed's SASL_PLAINTEXT listener (the bundled broker has no SASL): with
+/// the right credentials the application counts exactly, its group member logging in like
+/// its Kafka clients; with a wrong password, start fails naming the broker and the mechanism.
+#[test]
+fn the_application_logs_in_with_sasl_plain_and_wrong_credentials_fail_start() {
+    let plain = kafka_bootstrap();
+    let sasl = kafka_sasl_bootstrap();
+    let mut wc = WordCount::new(&plain, 2);
+    wc.bootstrap = sasl.clone();
+    let login = |password: &'static str| {
+        [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "streams"),
+            ("sasl.password", password),
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, _) = wc.start_with(dir.path(), &login("streams-secret"));
+    let input = lines(61, 300);
+    produce_lines(&plain, &wc.input, &input);
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(&plain, &wc.output, &expected), expected);
+    app.close().unwrap();
+
+    let topology = wordcount::topology(&wc.input, &wc.output).unwrap();
+    let mut config = wc.config(dir.path());
+    for (k, v) in login("wrong") {
+        config = config.set(k, v);
+    }
+    let mut app = KafkaStreams::new(topology, config).unwrap();
+    let e = app.start().unwrap_err().to_string();
+    assert!(
+        e.contains(&sasl) && e.contains("PLAIN") && e.contains("SaslAuthenticationFailed"),
+        "{e}"
+    );
+}

@@ -22,6 +22,13 @@ pub fn kafka_bootstrap() -> String {
         .expect("STREAMS_TEST_BOOTSTRAP_SERVERS must name the Apache Kafka test bed; run the tests with scripts/test")
 }
 
+/// The Apache Kafka test bed's SASL_PLAINTEXT listener (PLAIN; user `streams`, password
+/// `streams-secret`), started by `scripts/test`. A missing variable fails the test.
+pub fn kafka_sasl_bootstrap() -> String {
+    std::env::var("STREAMS_TEST_SASL_BOOTSTRAP_SERVERS")
+        .expect("STREAMS_TEST_SASL_BOOTSTRAP_SERVERS must name the test bed's SASL_PLAINTEXT listener; run the tests with scripts/test")
+}
+
 /// The bundled broker, in-process, on its own runtime for the test's lifetime.
 pub struct Bundled {
     rt: tokio::runtime::Runtime,

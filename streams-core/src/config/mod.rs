@@ -79,6 +79,31 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "metrics.recording.level",
 ];
 
+/// How this application's own connections (the group member's) reach the brokers: the
+/// Kafka clients' `security.protocol` and SASL settings, checked at start.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Security {
+    /// `PLAINTEXT` (the default).
+    Plaintext,
+    /// `SASL_PLAINTEXT` with the `PLAIN` mechanism.
+    SaslPlain {
+        /// `sasl.username`.
+        username: String,
+        /// `sasl.password`.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Plaintext => f.write_str("Plaintext"),
+            // The password stays out of logs and error messages.
+            Security::SaslPlain { username, .. } => write!(f, "SaslPlain({username})"),
+        }
+    }
+}
+
 /// How a record that cannot be deserialized is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeserializationHandler {
@@ -141,6 +166,8 @@ pub struct ResolvedConfig {
     pub repartition_purge_interval: Duration,
     /// The task assignor's settings.
     pub(crate) assignment: AssignmentConfig,
+    /// How the group member connects (the consumers' security settings).
+    pub(crate) security: Security,
     /// `client.tag.*`.
     pub(crate) client_tags: BTreeMap<String, String>,
     /// `application.server`: where this instance serves interactive queries.
@@ -340,6 +367,7 @@ impl StreamsConfig {
             m.insert(BOOTSTRAP_SERVERS.to_string(), bootstrap_servers.clone());
         }
         consumer.insert("group.id".to_string(), application_id.clone());
+        let security = security(&consumer)?;
 
         Ok(ResolvedConfig {
             application_id,
@@ -357,6 +385,7 @@ impl StreamsConfig {
             ensure_explicit_naming,
             repartition_purge_interval: Duration::from_millis(purge_ms),
             assignment,
+            security,
             client_tags,
             application_server,
             consumer,
@@ -492,6 +521,51 @@ impl StreamsConfig {
                 .parse()
                 .map_err(|e| StreamsError::config(key, format!("`{v}` is not valid: {e}"))),
         }
+    }
+}
+
+/// The security settings the consumers get, as the group member must use them too. Only what
+/// both this build's rdkafka and the member support is accepted: rdkafka is built without
+/// OpenSSL, so there is no TLS, and SASL means PLAIN.
+fn security(consumer: &BTreeMap<String, String>) -> Result<Security> {
+    let protocol = consumer
+        .get("security.protocol")
+        .map(|p| p.trim().to_ascii_uppercase())
+        .unwrap_or_else(|| "PLAINTEXT".into());
+    match protocol.as_str() {
+        "PLAINTEXT" => Ok(Security::Plaintext),
+        "SASL_PLAINTEXT" => {
+            let key = if consumer.contains_key("sasl.mechanism") {
+                "sasl.mechanism"
+            } else {
+                "sasl.mechanisms"
+            };
+            let mechanism = consumer.get(key).map(|m| m.trim()).unwrap_or("GSSAPI");
+            if mechanism != "PLAIN" {
+                return Err(StreamsError::config(
+                    key,
+                    format!("`{mechanism}` is not supported with SASL_PLAINTEXT: only PLAIN is (SCRAM and OAUTHBEARER need a TLS-capable build, GSSAPI Kerberos)"),
+                ));
+            }
+            let get = |k: &str| {
+                consumer
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| StreamsError::config(k, "is required with the PLAIN mechanism"))
+            };
+            Ok(Security::SaslPlain {
+                username: get("sasl.username")?,
+                password: get("sasl.password")?,
+            })
+        }
+        "SSL" | "SASL_SSL" => Err(StreamsError::config(
+            "security.protocol",
+            format!("`{protocol}` is not supported: this build's Kafka clients have no TLS (rdkafka is built without OpenSSL); use PLAINTEXT or SASL_PLAINTEXT"),
+        )),
+        other => Err(StreamsError::config(
+            "security.protocol",
+            format!("`{other}` is not one of PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL"),
+        )),
     }
 }
 

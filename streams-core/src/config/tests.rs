@@ -200,3 +200,52 @@ fn consumer_prefetch_is_bounded_and_refilled_promptly_unless_overridden() {
         .unwrap();
     assert_eq!(r.consumer["fetch.queue.backoff.ms"], "1000");
 }
+
+#[test]
+fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
+    for (props, named) in [
+        (vec![("security.protocol", "SSL")], "security.protocol"),
+        (vec![("security.protocol", "SASL_SSL")], "security.protocol"),
+        (
+            vec![("security.protocol", "carrier-pigeon")],
+            "security.protocol",
+        ),
+        (
+            vec![
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "SCRAM-SHA-256"),
+            ],
+            "sasl.mechanism",
+        ),
+        (
+            vec![
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanisms", "PLAIN"),
+                ("sasl.password", "p"),
+            ],
+            "sasl.username",
+        ),
+    ] {
+        let mut c = StreamsConfig::new("app", "h:1");
+        for (k, v) in &props {
+            c = c.set(*k, *v);
+        }
+        let e = c.resolve().unwrap_err().to_string();
+        assert!(e.contains(named), "{props:?}: {e}");
+    }
+    let r = StreamsConfig::new("app", "h:1")
+        .set("consumer.security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", "u")
+        .set("sasl.password", "secret")
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        r.security,
+        Security::SaslPlain {
+            username: "u".into(),
+            password: "secret".into()
+        }
+    );
+    assert!(!format!("{:?}", r.security).contains("secret"));
+}

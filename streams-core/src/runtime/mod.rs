@@ -309,6 +309,10 @@ impl KafkaStreams {
                 self.shared.state()
             )));
         }
+        if let Err(e) = group::check_credentials(&self.config) {
+            self.shared.transition(State::Error);
+            return Err(e);
+        }
         let layout = match topics::prepare(&self.topology, &self.config) {
             Ok(l) => Arc::new(l),
             Err(e) => {
@@ -330,6 +334,7 @@ impl KafkaStreams {
             &self.config.application_id,
             &format!("{}-{process}", self.config.application_id),
             self.config.num_stream_threads,
+            self.config.security.clone(),
         ));
         self.shared.transition(State::Rebalancing);
         // Global stores are complete before any task reads them, as in Kafka Streams.

@@ -10,7 +10,13 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
+use kafka_protocol::ResponseError;
+
+use crate::config::Security;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 /// The largest response accepted: the length prefix comes from the network, and a group's
@@ -27,6 +33,8 @@ pub(crate) struct ConnError {
     pub(crate) operation: String,
     /// What went wrong.
     pub(crate) message: String,
+    /// The broker refused our credentials: retrying cannot help.
+    pub(crate) auth: bool,
 }
 
 /// One TCP connection to one broker.
@@ -46,11 +54,13 @@ impl Connection {
         broker: &str,
         client_id: &str,
         timeout: Duration,
+        security: &Security,
     ) -> Result<Self, ConnError> {
         let fail = |operation: &str, message: String| ConnError {
             broker: broker.to_string(),
             operation: operation.to_string(),
             message,
+            auth: false,
         };
         let addrs: Vec<_> = broker
             .to_socket_addrs()
@@ -97,7 +107,47 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Security::SaslPlain { username, password } = security {
+            conn.authenticate_plain(username.as_str(), password.as_str())?;
+        }
         Ok(conn)
+    }
+
+    /// SASL PLAIN (RFC 4616): the handshake names the mechanism, then one SaslAuthenticate
+    /// carries `\0user\0password`. A refusal is final (`auth`), and names the mechanism.
+    fn authenticate_plain(&mut self, username: &str, password: &str) -> Result<(), ConnError> {
+        let refused = |conn: &Self, message: String| ConnError {
+            broker: conn.broker.clone(),
+            operation: "SASL PLAIN authentication".into(),
+            message,
+            auth: true,
+        };
+        let mut hs = SaslHandshakeRequest::default();
+        hs.mechanism = StrBytes::from_static_str("PLAIN");
+        let (resp, _) = self.call(&hs, 1)?;
+        if let Some(e) = ResponseError::try_from_code(resp.error_code) {
+            let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(refused(
+                self,
+                format!("{e}; the broker offers {offered:?} on this listener"),
+            ));
+        }
+        let mut auth = SaslAuthenticateRequest::default();
+        let mut bytes = Vec::with_capacity(2 + username.len() + password.len());
+        bytes.push(0);
+        bytes.extend_from_slice(username.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(password.as_bytes());
+        auth.auth_bytes = Bytes::from(bytes);
+        let (resp, _) = self.call(&auth, 2)?;
+        if let Some(e) = ResponseError::try_from_code(resp.error_code) {
+            let detail = resp
+                .error_message
+                .as_ref()
+                .map_or(String::new(), |m| format!(": {}", m.as_str()));
+            return Err(refused(self, format!("{e}{detail}")));
+        }
+        Ok(())
     }
 
     /// The broker this connection goes to.
@@ -208,6 +258,7 @@ impl Connection {
             broker: self.broker.clone(),
             operation: operation.to_string(),
             message,
+            auth: false,
         }
     }
 }
@@ -221,6 +272,8 @@ fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::LeaveGroup) => "LeaveGroup",
         Ok(ApiKey::OffsetCommit) => "OffsetCommit",
         Ok(ApiKey::ApiVersions) => "ApiVersions",
+        Ok(ApiKey::SaslHandshake) => "SaslHandshake",
+        Ok(ApiKey::SaslAuthenticate) => "SaslAuthenticate",
         _ => "request",
     }
 }

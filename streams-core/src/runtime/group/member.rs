@@ -128,12 +128,18 @@ impl Member {
             let mut last = None;
             for broker in self.setup.config.bootstrap_servers.split(',') {
                 let broker = broker.trim();
-                let found = Connection::open(broker, &client_id, REQUEST_TIMEOUT)
+                let security = &self.setup.config.security;
+                let found = Connection::open(broker, &client_id, REQUEST_TIMEOUT, security)
                     .map_err(CallError::from)
                     .and_then(|mut c| protocol::find_coordinator(&mut c, self.group_id()));
                 match found {
                     Ok(addr) => {
-                        self.conn = Some(Connection::open(&addr, &client_id, REQUEST_TIMEOUT)?);
+                        self.conn = Some(Connection::open(
+                            &addr,
+                            &client_id,
+                            REQUEST_TIMEOUT,
+                            security,
+                        )?);
                         tracing::info!(coordinator = %addr, "found the group coordinator");
                         last = None;
                         break;
@@ -369,6 +375,13 @@ impl Member {
 
     /// Acts on a failed call: find the coordinator again, rejoin, give the tasks up, or fail.
     fn on_error(&mut self, operation: &str, e: CallError) -> Result<()> {
+        if e.is_auth() {
+            return Err(StreamsError::Group {
+                group: self.group_id().to_string(),
+                operation: operation.to_string(),
+                message: e.to_string(),
+            });
+        }
         match e.code() {
             _ if e.coordinator_moved() => {
                 tracing::warn!(error = %e, "{operation}: looking for the coordinator again");

@@ -28,6 +28,7 @@ use kafka_protocol::ResponseError;
 
 use super::metadata::Hosts;
 use crate::assignment::OwnedTasks;
+use crate::config::Security;
 use crate::error::{Result, StreamsError};
 use crate::task_id::TaskId;
 use conn::Connection;
@@ -72,6 +73,7 @@ pub(crate) struct GroupShared {
     /// Per thread: when its loop last turned, in milliseconds since `epoch`.
     turns: Vec<AtomicU64>,
     epoch: Instant,
+    security: Security,
 }
 
 struct Inner {
@@ -102,7 +104,7 @@ pub(crate) enum CommitOutcome {
 }
 
 impl GroupShared {
-    pub(crate) fn new(group_id: &str, client_id: &str, threads: usize) -> Self {
+    pub(crate) fn new(group_id: &str, client_id: &str, threads: usize, security: Security) -> Self {
         GroupShared {
             inner: Mutex::new(Inner {
                 generation: None,
@@ -118,6 +120,7 @@ impl GroupShared {
             hosts: Mutex::new(Hosts::default()),
             turns: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
+            security,
         }
     }
 
@@ -253,6 +256,7 @@ impl GroupShared {
                         &g.coordinator,
                         &self.client_id,
                         REQUEST_TIMEOUT,
+                        &self.security,
                     )?);
                 }
                 let c = conn.as_mut().expect("opened above");
@@ -287,6 +291,30 @@ impl GroupShared {
             }
         }
     }
+}
+
+/// Logs in to the first bootstrap server that answers, so that wrong credentials fail start
+/// with an error naming the broker and the mechanism (rdkafka's clients would only log them).
+/// Unreachable brokers are left to the start-up checks that follow, which report them.
+pub(crate) fn check_credentials(config: &crate::config::ResolvedConfig) -> Result<()> {
+    if config.security == Security::Plaintext {
+        return Ok(());
+    }
+    let client_id = format!("{}-member", config.application_id);
+    for broker in config.bootstrap_servers.split(',').map(str::trim) {
+        match Connection::open(broker, &client_id, REQUEST_TIMEOUT, &config.security) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.auth => {
+                return Err(StreamsError::Group {
+                    group: config.application_id.clone(),
+                    operation: "logging in".into(),
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => tracing::debug!(error = %e, "bootstrap server not reachable"),
+        }
+    }
+    Ok(())
 }
 
 /// A stream thread's connection to the coordinator for its commits.

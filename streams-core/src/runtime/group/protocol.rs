@@ -59,16 +59,22 @@ impl CallError {
         }
     }
 
+    /// Whether the broker refused our credentials.
+    pub(crate) fn is_auth(&self) -> bool {
+        matches!(self, CallError::Conn(e) if e.auth)
+    }
+
     /// Whether the group coordinator moved or is not ready: find it again and retry.
     pub(crate) fn coordinator_moved(&self) -> bool {
-        matches!(
-            self.code(),
-            None | Some(
-                ResponseError::NotCoordinator
-                    | ResponseError::CoordinatorNotAvailable
-                    | ResponseError::CoordinatorLoadInProgress
+        !self.is_auth()
+            && matches!(
+                self.code(),
+                None | Some(
+                    ResponseError::NotCoordinator
+                        | ResponseError::CoordinatorNotAvailable
+                        | ResponseError::CoordinatorLoadInProgress
+                )
             )
-        )
     }
 }
 
