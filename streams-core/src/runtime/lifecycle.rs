@@ -6,23 +6,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
-
+use super::client::ThreadClient;
 use super::restore::{self, RestoreJob};
 use super::task_manager::TaskManager;
 use crate::assignment::OwnedTasks;
-use crate::error::{Result, StreamsError};
+use crate::error::Result;
 use crate::task::StreamTask;
 use crate::task_id::TaskId;
 
-/// Timeout of the committed-offset and watermark lookups made when a task starts processing.
-const FETCH_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a new task waits for records known to be on the broker before it processes
 /// what it has (a bound against a partition that cannot be fetched).
 const FETCH_WAIT_MAX_MS: i64 = 10_000;
 /// How long one restoration slice reads before the thread goes back to its loop.
-const RESTORE_SLICE: Duration = Duration::from_millis(200);
+pub(super) const RESTORE_SLICE: Duration = Duration::from_millis(200);
 
 /// An active task whose stores are being restored before it processes.
 pub(super) struct Restoring {
@@ -85,7 +81,7 @@ impl TaskManager {
         &mut self,
         active: &BTreeSet<TaskId>,
         standby: &BTreeSet<TaskId>,
-        consumer: &BaseConsumer,
+        client: &mut dyn ThreadClient,
     ) -> Result<()> {
         let revoked: Vec<TaskId> = self
             .active
@@ -95,21 +91,19 @@ impl TaskManager {
             .collect();
         if !revoked.is_empty() {
             tracing::info!(tasks = ?revoked, "revoking tasks: committing, then closing them");
-            self.commit()?;
-            let mut tpl = TopicPartitionList::new();
+            self.commit(client)?;
+            let mut partitions = Vec::new();
             for id in revoked {
                 if let Some(t) = self.active.remove(&id) {
                     for (topic, p) in self.layout.task_partitions(id) {
-                        tpl.add_partition(&topic, p);
                         self.by_partition.remove(&(Arc::from(topic.as_str()), p));
+                        partitions.push((topic, p));
                     }
                     self.close_task(t);
                 }
             }
             self.last_partition = None;
-            consumer.incremental_unassign(&tpl).map_err(|e| {
-                StreamsError::kafka(format!("unassigning {} revoked partitions", tpl.count()), e)
-            })?;
+            client.unassign(&partitions)?;
         }
         let restoring = std::mem::take(&mut self.restoring);
         for r in restoring {
@@ -119,8 +113,8 @@ impl TaskManager {
                 tracing::info!(task = %r.id, "revoked while restoring");
                 self.close_task(r.task);
                 // The restore consumer may still hold one of its changelogs.
-                if let Some(c) = &self.restore_consumer {
-                    let _ = c.unassign();
+                if let Err(e) = client.restore_unassign() {
+                    tracing::warn!(error = %e, "releasing a revoked task's changelog");
                 }
             }
         }
@@ -190,15 +184,11 @@ impl TaskManager {
     /// Restores the oldest restoring task for one slice; once it is restored, it starts
     /// processing: initialized, and its partitions read from the committed offsets. Returns
     /// whether tasks are still restoring.
-    pub(super) fn restore_slice(&mut self, consumer: &BaseConsumer) -> Result<bool> {
+    pub(super) fn restore_slice(&mut self, client: &mut dyn ThreadClient) -> Result<bool> {
         let Some(mut r) = self.restoring.pop_front() else {
             return Ok(false);
         };
-        if self.restore_consumer.is_none() {
-            self.restore_consumer = Some(restore::consumer(&self.config, &self.client_id)?);
-        }
-        let restore_consumer = self.restore_consumer.as_ref().expect("created above");
-        let done = match r.job.step(restore_consumer, &mut r.task, RESTORE_SLICE) {
+        let done = match r.job.step(client, &mut r.task, self.restore_slice) {
             Ok(done) => done,
             Err(e) => {
                 self.close_task(r.task);
@@ -209,7 +199,7 @@ impl TaskManager {
             self.restoring.push_front(r);
             return Ok(true);
         }
-        self.start_processing(r.id, r.task, consumer)?;
+        self.start_processing(r.id, r.task, client)?;
         Ok(self.is_restoring())
     }
 
@@ -217,25 +207,24 @@ impl TaskManager {
         &mut self,
         id: TaskId,
         mut task: StreamTask,
-        consumer: &BaseConsumer,
+        client: &mut dyn ThreadClient,
     ) -> Result<()> {
         task.initialize()?;
         let parts = self.layout.task_partitions(id);
-        let mut tpl = TopicPartitionList::new();
         for (topic, p) in &parts {
-            tpl.add_partition_offset(topic, *p, Offset::Stored)
-                .map_err(|e| {
-                    StreamsError::kafka(format!("assigning `{topic}` partition {p}"), e)
-                })?;
             self.by_partition
                 .insert((Arc::from(topic.as_str()), *p), id);
         }
         self.last_partition = None;
-        consumer
-            .incremental_assign(&tpl)
-            .map_err(|e| StreamsError::kafka(format!("assigning {} partitions", tpl.count()), e))?;
+        client.assign(&parts)?;
         if parts.len() > 1 {
-            await_unfetched(&mut task, &parts, consumer);
+            // Kafka Streams' KIP-695: the task's first records are picked in timestamp order
+            // across all its partitions only once what they held at assignment is fetched.
+            for (topic, p, start, high) in client.positions(&parts) {
+                if start < high {
+                    task.await_fetch(&topic, p, high, FETCH_WAIT_MAX_MS);
+                }
+            }
         }
         tracing::info!(task = %id, "task restored: processing");
         self.active.insert(id, task);
@@ -245,68 +234,30 @@ impl TaskManager {
 
     /// The membership was lost: another member may run these tasks already, so nothing is
     /// committed; every task closes and every partition is released.
-    pub(super) fn lose_all(&mut self, consumer: &BaseConsumer) {
+    pub(super) fn lose_all(&mut self, client: &mut dyn ThreadClient) {
         tracing::warn!(
             tasks = self.active.len(),
             "membership lost: closing every task without committing"
         );
         self.close_all();
-        if let Err(e) = consumer.unassign() {
-            tracing::warn!(error = %e, "unassigning after a lost membership");
-        }
-        if let Some(c) = &self.restore_consumer {
-            let _ = c.unassign();
-        }
+        client.unassign_all();
         self.publish_tasks();
     }
 
     /// Brings every standby up to its changelogs' ends and checkpoints it. Not while active
     /// tasks restore: they hold the restore consumer, and come first.
-    pub(super) fn update_standbys(&mut self) -> Result<()> {
+    pub(super) fn update_standbys(&mut self, client: &mut dyn ThreadClient) -> Result<()> {
         if self.is_restoring() || self.standby.is_empty() {
             return Ok(());
-        }
-        if self.restore_consumer.is_none() {
-            self.restore_consumer = Some(restore::consumer(&self.config, &self.client_id)?);
         }
         let ids: Vec<TaskId> = self.standby.keys().copied().collect();
         for id in ids {
             let mut t = self.standby.remove(&id).expect("listed above");
-            let consumer = self.restore_consumer.as_ref().expect("created above");
-            let r = restore::update_standby(consumer, self.config.task_timeout, &mut t)
+            let r = restore::update_standby(client, self.config.task_timeout, &mut t)
                 .and_then(|()| t.checkpoint(&HashMap::new()));
             self.standby.insert(id, t);
             r?;
         }
         Ok(())
-    }
-}
-
-/// Makes `task` wait for the records its partitions hold on the broker beyond the group's
-/// committed offsets (Kafka Streams' KIP-695), so that its first records are picked in
-/// timestamp order across all of them. Best effort: a failed lookup only logs.
-fn await_unfetched(task: &mut StreamTask, parts: &[(String, i32)], consumer: &BaseConsumer) {
-    let mut tpl = TopicPartitionList::new();
-    for (topic, p) in parts {
-        tpl.add_partition(topic, *p);
-    }
-    let committed = match consumer.committed_offsets(tpl, FETCH_LOOKUP_TIMEOUT) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(task = %task.id, error = %e, "no committed offsets: not waiting for fetches");
-            return;
-        }
-    };
-    for (topic, p) in parts {
-        let Ok((low, high)) = consumer.fetch_watermarks(topic, *p, FETCH_LOOKUP_TIMEOUT) else {
-            continue;
-        };
-        let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => low,
-        };
-        if start < high {
-            task.await_fetch(topic, *p, high, FETCH_WAIT_MAX_MS);
-        }
     }
 }

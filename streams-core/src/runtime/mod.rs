@@ -6,10 +6,13 @@
 //! `<application.id>-<store>-changelog`), checks that the source topics exist, and starts
 //! `num.stream.threads` stream threads that join the consumer group `application.id`.
 
+mod client;
 mod collector;
 mod global;
 mod group;
 mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod metadata;
 mod restore;
 mod task_manager;

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
+use super::client::{RestorePoll, ThreadClient};
 use super::StateRestoreListener;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
@@ -44,13 +43,13 @@ pub(super) fn consumer(config: &ResolvedConfig, client_id: &str) -> Result<BaseC
 /// the restore listener: they are not restorations of a task about to run (Kafka Streams has
 /// a separate standby listener for them).
 pub(super) fn update_standby(
-    consumer: &BaseConsumer,
+    client: &mut dyn ThreadClient,
     timeout: Duration,
     task: &mut StreamTask,
 ) -> Result<()> {
     let mut job = RestoreJob::new(task.changelogs(), None, timeout);
     job.standby = true;
-    while !job.step(consumer, task, Duration::MAX)? {}
+    while !job.step(client, task, Duration::MAX)? {}
     Ok(())
 }
 
@@ -98,7 +97,7 @@ impl RestoreJob {
     /// consumer must not be used for anything else until the job is done or dropped.
     pub(super) fn step(
         &mut self,
-        consumer: &BaseConsumer,
+        client: &mut dyn ThreadClient,
         task: &mut StreamTask,
         budget: Duration,
     ) -> Result<bool> {
@@ -108,7 +107,7 @@ impl RestoreJob {
                 let Some(cl) = self.pending.pop_front() else {
                     return Ok(true);
                 };
-                self.begin(consumer, task, cl)?;
+                self.begin(client, task, cl)?;
                 continue;
             }
             let cur = self.current.as_mut().expect("checked above");
@@ -120,23 +119,22 @@ impl RestoreJob {
             };
             let mut at_end = cur.next >= cur.high;
             if !at_end {
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        cur.next = m.offset() + 1;
+                match client.restore_poll(Duration::from_millis(100)) {
+                    RestorePoll::Record { offset, key, value } => {
+                        cur.next = offset + 1;
                         cur.last_progress = Instant::now();
-                        if let Some(k) = m.key() {
-                            cur.batch
-                                .push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                        if let Some(k) = key {
+                            cur.batch.push((k, value));
                         }
                     }
-                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end = true,
-                    Some(Err(e)) => {
+                    RestorePoll::End => at_end = true,
+                    RestorePoll::Error(e) => {
                         tracing::warn!(error = %e, "restore consumer error");
                         if cur.last_progress.elapsed() > self.timeout {
                             return Err(err(format!("no progress for {:?}: {e}", self.timeout)));
                         }
                     }
-                    None => {
+                    RestorePoll::Nothing => {
                         if cur.last_progress.elapsed() > self.timeout {
                             return Err(err(format!(
                                 "no progress for {:?} at offset {} of {}",
@@ -151,7 +149,7 @@ impl RestoreJob {
                 self.write(task)?;
             }
             if at_end {
-                self.finish(consumer, task)?;
+                self.finish(client, task)?;
             } else if started.elapsed() >= budget {
                 return Ok(false);
             }
@@ -161,7 +159,7 @@ impl RestoreJob {
     /// Starts reading `cl` from its checkpoint (or its beginning).
     fn begin(
         &mut self,
-        consumer: &BaseConsumer,
+        client: &mut dyn ThreadClient,
         task: &mut StreamTask,
         cl: ChangelogPartition,
     ) -> Result<()> {
@@ -172,7 +170,8 @@ impl RestoreJob {
             changelog: cl.topic.clone(),
             message,
         };
-        let (low, high) = changelog_watermarks(consumer, &cl.topic, cl.partition)
+        let (low, high) = client
+            .changelog_range(&cl.topic, cl.partition)
             .map_err(|e| err(format!("reading watermarks: {e}")))?;
         let mut start = cl.checkpoint.unwrap_or(low).max(low);
         if cl.checkpoint.is_some_and(|c| c > high) {
@@ -187,12 +186,9 @@ impl RestoreJob {
             l.on_restore_start(&cl.topic, cl.partition, &cl.store, start, high);
         }
         if start < high {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&cl.topic, cl.partition, Offset::Offset(start))
-                .map_err(|e| err(e.to_string()))?;
-            consumer
-                .assign(&tpl)
-                .map_err(|e| err(format!("assigning: {e}")))?;
+            client
+                .restore_assign(&cl.topic, cl.partition, start)
+                .map_err(err)?;
         }
         let now = Instant::now();
         self.current = Some(Current {
@@ -225,16 +221,18 @@ impl RestoreJob {
     }
 
     /// The changelog is at its end: release it, flush the store, record the offset.
-    fn finish(&mut self, consumer: &BaseConsumer, task: &mut StreamTask) -> Result<()> {
+    fn finish(&mut self, client: &mut dyn ThreadClient, task: &mut StreamTask) -> Result<()> {
         let cur = self.current.take().expect("a changelog is being read");
         let cl = &cur.cl;
         if cur.assigned {
-            consumer.unassign().map_err(|e| StreamsError::Restore {
-                task: task.id,
-                store: cl.store.clone(),
-                changelog: cl.topic.clone(),
-                message: format!("unassigning: {e}"),
-            })?;
+            client
+                .restore_unassign()
+                .map_err(|message| StreamsError::Restore {
+                    task: task.id,
+                    store: cl.store.clone(),
+                    changelog: cl.topic.clone(),
+                    message,
+                })?;
         }
         if cur.total > 0 {
             // Written out now (RocksDB memtables to files), so that the memory of a restored
@@ -263,7 +261,7 @@ impl RestoreJob {
 /// The watermarks of a changelog partition. A changelog created at start-up may have no leader
 /// yet (Apache Kafka answers NOT_LEADER_OR_FOLLOWER for a moment), so errors are retried for up
 /// to 30 s before they fail the restore.
-fn changelog_watermarks(
+pub(super) fn changelog_watermarks(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,

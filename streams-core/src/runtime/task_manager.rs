@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::collector::KafkaCollector;
-use super::group::{CommitConnection, CommitOutcome, GroupShared};
+use super::client::ThreadClient;
+use super::group::CommitOutcome;
 use super::lifecycle::Restoring;
 use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
@@ -38,7 +37,6 @@ pub(super) struct TaskManager {
     pub(super) topology: Arc<Topology>,
     pub(super) layout: Arc<Layout>,
     pub(super) env: TaskEnv,
-    pub(super) collector: Arc<KafkaCollector>,
     pub(super) active: BTreeMap<TaskId, StreamTask>,
     /// Active tasks whose stores are being restored, one slice per loop turn, oldest first:
     /// they process once restored.
@@ -46,10 +44,8 @@ pub(super) struct TaskManager {
     /// Standby tasks (warm-ups included): stores kept close to their changelogs' ends, so that
     /// the task restores only the tail when it becomes active here.
     pub(super) standby: BTreeMap<TaskId, StreamTask>,
-    /// The group member's state; commits go through it with the member's generation.
-    pub(super) group: Arc<GroupShared>,
-    /// This thread's connection to the group coordinator, for commits.
-    pub(super) commit_conn: CommitConnection,
+    /// How long one restoration slice reads (tests shorten it).
+    pub(super) restore_slice: Duration,
     pub(super) by_partition: HashMap<(Arc<str>, i32), TaskId>,
     /// The partition and task of the last consumed record: records arrive in runs from one
     /// partition, and this spares two hash lookups per record. Cleared with `by_partition`.
@@ -60,8 +56,6 @@ pub(super) struct TaskManager {
     pub(super) commits: u64,
     pub(super) shared: Arc<Shared>,
     pub(super) client_id: String,
-    /// Reads changelogs when tasks are created; made on first use and kept.
-    pub(super) restore_consumer: Option<BaseConsumer>,
     /// Deletes repartition records once their offsets are committed.
     /// `None` once handed to a background thread at shutdown.
     pub(super) admin: Option<AdminClient<DefaultClientContext>>,
@@ -80,38 +74,6 @@ impl TaskManager {
 
     /// Decodes a consumed record straight from the consumer's buffer into its task's queue.
     pub(super) fn add_message(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
-        let id = match &self.last_partition {
-            Some((topic, p, id)) if *p == m.partition() && **topic == *m.topic() => *id,
-            _ => {
-                let topic = match self.topics.get(m.topic()) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t: Arc<str> = m.topic().into();
-                        self.topics.insert(m.topic().to_string(), t.clone());
-                        t
-                    }
-                };
-                let Some(id) = self
-                    .by_partition
-                    .get(&(topic.clone(), m.partition()))
-                    .copied()
-                else {
-                    // Not ours (any more): it was not processed, so its offset is not committed
-                    // here.
-                    tracing::debug!(
-                        topic = m.topic(),
-                        partition = m.partition(),
-                        "record for a partition without a task"
-                    );
-                    return Ok(());
-                };
-                self.last_partition = Some((topic, m.partition(), id));
-                id
-            }
-        };
-        let Some(task) = self.active.get_mut(&id) else {
-            return Ok(());
-        };
         let headers = m
             .headers()
             .map(|h| {
@@ -120,7 +82,7 @@ impl TaskManager {
                     .collect()
             })
             .unwrap_or_default();
-        task.add_record(RecordBytes {
+        self.add_record(RecordBytes {
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
@@ -129,6 +91,42 @@ impl TaskManager {
             value: m.payload(),
             headers,
         })
+    }
+
+    /// Queues a fetched record in the task of its partition. A record of a partition no task
+    /// owns (any more) is dropped: it was not processed, so its offset is not committed here.
+    pub(super) fn add_record(&mut self, r: RecordBytes<'_>) -> Result<()> {
+        let id = match &self.last_partition {
+            Some((topic, p, id)) if *p == r.partition && **topic == *r.topic => *id,
+            _ => {
+                let topic = match self.topics.get(r.topic) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t: Arc<str> = r.topic.into();
+                        self.topics.insert(r.topic.to_string(), t.clone());
+                        t
+                    }
+                };
+                let Some(id) = self
+                    .by_partition
+                    .get(&(topic.clone(), r.partition))
+                    .copied()
+                else {
+                    tracing::debug!(
+                        topic = r.topic,
+                        partition = r.partition,
+                        "record for a partition without a task"
+                    );
+                    return Ok(());
+                };
+                self.last_partition = Some((topic, r.partition, id));
+                id
+            }
+        };
+        match self.active.get_mut(&id) {
+            Some(task) => task.add_record(r),
+            None => Ok(()),
+        }
     }
 
     /// Processes the queued records of every task, the task with the smallest next timestamp
@@ -204,7 +202,7 @@ impl TaskManager {
 
     /// At-least-once commit: flush caches and stores, wait for every produced record to be
     /// acknowledged, write checkpoints, then commit input offsets with the member's generation.
-    pub(super) fn commit(&mut self) -> Result<CommitOutcome> {
+    pub(super) fn commit(&mut self, client: &mut dyn ThreadClient) -> Result<CommitOutcome> {
         if self.active.is_empty() {
             return Ok(CommitOutcome::Skipped);
         }
@@ -212,14 +210,13 @@ impl TaskManager {
         for t in self.active.values_mut() {
             t.flush()?;
         }
-        self.collector.flush()?;
-        let acked = self.collector.take_acked();
+        let acked = client.flush()?;
         let mut offsets = Vec::new();
         for t in self.active.values_mut() {
             t.checkpoint(&acked)?;
             offsets.extend(t.committable_offsets());
         }
-        let outcome = self.group.commit(&mut self.commit_conn, &offsets)?;
+        let outcome = client.commit(&offsets)?;
         if outcome == CommitOutcome::Committed {
             self.commits += 1;
             if self.last_purge.elapsed() >= self.config.repartition_purge_interval {

@@ -20,6 +20,7 @@ use rdkafka::consumer::BaseConsumer;
 
 use state_store::{CacheBudget, RocksDbConfig, StateDirectory};
 
+use super::client::{KafkaThreadClient, ThreadClient};
 use super::collector::KafkaCollector;
 use super::group::{Directive, GroupShared};
 use super::task_manager::TaskManager;
@@ -108,11 +109,9 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         topology: setup.topology.clone(),
         layout: setup.layout.clone(),
         env,
-        collector,
         active: BTreeMap::new(),
         standby: BTreeMap::new(),
-        group: setup.group.clone(),
-        commit_conn: None,
+        restore_slice: super::lifecycle::RESTORE_SLICE,
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
@@ -120,7 +119,6 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         commits: 0,
         shared: setup.shared.clone(),
         client_id: client_id.clone(),
-        restore_consumer: None,
         restoring: Default::default(),
         admin: Some({
             let mut cc = ClientConfig::new();
@@ -142,8 +140,15 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
     let consumer: BaseConsumer = cc
         .create()
         .map_err(|e| StreamsError::kafka("creating the consumer", e))?;
+    let mut client = KafkaThreadClient::new(
+        consumer,
+        collector,
+        setup.group.clone(),
+        config.clone(),
+        client_id.clone(),
+    );
 
-    let result = poll_loop(&consumer, &mut tm, &setup);
+    let result = poll_loop(&mut client, &mut tm, &setup);
     if let Some(admin) = tm.admin.take() {
         super::topics::drop_in_background(admin);
     }
@@ -151,14 +156,14 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         Ok(()) => {
             // Clean shutdown: final commit, then stores closed; the member leaves the group
             // once every thread is done.
-            let committed = tm.commit().map(|_| ());
+            let committed = tm.commit(&mut client).map(|_| ());
             tm.close_all();
-            drop(consumer);
+            drop(client);
             committed
         }
         Err(_) => {
             tm.close_all();
-            drop(consumer);
+            drop(client);
             result
         }
     }
@@ -169,20 +174,20 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
 fn apply(
     seq: u64,
     directive: Directive,
-    consumer: &BaseConsumer,
+    client: &mut dyn ThreadClient,
     tm: &mut TaskManager,
     setup: &ThreadSetup,
 ) -> Result<()> {
     setup.shared.set_rebalancing(setup.index, true);
     match directive {
         Directive::Assign { active, standby } => {
-            tm.revoke(&active, &standby, consumer)?;
+            tm.revoke(&active, &standby, client)?;
             setup.group.applied(setup.index, seq, tm.owned());
             tm.add(&active, &standby)?;
             setup.group.set_owned(setup.index, tm.owned());
         }
         Directive::Lost => {
-            tm.lose_all(consumer);
+            tm.lose_all(client);
             setup.group.applied(setup.index, seq, OwnedTasks::default());
         }
     }
@@ -191,7 +196,11 @@ fn apply(
     Ok(())
 }
 
-fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup) -> Result<()> {
+fn poll_loop(
+    client: &mut KafkaThreadClient,
+    tm: &mut TaskManager,
+    setup: &ThreadSetup,
+) -> Result<()> {
     let config = &setup.config;
     let mut last_commit = Instant::now();
     // Whether the last round processed nothing although records were queued (tasks waiting for
@@ -200,9 +209,9 @@ fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup)
     while !setup.shared.shutdown_requested() {
         setup.group.alive(setup.index);
         if let Some((seq, directive)) = setup.group.take(setup.index) {
-            apply(seq, directive, consumer, tm, setup)?;
+            apply(seq, directive, client, tm, setup)?;
         }
-        if tm.is_restoring() && !tm.restore_slice(consumer)? {
+        if tm.is_restoring() && !tm.restore_slice(client)? {
             setup.shared.set_rebalancing(setup.index, false);
         }
         let idle = tm.buffered() == 0;
@@ -213,7 +222,7 @@ fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup)
         };
         let mut polled = 0;
         loop {
-            let msg = consumer.poll(timeout);
+            let msg = client.consumer.poll(timeout);
             timeout = Duration::ZERO;
             match msg {
                 None => break,
@@ -243,8 +252,8 @@ fn poll_loop(consumer: &BaseConsumer, tm: &mut TaskManager, setup: &ThreadSetup)
         stalled = tm.process()? == 0 && tm.buffered() > 0;
         tm.punctuate()?;
         if last_commit.elapsed() >= config.commit_interval {
-            tm.commit()?;
-            tm.update_standbys()?;
+            tm.commit(client)?;
+            tm.update_standbys(client)?;
             last_commit = Instant::now();
         }
         tm.publish(setup.index);

@@ -27,6 +27,58 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// The layout of `subs`, whose tasks and source topics have the counts worked out.
+    fn new(
+        topology: &Topology,
+        app: &str,
+        subs: Vec<Subtopology>,
+        task_counts: &[i32],
+        counts: &HashMap<String, i32>,
+    ) -> Layout {
+        let mut topic_to_sub = HashMap::new();
+        let mut source_partitions = HashMap::new();
+        let mut assignor = Vec::new();
+        for s in &subs {
+            let mut sources = Vec::new();
+            for t in &s.source_topics {
+                let physical = topology.physical_topic(app, t);
+                topic_to_sub.insert(physical.clone(), s.id);
+                source_partitions.insert(physical.clone(), counts[t]);
+                sources.push(physical);
+            }
+            let changelogs = s
+                .stores
+                .iter()
+                .filter(|store| topology.stores[*store].factory.logging())
+                .map(|store| changelog_topic(app, store))
+                .collect();
+            assignor.push(crate::assignment::Subtopology {
+                id: s.id,
+                partitions: u32::try_from(task_counts[s.id as usize]).unwrap_or(0),
+                source_topics: sources,
+                changelog_topics: changelogs,
+            });
+        }
+        Layout {
+            subtopologies: subs,
+            topic_to_sub,
+            source_partitions,
+            assignor,
+        }
+    }
+
+    /// The layout of `topology` with every topic and sub-topology at `partitions` (tests).
+    #[cfg(test)]
+    pub(crate) fn uniform(topology: &Topology, app: &str, partitions: i32) -> Layout {
+        let subs = topology.subtopologies();
+        let counts = subs
+            .iter()
+            .flat_map(|s| s.source_topics.iter().map(|t| (t.clone(), partitions)))
+            .collect();
+        let task_counts = vec![partitions; subs.len()];
+        Layout::new(topology, app, subs, &task_counts, &counts)
+    }
+
     /// Every topic the stream threads read.
     pub(crate) fn subscriptions(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.topic_to_sub.keys().cloned().collect();
@@ -255,37 +307,8 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
     for s in &subs {
         tracing::info!(subtopology = s.id, tasks = task_counts[s.id as usize], topics = ?s.source_topics, stores = ?s.stores, "sub-topology");
     }
-    let mut topic_to_sub = HashMap::new();
-    let mut source_partitions = HashMap::new();
-    let mut assignor = Vec::new();
-    for s in &subs {
-        let mut sources = Vec::new();
-        for t in &s.source_topics {
-            let physical = topology.physical_topic(app, t);
-            topic_to_sub.insert(physical.clone(), s.id);
-            source_partitions.insert(physical.clone(), counts[t]);
-            sources.push(physical);
-        }
-        let changelogs = s
-            .stores
-            .iter()
-            .filter(|store| topology.stores[*store].factory.logging())
-            .map(|store| changelog_topic(app, store))
-            .collect();
-        assignor.push(crate::assignment::Subtopology {
-            id: s.id,
-            partitions: u32::try_from(task_counts[s.id as usize]).unwrap_or(0),
-            source_topics: sources,
-            changelog_topics: changelogs,
-        });
-    }
     drop_in_background(admin);
-    Ok(Layout {
-        subtopologies: subs,
-        topic_to_sub,
-        source_partitions,
-        assignor,
-    })
+    Ok(Layout::new(topology, app, subs, &task_counts, &counts))
 }
 
 /// A stateful sub-topology that reads user topics and repartition topics (a join after a

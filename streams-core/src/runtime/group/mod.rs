@@ -126,14 +126,23 @@ impl GroupShared {
 
     /// Thread `index` is turning its loop (it polls, processes, restores a slice).
     pub(crate) fn alive(&self, index: usize) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.turns[index].store(now, Ordering::Relaxed);
+        self.alive_at(index, self.epoch.elapsed());
+    }
+
+    /// [`Self::alive`] at `now` (time since this value was made).
+    pub(crate) fn alive_at(&self, index: usize, now: Duration) {
+        self.turns[index].store(now.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// The first running thread whose loop has not turned for longer than `limit`, and for
     /// how long: a stream thread stuck in user code must not keep its tasks from the group.
     fn stalled(&self, limit: Duration) -> Option<(usize, Duration)> {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        self.stalled_at(self.epoch.elapsed(), limit)
+    }
+
+    /// [`Self::stalled`] at `now` (time since this value was made): time injected for tests.
+    pub(crate) fn stalled_at(&self, now: Duration, limit: Duration) -> Option<(usize, Duration)> {
+        let now = now.as_millis() as u64;
         let exited = self.lock().exited.clone();
         self.turns.iter().enumerate().find_map(|(i, t)| {
             let idle = Duration::from_millis(now.saturating_sub(t.load(Ordering::Relaxed)));
@@ -319,3 +328,52 @@ pub(crate) fn check_credentials(config: &crate::config::ResolvedConfig) -> Resul
 
 /// A stream thread's connection to the coordinator for its commits.
 pub(crate) type CommitConnection = Option<Connection>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_stops_turning_its_loop_is_found_stalled_until_it_turns_again() {
+        let g = GroupShared::new("app", "app-1", 2, Security::Plaintext);
+        let limit = Duration::from_secs(10);
+        let s = Duration::from_secs;
+        g.alive_at(0, s(1));
+        g.alive_at(1, s(1));
+        assert_eq!(g.stalled_at(s(11), limit), None);
+        g.alive_at(1, s(11));
+        assert_eq!(g.stalled_at(s(12), limit), Some((0, s(11))));
+        g.alive_at(0, s(12));
+        assert_eq!(g.stalled_at(s(12), limit), None);
+        // A thread that has stopped holds nothing up.
+        g.exited(1);
+        assert_eq!(g.stalled_at(s(60), limit), Some((0, s(48))));
+        g.exited(0);
+        assert_eq!(g.stalled_at(s(60), limit), None);
+    }
+
+    #[test]
+    fn the_member_waits_for_every_running_thread_to_apply_its_directive() {
+        let g = GroupShared::new("app", "app-1", 2, Security::Plaintext);
+        assert!(g.wait_applied(Duration::ZERO), "nothing published yet");
+        let none = Directive::Assign {
+            active: BTreeSet::new(),
+            standby: BTreeSet::new(),
+        };
+        g.publish(vec![none.clone(), Directive::Lost]);
+        assert!(!g.wait_applied(Duration::ZERO));
+        let (seq, d) = g.take(0).unwrap();
+        assert_eq!(d, none);
+        assert!(g.take(0).is_none(), "taken once");
+        g.applied(0, seq, OwnedTasks::default());
+        assert!(
+            !g.wait_applied(Duration::ZERO),
+            "thread 2 has not applied yet"
+        );
+        g.exited(1);
+        assert!(
+            g.wait_applied(Duration::ZERO),
+            "an exited thread holds nothing up"
+        );
+    }
+}

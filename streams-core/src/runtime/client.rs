@@ -1,0 +1,234 @@
+//! [`ThreadClient`]: what a stream thread's task lifecycle needs from Kafka, behind one small
+//! trait, so that assignment, restoration, commits and lost memberships run in unit tests
+//! against a fake client; [`KafkaThreadClient`] is the real one (rdkafka and the group member).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::collector::KafkaCollector;
+use super::group::{CommitConnection, CommitOutcome, GroupShared};
+use super::restore;
+use crate::config::ResolvedConfig;
+use crate::error::{Result, StreamsError};
+
+/// Timeout of the committed-offset and watermark lookups made when a task starts processing.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one poll of the restore consumer gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RestorePoll {
+    /// A changelog record.
+    Record {
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    },
+    /// The partition's end.
+    End,
+    /// Nothing within the timeout.
+    Nothing,
+    /// A consumer error (retried until the task timeout).
+    Error(String),
+}
+
+/// The Kafka operations of one stream thread's lifecycle.
+pub(crate) trait ThreadClient {
+    /// Starts reading `partitions`, each from its committed offset (or per `auto.offset.reset`).
+    fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()>;
+    /// Stops reading `partitions`.
+    fn unassign(&mut self, partitions: &[(String, i32)]) -> Result<()>;
+    /// Stops reading everything, changelogs included.
+    fn unassign_all(&mut self);
+    /// Per partition: where reading starts (committed offset, or the low watermark) and the
+    /// high watermark. Best effort: partitions whose lookup failed are left out.
+    fn positions(&mut self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64, i64)>;
+    /// Waits until every record sent is acknowledged; returns the next changelog offsets
+    /// acknowledged since the last call.
+    fn flush(&mut self) -> Result<HashMap<(String, i32), i64>>;
+    /// Commits input offsets (topic, partition, next offset) with the member's generation.
+    fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<CommitOutcome>;
+    /// The low and high watermarks of a changelog partition.
+    fn changelog_range(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> std::result::Result<(i64, i64), String>;
+    /// Reads one changelog partition from `offset` (one at a time).
+    fn restore_assign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> std::result::Result<(), String>;
+    /// The next changelog record, the partition's end, or nothing within `timeout`.
+    fn restore_poll(&mut self, timeout: Duration) -> RestorePoll;
+    /// Stops reading the changelog partition.
+    fn restore_unassign(&mut self) -> std::result::Result<(), String>;
+}
+
+/// The real client: the thread's consumer (assign-only), its restore consumer (made on first
+/// use), its producer, and the group member's commits.
+pub(crate) struct KafkaThreadClient {
+    pub(crate) consumer: BaseConsumer,
+    restore: Option<BaseConsumer>,
+    collector: Arc<KafkaCollector>,
+    group: Arc<GroupShared>,
+    commit_conn: CommitConnection,
+    config: Arc<ResolvedConfig>,
+    client_id: String,
+}
+
+impl KafkaThreadClient {
+    pub(crate) fn new(
+        consumer: BaseConsumer,
+        collector: Arc<KafkaCollector>,
+        group: Arc<GroupShared>,
+        config: Arc<ResolvedConfig>,
+        client_id: String,
+    ) -> Self {
+        KafkaThreadClient {
+            consumer,
+            restore: None,
+            collector,
+            group,
+            commit_conn: None,
+            config,
+            client_id,
+        }
+    }
+
+    fn restore_consumer(&mut self) -> std::result::Result<&BaseConsumer, String> {
+        if self.restore.is_none() {
+            self.restore =
+                Some(restore::consumer(&self.config, &self.client_id).map_err(|e| e.to_string())?);
+        }
+        Ok(self.restore.as_ref().expect("created above"))
+    }
+}
+
+fn list(partitions: &[(String, i32)], offset: Option<Offset>) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in partitions {
+        match offset {
+            Some(o) => tpl.add_partition_offset(topic, *p, o).map_err(|e| {
+                StreamsError::kafka(format!("assigning `{topic}` partition {p}"), e)
+            })?,
+            None => {
+                tpl.add_partition(topic, *p);
+            }
+        }
+    }
+    Ok(tpl)
+}
+
+impl ThreadClient for KafkaThreadClient {
+    fn assign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
+        let tpl = list(partitions, Some(Offset::Stored))?;
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| StreamsError::kafka(format!("assigning {} partitions", tpl.count()), e))
+    }
+
+    fn unassign(&mut self, partitions: &[(String, i32)]) -> Result<()> {
+        let tpl = list(partitions, None)?;
+        self.consumer.incremental_unassign(&tpl).map_err(|e| {
+            StreamsError::kafka(format!("unassigning {} revoked partitions", tpl.count()), e)
+        })
+    }
+
+    fn unassign_all(&mut self) {
+        if let Err(e) = self.consumer.unassign() {
+            tracing::warn!(error = %e, "unassigning every partition");
+        }
+        if let Some(c) = &self.restore {
+            let _ = c.unassign();
+        }
+    }
+
+    fn positions(&mut self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64, i64)> {
+        let Ok(tpl) = list(partitions, None) else {
+            return Vec::new();
+        };
+        let committed = match self.consumer.committed_offsets(tpl, LOOKUP_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "no committed offsets");
+                return Vec::new();
+            }
+        };
+        partitions
+            .iter()
+            .filter_map(|(topic, p)| {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, *p, LOOKUP_TIMEOUT)
+                    .ok()?;
+                let start = match committed.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                Some((topic.clone(), *p, start, high))
+            })
+            .collect()
+    }
+
+    fn flush(&mut self) -> Result<HashMap<(String, i32), i64>> {
+        self.collector.flush()?;
+        Ok(self.collector.take_acked())
+    }
+
+    fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<CommitOutcome> {
+        self.group.commit(&mut self.commit_conn, offsets)
+    }
+
+    fn changelog_range(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> std::result::Result<(i64, i64), String> {
+        let c = self.restore_consumer()?;
+        restore::changelog_watermarks(c, topic, partition).map_err(|e| e.to_string())
+    }
+
+    fn restore_assign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> std::result::Result<(), String> {
+        let c = self.restore_consumer()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| e.to_string())?;
+        c.assign(&tpl).map_err(|e| format!("assigning: {e}"))
+    }
+
+    fn restore_poll(&mut self, timeout: Duration) -> RestorePoll {
+        let c = match self.restore_consumer() {
+            Ok(c) => c,
+            Err(e) => return RestorePoll::Error(e),
+        };
+        match c.poll(timeout) {
+            Some(Ok(m)) => RestorePoll::Record {
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+            },
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => RestorePoll::End,
+            Some(Err(e)) => RestorePoll::Error(e.to_string()),
+            None => RestorePoll::Nothing,
+        }
+    }
+
+    fn restore_unassign(&mut self) -> std::result::Result<(), String> {
+        match &self.restore {
+            Some(c) => c.unassign().map_err(|e| format!("unassigning: {e}")),
+            None => Ok(()),
+        }
+    }
+}
