@@ -26,6 +26,7 @@ on_both_brokers!(
     kafka_consumer_groups_lists_our_members_and_their_partitions,
     every_instance_knows_where_each_key_lives,
     a_stalled_stream_thread_leaves_the_group_and_its_tasks_move,
+    a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up,
 );
 
 fn ids(tasks: std::collections::BTreeMap<usize, Vec<TaskId>>) -> BTreeSet<TaskId> {
@@ -519,4 +520,76 @@ fn the_application_logs_in_with_sasl_plain_and_wrong_credentials_fail_start() {
         e.contains(&sasl) && e.contains("PLAIN") && e.contains("SaslAuthenticationFailed"),
         "{e}"
     );
+}
+
+/// Warm-ups: a newcomer without state does not take a counting task at once (it is further
+/// behind than `acceptable.recovery.lag`); it gets a warm-up replica, which reads the
+/// changelog, and at a later rebalance (at the latest the probing one,
+/// `probing.rebalance.interval.ms`, at its minimum of one minute) the task moves to it,
+/// committed by its old owner first, and the newcomer restores at most the tail its warm-up
+/// had not read. Counts stay exact.
+fn a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let extra = [
+        ("acceptable.recovery.lag", "100"),
+        ("probing.rebalance.interval.ms", "60000"),
+    ];
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, _) = wc.start_with(d1.path(), &extra);
+    let first = lines(71, 2_000);
+    produce_lines(bootstrap, &wc.input, &first);
+    let expected = expected_counts(&first);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+
+    let (mut b, restored_b) = wc.start_with(d2.path(), &extra);
+    let counting = |app: &KafkaStreams| -> BTreeSet<TaskId> {
+        ids(app.tasks())
+            .into_iter()
+            .filter(|t| t.subtopology == 1)
+            .collect()
+    };
+    // The warm-up may catch up before the follow-up rebalance of the join (then the task moves
+    // then) or only by the probing rebalance a minute later; either way it moves only once
+    // caught up, which the restore listener shows: a warm-up's reading is not a restoration,
+    // the move's tail restore is.
+    wait_until(
+        "a counting task to move to the newcomer",
+        Duration::from_secs(150),
+        || !counting(&b).is_empty(),
+    );
+    let moved = counting(&b);
+    assert!(
+        counting(&a).is_disjoint(&moved),
+        "a: {:?}, b: {:?}",
+        a.tasks(),
+        b.tasks()
+    );
+    assert!(
+        restored_b.total() <= 100,
+        "the warm-up had all but a tail: {} records restored at the move",
+        restored_b.total()
+    );
+    // Everything the newcomer ever read (warm-up and move) is exactly the moved task's
+    // changelog partition: no input arrived meanwhile.
+    let [moved_task] = moved.iter().copied().collect::<Vec<_>>()[..] else {
+        panic!("one counting task moves: {moved:?}");
+    };
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let (low, high) = probe
+        .fetch_watermarks(
+            &wc.changelog(),
+            moved_task.partition,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(b.metrics().restored, (high - low) as u64);
+    let second = lines(72, 500);
+    produce_lines(bootstrap, &wc.input, &second);
+    let expected = expected_counts(first.iter().chain(&second));
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    a.close().unwrap();
+    b.close().unwrap();
 }

@@ -10,7 +10,7 @@ use super::client::ThreadClient;
 use super::restore::{self, RestoreJob};
 use super::task_manager::TaskManager;
 use crate::assignment::OwnedTasks;
-use crate::error::Result;
+use crate::error::{Result, StreamsError};
 use crate::task::StreamTask;
 use crate::task_id::TaskId;
 
@@ -20,6 +20,41 @@ const FETCH_WAIT_MAX_MS: i64 = 10_000;
 /// How long one restoration slice reads before the thread goes back to its loop.
 pub(super) const RESTORE_SLICE: Duration = Duration::from_millis(200);
 
+/// Where a task is in its life on this thread; every legal move is in [`Self::can_become`].
+/// There is no Suspended: under cooperative rebalancing a task kept across a rebalance keeps
+/// running, and a revoked one is committed and closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    /// Made: stores open, nothing read yet.
+    Created,
+    /// An active task replaying its changelogs, a slice per loop turn.
+    Restoring,
+    /// Processing its partitions.
+    Running,
+    /// A copy of another instance's task, kept near its changelogs' ends.
+    Standby,
+    /// Stores closed; the task is gone from this thread.
+    Closed,
+}
+
+impl TaskState {
+    /// Whether `self -> next` is legal. All transitions are listed here.
+    pub(crate) fn can_become(self, next: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, next),
+            (Created, Restoring)
+                | (Created, Standby)
+                | (Created, Closed)
+                | (Restoring, Running)
+                | (Restoring, Closed)
+                | (Running, Closed)
+                | (Standby, Restoring)
+                | (Standby, Closed)
+        )
+    }
+}
+
 /// An active task whose stores are being restored before it processes.
 pub(super) struct Restoring {
     pub(super) id: TaskId,
@@ -28,8 +63,32 @@ pub(super) struct Restoring {
 }
 
 impl TaskManager {
+    /// Moves task `id` to `next`, refusing an illegal move (a bug, reported as such).
+    pub(super) fn become_(&mut self, id: TaskId, next: TaskState) -> Result<()> {
+        let prev = self.states.get(&id).copied();
+        let legal = match prev {
+            None => next == TaskState::Created,
+            Some(p) => p.can_become(next),
+        };
+        if !legal {
+            return Err(StreamsError::IllegalState(format!(
+                "task {id}: {prev:?} cannot become {next:?}"
+            )));
+        }
+        tracing::debug!(task = %id, from = ?prev, to = ?next, "task state");
+        if next == TaskState::Closed {
+            self.states.remove(&id);
+        } else {
+            self.states.insert(id, next);
+        }
+        Ok(())
+    }
+
     pub(super) fn close_task(&mut self, t: StreamTask) {
         tracing::info!(task = %t.id, "closing task");
+        if let Err(e) = self.become_(t.id, TaskState::Closed) {
+            tracing::error!(error = %e, "closing a task");
+        }
         self.closed_totals.processed += t.metrics.processed;
         self.closed_totals.dropped += t.metrics.dropped;
         self.closed_totals.restored += t.metrics.restored;
@@ -155,9 +214,12 @@ impl TaskManager {
                 None => {
                     tracing::info!(task = %id, "creating task");
                     let sub = &self.layout.subtopologies[id.subtopology as usize];
-                    StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?
+                    let t = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
+                    self.become_(id, TaskState::Created)?;
+                    t
                 }
             };
+            self.become_(id, TaskState::Restoring)?;
             let job = RestoreJob::new(
                 task.changelogs(),
                 self.shared.restore_listener(),
@@ -174,6 +236,8 @@ impl TaskManager {
             tracing::info!(task = %id, "creating standby task");
             let sub = &self.layout.subtopologies[id.subtopology as usize];
             let task = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
+            self.become_(id, TaskState::Created)?;
+            self.become_(id, TaskState::Standby)?;
             // Filled by the next standby update, between polls.
             self.standby.insert(id, task);
         }
@@ -210,6 +274,7 @@ impl TaskManager {
         client: &mut dyn ThreadClient,
     ) -> Result<()> {
         task.initialize()?;
+        self.become_(id, TaskState::Running)?;
         let parts = self.layout.task_partitions(id);
         for (topic, p) in &parts {
             self.by_partition

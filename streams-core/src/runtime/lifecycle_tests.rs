@@ -10,6 +10,7 @@ use state_store::RocksDbConfig;
 
 use super::client::{RestorePoll, ThreadClient};
 use super::group::CommitOutcome;
+use super::lifecycle::TaskState;
 use super::task_manager::TaskManager;
 use super::topics::Layout;
 use super::Shared;
@@ -201,6 +202,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         restoring: VecDeque::new(),
         standby: BTreeMap::new(),
         restore_slice: Duration::from_millis(5),
+        states: BTreeMap::new(),
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
@@ -344,6 +346,7 @@ fn restoration_runs_in_slices_and_the_task_reads_its_partition_once_restored() {
     assert_eq!(tm.active[&task(0)].metrics.restored, 1_000);
     assert_eq!(fake.assigned, BTreeSet::from([("input".to_string(), 0)]));
     assert_eq!(fake.restoring, None, "the changelog is released");
+    assert_eq!(tm.states, BTreeMap::from([(task(0), TaskState::Running)]));
 }
 
 #[test]
@@ -388,6 +391,7 @@ fn a_lost_membership_closes_every_task_without_committing() {
     assert!(fake.assigned.is_empty() && fake.restoring.is_none());
     assert!(tm.active.is_empty() && !tm.is_restoring());
     assert_eq!(tm.owned().active, BTreeSet::new());
+    assert!(tm.states.is_empty(), "every task closed: {:?}", tm.states);
 }
 
 /// 0_0 restored and processing, 0_1 still restoring.
@@ -398,4 +402,34 @@ fn assign_partly(tm: &mut TaskManager, fake: &mut Fake) {
         tm.restore_slice(fake).unwrap();
     }
     assert!(tm.restore_slice(fake).unwrap());
+}
+
+#[test]
+fn task_states_move_only_along_their_transitions() {
+    use TaskState::*;
+    let all = [Created, Restoring, Running, Standby, Closed];
+    let legal = [
+        (Created, Restoring),
+        (Created, Standby),
+        (Created, Closed),
+        (Restoring, Running),
+        (Restoring, Closed),
+        (Running, Closed),
+        (Standby, Restoring),
+        (Standby, Closed),
+    ];
+    for a in all {
+        for b in all {
+            assert_eq!(a.can_become(b), legal.contains(&(a, b)), "{a:?} -> {b:?}");
+        }
+    }
+    let mut tm = manager(1, false);
+    let e = tm.become_(task(0), Running).unwrap_err().to_string();
+    assert!(e.contains("task 0_0") && e.contains("Running"), "{e}");
+    tm.become_(task(0), Created).unwrap();
+    tm.become_(task(0), Standby).unwrap();
+    assert!(
+        tm.become_(task(0), Running).is_err(),
+        "a standby restores before it runs"
+    );
 }

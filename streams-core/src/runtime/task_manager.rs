@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ThreadClient;
 use super::group::CommitOutcome;
-use super::lifecycle::Restoring;
+use super::lifecycle::{Restoring, TaskState};
 use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
 use crate::config::ResolvedConfig;
@@ -44,6 +44,8 @@ pub(super) struct TaskManager {
     /// Standby tasks (warm-ups included): stores kept close to their changelogs' ends, so that
     /// the task restores only the tail when it becomes active here.
     pub(super) standby: BTreeMap<TaskId, StreamTask>,
+    /// Every task's state on this thread (closed ones are gone).
+    pub(super) states: BTreeMap<TaskId, TaskState>,
     /// How long one restoration slice reads (tests shorten it).
     pub(super) restore_slice: Duration,
     pub(super) by_partition: HashMap<(Arc<str>, i32), TaskId>,

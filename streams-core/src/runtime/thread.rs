@@ -112,6 +112,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         active: BTreeMap::new(),
         standby: BTreeMap::new(),
         restore_slice: super::lifecycle::RESTORE_SLICE,
+        states: BTreeMap::new(),
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
