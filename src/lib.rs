@@ -39,10 +39,11 @@ pub use streams_dsl as dsl;
 
 pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
-    Change, KafkaStreams, KeyQueryMetadata, KeyValueStore, Processor, ProcessorContext,
-    PunctuationType, Record, Result, SessionStore, SessionWindows, SlidingWindows, State,
-    StateRestoreListener, StoreBuilder, Stores, StreamsConfig, StreamsError, StreamsMetadata,
-    TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowStore, Windowed,
+    Change, KafkaStreams, KeyQueryMetadata, KeyValueStore, MultiInstanceTestDriver, Processor,
+    ProcessorContext, PunctuationType, Record, Result, SessionStore, SessionWindows,
+    SlidingWindows, State, StateRestoreListener, StoreBuilder, Stores, StreamsConfig, StreamsError,
+    StreamsMetadata, TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowStore,
+    Windowed,
 };
 pub use streams_dsl::stream_join::JoinWindows;
 pub use streams_dsl::suppress::{BufferConfig, Suppressed};

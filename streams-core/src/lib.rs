@@ -82,7 +82,8 @@ pub use error::{Result, StreamsError};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use record::{Change, Headers, Record, RecordMetadata};
 pub use runtime::{
-    KafkaStreams, KeyQueryMetadata, State, StateRestoreListener, StreamsMetadata, StreamsMetrics,
+    KafkaStreams, KeyQueryMetadata, MultiInstanceTestDriver, State, StateRestoreListener,
+    StreamsMetadata, StreamsMetrics,
 };
 pub use state::{
     CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore,

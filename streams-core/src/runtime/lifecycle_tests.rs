@@ -209,7 +209,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         closed_totals: TaskMetrics::default(),
         commits: 0,
         shared: Arc::new(Shared::new(1)),
-        client_id: "app-StreamThread-1".into(),
+        index: 0,
         admin: None,
         last_purge: Instant::now(),
     }

@@ -14,7 +14,9 @@ mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
 mod metadata;
+mod multi_driver;
 mod restore;
+mod sim;
 mod task_manager;
 mod thread;
 mod topics;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 use state_store::{RocksDbConfig, StateDirectory};
 
 pub use metadata::{KeyQueryMetadata, StreamsMetadata};
+pub use multi_driver::MultiInstanceTestDriver;
 
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};

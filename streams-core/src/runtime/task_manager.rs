@@ -57,7 +57,8 @@ pub(super) struct TaskManager {
     pub(super) closed_totals: TaskMetrics,
     pub(super) commits: u64,
     pub(super) shared: Arc<Shared>,
-    pub(super) client_id: String,
+    /// The stream thread's index (0-based), under which it publishes its tasks and metrics.
+    pub(super) index: usize,
     /// Deletes repartition records once their offsets are committed.
     /// `None` once handed to a background thread at shutdown.
     pub(super) admin: Option<AdminClient<DefaultClientContext>>,
@@ -260,7 +261,7 @@ impl TaskManager {
         }
     }
 
-    fn totals(&self) -> TaskMetrics {
+    pub(super) fn totals(&self) -> TaskMetrics {
         self.active
             .values()
             .chain(self.standby.values())
@@ -271,6 +272,13 @@ impl TaskManager {
                 m.restored += t.metrics.restored;
                 m
             })
+    }
+
+    /// How far standby `id` has read its changelogs (0 if it is not a standby here).
+    pub(super) fn standby_offset_sum(&self, id: TaskId) -> u64 {
+        self.standby
+            .get(&id)
+            .map_or(0, StreamTask::changelog_offset_sum)
     }
 
     pub(super) fn publish(&self, index: usize) {
@@ -286,12 +294,6 @@ impl TaskManager {
     }
 
     pub(super) fn publish_tasks(&self) {
-        let index = self
-            .client_id
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse::<usize>().ok())
-            .map_or(0, |n| n - 1);
-        self.publish(index);
+        self.publish(self.index);
     }
 }

@@ -119,7 +119,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         closed_totals: TaskMetrics::default(),
         commits: 0,
         shared: setup.shared.clone(),
-        client_id: client_id.clone(),
+        index: setup.index,
         restoring: Default::default(),
         admin: Some({
             let mut cc = ClientConfig::new();

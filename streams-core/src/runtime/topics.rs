@@ -67,8 +67,8 @@ impl Layout {
         }
     }
 
-    /// The layout of `topology` with every topic and sub-topology at `partitions` (tests).
-    #[cfg(test)]
+    /// The layout of `topology` with every topic and sub-topology at `partitions` (the
+    /// multi-instance test driver, tests).
     pub(crate) fn uniform(topology: &Topology, app: &str, partitions: i32) -> Layout {
         let subs = topology.subtopologies();
         let counts = subs

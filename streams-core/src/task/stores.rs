@@ -101,20 +101,21 @@ pub(super) fn open(
 }
 
 impl StreamTask {
-    /// The changelog partitions to restore, with where to start.
+    /// The changelog partitions to restore, with where to start: the offset the store is
+    /// known to have reached. For a persistent store that comes from its checkpoint file at
+    /// first; an in-memory store starts empty and knows an offset only once this task has
+    /// restored or committed it, so a standby kept in memory catches up, and is promoted, by
+    /// reading only what it has not seen.
     pub(crate) fn changelogs(&self) -> Vec<ChangelogPartition> {
         self.core
             .stores
             .iter()
             .filter_map(|s| {
                 let (topic, partition) = s.changelog.clone()?;
-                let checkpoint = if s.persistent {
-                    self.changelog_offsets
-                        .get(&(topic.clone(), partition))
-                        .copied()
-                } else {
-                    None
-                };
+                let checkpoint = self
+                    .changelog_offsets
+                    .get(&(topic.clone(), partition))
+                    .copied();
                 Some(ChangelogPartition {
                     store: s.name.clone(),
                     topic,
@@ -173,6 +174,15 @@ impl StreamTask {
     }
 
     /// Notes that `store`'s changelog partition has been restored up to (excluding) `next_offset`.
+    /// The sum of the changelog offsets the task's stores are known to have reached: how far
+    /// a standby has got, for the assignor.
+    pub(crate) fn changelog_offset_sum(&self) -> u64 {
+        self.changelog_offsets
+            .values()
+            .map(|o| u64::try_from(*o).unwrap_or(0))
+            .fold(0, u64::saturating_add)
+    }
+
     pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
         self.changelog_offsets
             .insert((topic.to_string(), partition), next_offset);
