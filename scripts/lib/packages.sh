@@ -2,9 +2,10 @@
 #
 #   build-essential, cmake, pkg-config, zlib1g-dev  librdkafka / RocksDB C and C++ builds
 #   libclang-dev                                    rocksdb bindgen (bindgen-runtime)
+#   libssl-dev                                      librdkafka's TLS and SASL (rdkafka `ssl`)
 # `ensure_packages [EXTRA...]` installs, with apt-get, those of them (and of EXTRA) that
 # `dpkg -s` says are missing, as root or through `sudo -n`.
-BUILD_PACKAGES=(build-essential cmake pkg-config zlib1g-dev libclang-dev)
+BUILD_PACKAGES=(build-essential cmake pkg-config zlib1g-dev libclang-dev libssl-dev)
 
 ensure_packages() {
     local missing=() pkg

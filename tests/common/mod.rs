@@ -29,6 +29,20 @@ pub fn kafka_sasl_bootstrap() -> String {
         .expect("STREAMS_TEST_SASL_BOOTSTRAP_SERVERS must name the test bed's SASL_PLAINTEXT listener; run the tests with scripts/test")
 }
 
+/// The Apache Kafka test bed's SASL_SSL listener and its throwaway CA file, started by
+/// `scripts/test`. A missing variable fails the test.
+pub fn kafka_sasl_ssl() -> (String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} must be set by scripts/test from the test bed's SASL_SSL listener")
+        })
+    };
+    (
+        var("STREAMS_TEST_SASL_SSL_BOOTSTRAP_SERVERS"),
+        var("STREAMS_TEST_SSL_CA_LOCATION"),
+    )
+}
+
 /// The bundled broker, in-process, on its own runtime for the test's lifetime.
 pub struct Bundled {
     rt: tokio::runtime::Runtime,

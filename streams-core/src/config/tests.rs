@@ -204,11 +204,23 @@ fn consumer_prefetch_is_bounded_and_refilled_promptly_unless_overridden() {
 #[test]
 fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
     for (props, named) in [
-        (vec![("security.protocol", "SSL")], "security.protocol"),
-        (vec![("security.protocol", "SASL_SSL")], "security.protocol"),
         (
             vec![("security.protocol", "carrier-pigeon")],
             "security.protocol",
+        ),
+        (
+            vec![
+                ("security.protocol", "SSL"),
+                ("ssl.certificate.location", "client.pem"),
+            ],
+            "ssl.certificate.location",
+        ),
+        (
+            vec![
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.endpoint.identification.algorithm", "none"),
+            ],
+            "ssl.endpoint.identification.algorithm",
         ),
         (
             vec![
@@ -248,4 +260,19 @@ fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
         }
     );
     assert!(!format!("{:?}", r.security).contains("secret"));
+    let r = StreamsConfig::new("app", "h:1")
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", "ca.pem")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", "u")
+        .set("sasl.password", "secret")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.security.tls(), Some(Some(std::path::Path::new("ca.pem"))));
+    assert_eq!(r.security.plain_credentials(), Some(("u", "secret")));
+    let r = StreamsConfig::new("app", "h:1")
+        .set("security.protocol", "ssl")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.security, Security::Ssl { ca: None });
 }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -37,9 +38,94 @@ pub(crate) struct ConnError {
     pub(crate) auth: bool,
 }
 
+/// The bytes' way to the broker: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A TLS client configuration trusting `ca` (a PEM file), or the system's certificates.
+fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("ssl.ca.location {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "ssl.ca.location {}: no certificate in it",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ssl.ca.location {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // A system certificate rustls cannot use is skipped, as OpenSSL would.
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err("no system certificates found: set ssl.ca.location".into());
+            }
+        }
+    }
+    // ring rather than rustls' default aws-lc-rs: no second C/CMake build on top of RocksDB and
+    // librdkafka. Its provider is deprecated for lacking post-quantum key exchange, which Kafka
+    // brokers (Java's TLS) do not offer by default either.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// One TCP connection to one broker.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     broker: String,
     client_id: StrBytes,
     correlation: i32,
@@ -86,6 +172,26 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| fail("connecting", e.to_string()))?;
+        let stream = match security.tls() {
+            None => Stream::Plain(stream),
+            Some(ca) => {
+                let tls = |message: String| ConnError {
+                    broker: broker.to_string(),
+                    operation: "TLS".into(),
+                    message,
+                    // A certificate or trust problem does not go away by retrying.
+                    auth: true,
+                };
+                let config = tls_config(ca).map_err(tls)?;
+                let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| tls(format!("`{host}` is not a server name: {e}")))?;
+                let session =
+                    rustls::ClientConnection::new(config, name).map_err(|e| tls(e.to_string()))?;
+                Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+            }
+        };
         let mut conn = Connection {
             stream,
             broker: broker.to_string(),
@@ -94,6 +200,18 @@ impl Connection {
             versions: HashMap::new(),
         };
         conn.set_timeout(timeout)?;
+        if let Stream::Tls(s) = &mut conn.stream {
+            // Done here rather than with the first request, so that a refused certificate is
+            // reported as such (and as final), not as a failed ApiVersions.
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).map_err(|e| ConnError {
+                    broker: broker.to_string(),
+                    operation: "TLS handshake".into(),
+                    message: e.to_string(),
+                    auth: true,
+                })?;
+            }
+        }
         // Version 0 of ApiVersions is answered by every broker; its answer lists the rest.
         let resp = conn.exchange(&ApiVersionsRequest::default(), 0)?;
         if resp.error_code != 0 {
@@ -107,8 +225,8 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
-        if let Security::SaslPlain { username, password } = security {
-            conn.authenticate_plain(username.as_str(), password.as_str())?;
+        if let Some((username, password)) = security.plain_credentials() {
+            conn.authenticate_plain(username, password)?;
         }
         Ok(conn)
     }
@@ -158,9 +276,9 @@ impl Connection {
     /// Sets the read and write timeout of the following calls.
     pub(crate) fn set_timeout(&mut self, timeout: Duration) -> Result<(), ConnError> {
         let t = Some(timeout.max(Duration::from_millis(1)));
-        self.stream
-            .set_read_timeout(t)
-            .and_then(|()| self.stream.set_write_timeout(t))
+        let tcp = self.stream.tcp();
+        tcp.set_read_timeout(t)
+            .and_then(|()| tcp.set_write_timeout(t))
             .map_err(|e| self.error("setting timeouts", e.to_string()))
     }
 
