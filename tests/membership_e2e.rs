@@ -86,6 +86,16 @@ fn a_promoted_standby_restores_only_what_it_has_not_seen(bootstrap: &str) {
         Duration::from_secs(90),
         || b.metrics().restored >= changelog,
     );
+    // Caught up: their last update found nothing new to read. (Once caught up, a task may
+    // also move to the newcomer at the next rebalance: then it is no standby any more.)
+    wait_until(
+        "the standbys to report no lag",
+        Duration::from_secs(30),
+        || {
+            let lags = b.standby_lags();
+            !lags.is_empty() && lags.values().all(|l| *l == 0)
+        },
+    );
     let before = restored_b.total();
 
     a.close().expect("graceful stop");

@@ -86,6 +86,7 @@ impl TaskManager {
 
     pub(super) fn close_task(&mut self, t: StreamTask) {
         tracing::info!(task = %t.id, "closing task");
+        self.standby_lags.remove(&t.id);
         if let Err(e) = self.become_(t.id, TaskState::Closed) {
             tracing::error!(error = %e, "closing a task");
         }
@@ -209,6 +210,7 @@ impl TaskManager {
             let task = match self.standby.remove(&id) {
                 Some(t) => {
                     tracing::info!(task = %id, "promoting a standby task to active");
+                    self.standby_lags.remove(&id);
                     t
                 }
                 None => {
@@ -318,8 +320,11 @@ impl TaskManager {
         let ids: Vec<TaskId> = self.standby.keys().copied().collect();
         for id in ids {
             let mut t = self.standby.remove(&id).expect("listed above");
-            let r = restore::update_standby(client, self.config.task_timeout, &mut t)
-                .and_then(|()| t.checkpoint(&HashMap::new()));
+            let lag = restore::update_standby(client, self.config.task_timeout, &mut t);
+            let r = lag.and_then(|lag| {
+                self.standby_lags.insert(id, lag);
+                t.checkpoint(&HashMap::new())
+            });
             self.standby.insert(id, t);
             r?;
         }

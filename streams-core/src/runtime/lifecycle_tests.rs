@@ -203,6 +203,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         standby: BTreeMap::new(),
         restore_slice: Duration::from_millis(5),
         states: BTreeMap::new(),
+        standby_lags: BTreeMap::new(),
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),

@@ -134,7 +134,9 @@ pub(crate) struct Shared {
     rebalancing: Mutex<Vec<bool>>,
     metrics: Mutex<Vec<ThreadMetrics>>,
     tasks: Mutex<Vec<Vec<TaskId>>>,
-    standbys: Mutex<Vec<Vec<TaskId>>>,
+    /// Per thread: its standby tasks and the lag each found at its last update (`None`
+    /// before the first).
+    standbys: Mutex<Vec<BTreeMap<TaskId, Option<u64>>>>,
 }
 
 /// Counters of one stream thread.
@@ -157,7 +159,7 @@ impl Shared {
             rebalancing: Mutex::new(vec![true; threads]),
             metrics: Mutex::new(vec![ThreadMetrics::default(); threads]),
             tasks: Mutex::new(vec![Vec::new(); threads]),
-            standbys: Mutex::new(vec![Vec::new(); threads]),
+            standbys: Mutex::new(vec![BTreeMap::new(); threads]),
         }
     }
 
@@ -222,7 +224,7 @@ impl Shared {
         thread: usize,
         metrics: ThreadMetrics,
         tasks: Vec<TaskId>,
-        standbys: Vec<TaskId>,
+        standbys: BTreeMap<TaskId, Option<u64>>,
     ) {
         self.standbys.lock().unwrap_or_else(|e| e.into_inner())[thread] = standbys;
         self.metrics.lock().unwrap_or_else(|e| e.into_inner())[thread] = metrics;
@@ -519,8 +521,22 @@ impl KafkaStreams {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .cloned()
+            .map(|s| s.keys().copied().collect())
             .enumerate()
+            .collect()
+    }
+
+    /// Per standby task (warm-ups included), how far behind its changelogs it was when it
+    /// last caught up (every `commit.interval.ms`): the records that update had to read.
+    /// A standby not updated yet is not listed.
+    pub fn standby_lags(&self) -> BTreeMap<TaskId, u64> {
+        self.shared
+            .standbys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .filter_map(|(t, lag)| lag.map(|lag| (*t, lag)))
             .collect()
     }
 

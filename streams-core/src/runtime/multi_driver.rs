@@ -128,6 +128,7 @@ impl MultiInstanceTestDriver {
             restoring: VecDeque::new(),
             standby: BTreeMap::new(),
             states: BTreeMap::new(),
+            standby_lags: BTreeMap::new(),
             restore_slice: Duration::MAX,
             by_partition: HashMap::new(),
             last_partition: None,

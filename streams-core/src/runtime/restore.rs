@@ -39,18 +39,19 @@ pub(super) fn consumer(config: &ResolvedConfig, client_id: &str) -> Result<BaseC
         .map_err(|e| StreamsError::kafka("creating the restore consumer", e))
 }
 
-/// Brings a standby's stores to their changelogs' ends in one go. Standby updates do not tell
-/// the restore listener: they are not restorations of a task about to run (Kafka Streams has
-/// a separate standby listener for them).
+/// Brings a standby's stores to their changelogs' ends in one go; returns the lag it found
+/// (the changelog records it had not read yet, over all its stores). Standby updates do not
+/// tell the restore listener: they are not restorations of a task about to run (Kafka Streams
+/// has a separate standby listener for them).
 pub(super) fn update_standby(
     client: &mut dyn ThreadClient,
     timeout: Duration,
     task: &mut StreamTask,
-) -> Result<()> {
+) -> Result<u64> {
     let mut job = RestoreJob::new(task.changelogs(), None, timeout);
     job.standby = true;
     while !job.step(client, task, Duration::MAX)? {}
-    Ok(())
+    Ok(job.found_lag)
 }
 
 /// A restoration that runs in slices: [`RestoreJob::step`] reads for a bounded time and
@@ -63,6 +64,8 @@ pub(super) struct RestoreJob {
     timeout: Duration,
     /// A standby's update: logged at debug, every commit interval.
     standby: bool,
+    /// Records between where each changelog started and its end when it was looked at.
+    found_lag: u64,
 }
 
 /// The changelog partition being read.
@@ -90,6 +93,7 @@ impl RestoreJob {
             listener,
             timeout,
             standby: false,
+            found_lag: 0,
         }
     }
 
@@ -185,6 +189,7 @@ impl RestoreJob {
         if let Some(l) = &self.listener {
             l.on_restore_start(&cl.topic, cl.partition, &cl.store, start, high);
         }
+        self.found_lag += u64::try_from(high - start).unwrap_or(0);
         if start < high {
             client
                 .restore_assign(&cl.topic, cl.partition, start)

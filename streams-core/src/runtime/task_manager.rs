@@ -44,6 +44,8 @@ pub(super) struct TaskManager {
     /// Standby tasks (warm-ups included): stores kept close to their changelogs' ends, so that
     /// the task restores only the tail when it becomes active here.
     pub(super) standby: BTreeMap<TaskId, StreamTask>,
+    /// Per standby task, the changelog records its last update found unread.
+    pub(super) standby_lags: BTreeMap<TaskId, u64>,
     /// Every task's state on this thread (closed ones are gone).
     pub(super) states: BTreeMap<TaskId, TaskState>,
     /// How long one restoration slice reads (tests shorten it).
@@ -289,7 +291,10 @@ impl TaskManager {
                 commits: self.commits,
             },
             self.active.keys().copied().collect(),
-            self.standby.keys().copied().collect(),
+            self.standby
+                .keys()
+                .map(|t| (*t, self.standby_lags.get(t).copied()))
+                .collect(),
         );
     }
 

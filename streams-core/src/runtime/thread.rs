@@ -113,6 +113,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         standby: BTreeMap::new(),
         restore_slice: super::lifecycle::RESTORE_SLICE,
         states: BTreeMap::new(),
+        standby_lags: BTreeMap::new(),
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
