@@ -28,3 +28,26 @@ pub(crate) trait RecordCollector: Send + Sync {
     /// The first recorded error, if any (sticky: a failed collector stays failed).
     fn check(&self) -> Result<()>;
 }
+
+/// A collector that drops every record: for tests of tasks and their lifecycle.
+#[cfg(test)]
+pub(crate) struct NullCollector;
+
+#[cfg(test)]
+impl RecordCollector for NullCollector {
+    fn send(
+        &self,
+        _: &str,
+        _: Option<i32>,
+        _: Option<&[u8]>,
+        _: Option<&[u8]>,
+        _: i64,
+        _: &Headers,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn fail(&self, _: StreamsError) {}
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -14,11 +14,11 @@ use super::lifecycle::TaskState;
 use super::task_manager::TaskManager;
 use super::topics::Layout;
 use super::Shared;
-use crate::collector::RecordCollector;
+use crate::collector::NullCollector;
 use crate::config::{DeserializationHandler, StreamsConfig};
-use crate::error::{Result, StreamsError};
+use crate::error::Result;
 use crate::processor::{Processor, ProcessorContext};
-use crate::record::{Headers, Record, RecordBytes};
+use crate::record::{Record, RecordBytes};
 use crate::serde::Serdes;
 use crate::state::Stores;
 use crate::task::{TaskEnv, TaskMetrics};
@@ -123,25 +123,6 @@ impl ThreadClient for Fake {
     }
 }
 
-struct Nowhere;
-impl RecordCollector for Nowhere {
-    fn send(
-        &self,
-        _: &str,
-        _: Option<i32>,
-        _: Option<&[u8]>,
-        _: Option<&[u8]>,
-        _: i64,
-        _: &Headers,
-    ) -> Result<()> {
-        Ok(())
-    }
-    fn fail(&self, _: StreamsError) {}
-    fn check(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
 struct Forward;
 impl Processor for Forward {
     type KIn = String;
@@ -189,7 +170,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         layout: Arc::new(layout),
         env: TaskEnv {
             application_id: APP.into(),
-            collector: Arc::new(Nowhere),
+            collector: Arc::new(NullCollector),
             clock: Arc::new(ManualClock::new(0)),
             state_dir: None,
             cache_budget: None,

@@ -370,30 +370,12 @@ impl StreamTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::NullCollector;
     use crate::processor::{Processor, ProcessorContext};
-    use crate::record::{Headers, Record};
+    use crate::record::Record;
     use crate::serde::Serdes;
     use crate::time::ManualClock;
     use std::sync::Mutex;
-
-    struct NullCollector;
-    impl RecordCollector for NullCollector {
-        fn send(
-            &self,
-            _: &str,
-            _: Option<i32>,
-            _: Option<&[u8]>,
-            _: Option<&[u8]>,
-            _: i64,
-            _: &Headers,
-        ) -> Result<()> {
-            Ok(())
-        }
-        fn fail(&self, _: StreamsError) {}
-        fn check(&self) -> Result<()> {
-            Ok(())
-        }
-    }
 
     struct Recorder(Arc<Mutex<Vec<(String, i64)>>>);
     impl Processor for Recorder {
