@@ -210,10 +210,11 @@ impl MultiInstanceTestDriver {
             {
                 let c = lock(&self.cluster);
                 for ((t, p), pos) in inst.client.positions.iter_mut() {
-                    for (i, r) in c.read(t, *p, *pos).iter().enumerate() {
+                    let new = c.read(t, *p, *pos);
+                    for (i, r) in new.iter().enumerate() {
                         fetched.push((t.clone(), *p, *pos + i as i64, r.clone()));
                     }
-                    *pos += c.read(t, *p, *pos).len() as i64;
+                    *pos += new.len() as i64;
                 }
             }
             for (t, p, offset, r) in &fetched {
