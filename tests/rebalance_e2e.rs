@@ -108,6 +108,12 @@ fn scaling_one_two_three_two_while_input_flows_counts_exactly(bootstrap: &str) {
         Duration::from_secs(90),
         || owns_tasks(&b),
     );
+    // Before the third joins: that rebalance may move the second's tasks on at once.
+    wait_until(
+        "the second instance to process",
+        Duration::from_secs(90),
+        || b.metrics().processed > 0,
+    );
     let (mut c, _) = wc.start(dirs[2].path());
     wait_until(
         "the third instance to own tasks",
