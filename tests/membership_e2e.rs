@@ -494,44 +494,6 @@ fn a_stalled_stream_thread_leaves_the_group_and_its_tasks_move(bootstrap: &str) 
     b.close().unwrap();
 }
 
-/// The Apache Kafka test bed's SASL_PLAINTEXT listener (the bundled broker has no SASL): with
-/// the right credentials the application counts exactly, its group member logging in like
-/// its Kafka clients; with a wrong password, start fails naming the broker and the mechanism.
-#[test]
-fn the_application_logs_in_with_sasl_plain_and_wrong_credentials_fail_start() {
-    let plain = kafka_bootstrap();
-    let sasl = kafka_sasl_bootstrap();
-    let mut wc = WordCount::new(&plain, 2);
-    wc.bootstrap = sasl.clone();
-    let login = |password: &'static str| {
-        [
-            ("security.protocol", "SASL_PLAINTEXT"),
-            ("sasl.mechanism", "PLAIN"),
-            ("sasl.username", "streams"),
-            ("sasl.password", password),
-        ]
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (mut app, _) = wc.start_with(dir.path(), &login("streams-secret"));
-    let input = lines(61, 300);
-    produce_lines(&plain, &wc.input, &input);
-    let expected = expected_counts(&input);
-    assert_eq!(read_counts(&plain, &wc.output, &expected), expected);
-    app.close().unwrap();
-
-    let topology = wordcount::topology(&wc.input, &wc.output).unwrap();
-    let mut config = wc.config(dir.path());
-    for (k, v) in login("wrong") {
-        config = config.set(k, v);
-    }
-    let mut app = KafkaStreams::new(topology, config).unwrap();
-    let e = app.start().unwrap_err().to_string();
-    assert!(
-        e.contains(&sasl) && e.contains("PLAIN") && e.contains("SaslAuthenticationFailed"),
-        "{e}"
-    );
-}
-
 /// Warm-ups: a newcomer without state does not take a counting task at once (it is further
 /// behind than `acceptable.recovery.lag`); it gets a warm-up replica, which reads the
 /// changelog, and at a later rebalance (at the latest the probing one,
@@ -602,52 +564,4 @@ fn a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up(bootstra
     assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
     a.close().unwrap();
     b.close().unwrap();
-}
-
-/// The Apache Kafka test bed's SASL_SSL listener, its certificate from a throwaway CA: with
-/// `ssl.ca.location` and the right credentials the application counts exactly (rdkafka's
-/// clients and the group member both over TLS); with a wrong password start fails naming the
-/// broker and the mechanism; without the CA (the system's certificates do not know it) start
-/// fails naming the TLS handshake.
-#[test]
-fn the_application_runs_over_sasl_ssl_and_refusals_name_the_broker() {
-    let plain = kafka_bootstrap();
-    let (sasl_ssl, ca) = kafka_sasl_ssl();
-    let mut wc = WordCount::new(&plain, 2);
-    wc.bootstrap = sasl_ssl.clone();
-    let login = |password: &'static str, ca: Option<&str>| {
-        let mut props = vec![
-            ("security.protocol".to_string(), "SASL_SSL".to_string()),
-            ("sasl.mechanism".to_string(), "PLAIN".to_string()),
-            ("sasl.username".to_string(), "streams".to_string()),
-            ("sasl.password".to_string(), password.to_string()),
-        ];
-        if let Some(ca) = ca {
-            props.push(("ssl.ca.location".to_string(), ca.to_string()));
-        }
-        props
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let good = login("streams-secret", Some(&ca));
-    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (mut app, _) = wc.start_with(dir.path(), &good);
-    let input = lines(62, 300);
-    produce_lines(&plain, &wc.input, &input);
-    let expected = expected_counts(&input);
-    assert_eq!(read_counts(&plain, &wc.output, &expected), expected);
-    app.close().unwrap();
-
-    for (props, what) in [
-        (login("wrong", Some(&ca)), "SaslAuthenticationFailed"),
-        (login("streams-secret", None), "TLS handshake"),
-    ] {
-        let topology = wordcount::topology(&wc.input, &wc.output).unwrap();
-        let mut config = wc.config(dir.path());
-        for (k, v) in props {
-            config = config.set(k, v);
-        }
-        let mut app = KafkaStreams::new(topology, config).unwrap();
-        let e = app.start().unwrap_err().to_string();
-        assert!(e.contains(&sasl_ssl) && e.contains(what), "{e}");
-    }
 }

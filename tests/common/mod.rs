@@ -43,6 +43,23 @@ pub fn kafka_sasl_ssl() -> (String, String) {
     )
 }
 
+/// The Apache Kafka test bed's SSL listener that requires a client certificate, its CA, and a
+/// client certificate and key it accepts (PEM files), started by `scripts/test`. A missing
+/// variable fails the test.
+pub fn kafka_mtls() -> (String, String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} must be set by scripts/test from the test bed's SSL listener")
+        })
+    };
+    (
+        var("STREAMS_TEST_MTLS_BOOTSTRAP_SERVERS"),
+        var("STREAMS_TEST_SSL_CA_LOCATION"),
+        var("STREAMS_TEST_SSL_CERTIFICATE_LOCATION"),
+        var("STREAMS_TEST_SSL_KEY_LOCATION"),
+    )
+}
+
 /// The bundled broker, in-process, on its own runtime for the test's lifetime.
 pub struct Bundled {
     rt: tokio::runtime::Runtime,

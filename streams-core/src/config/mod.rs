@@ -11,6 +11,9 @@ use std::time::Duration;
 use crate::assignment::{AssignmentConfig, HostInfo};
 use crate::error::{Result, StreamsError};
 
+mod security;
+pub(crate) use security::{Mechanism, Pem, Sasl, Security, Tls};
+
 /// `application.id`: group id, prefix of internal topics and state directory name.
 pub const APPLICATION_ID: &str = "application.id";
 /// `bootstrap.servers`.
@@ -78,71 +81,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "client.id",
     "metrics.recording.level",
 ];
-
-/// How this application's own connections (the group member's) reach the brokers: the
-/// Kafka clients' `security.protocol` and SASL settings, checked at start.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Security {
-    /// `PLAINTEXT` (the default).
-    Plaintext,
-    /// `SASL_PLAINTEXT` with the `PLAIN` mechanism.
-    SaslPlain {
-        /// `sasl.username`.
-        username: String,
-        /// `sasl.password`.
-        password: String,
-    },
-    /// `SSL`: TLS, the broker's certificate checked against `ssl.ca.location` (or the
-    /// system's certificates) and the broker's address.
-    Ssl {
-        /// `ssl.ca.location`.
-        ca: Option<PathBuf>,
-    },
-    /// `SASL_SSL` with the `PLAIN` mechanism.
-    SaslSslPlain {
-        /// `ssl.ca.location`.
-        ca: Option<PathBuf>,
-        /// `sasl.username`.
-        username: String,
-        /// `sasl.password`.
-        password: String,
-    },
-}
-
-impl Security {
-    /// The SASL PLAIN credentials, if the protocol has SASL.
-    pub(crate) fn plain_credentials(&self) -> Option<(&str, &str)> {
-        match self {
-            Security::SaslPlain { username, password }
-            | Security::SaslSslPlain {
-                username, password, ..
-            } => Some((username, password)),
-            Security::Plaintext | Security::Ssl { .. } => None,
-        }
-    }
-
-    /// Whether connections use TLS, and with which CA file (`None`: the system's).
-    pub(crate) fn tls(&self) -> Option<Option<&std::path::Path>> {
-        match self {
-            Security::Ssl { ca } | Security::SaslSslPlain { ca, .. } => Some(ca.as_deref()),
-            Security::Plaintext | Security::SaslPlain { .. } => None,
-        }
-    }
-}
-
-impl std::fmt::Debug for Security {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Security::Plaintext => f.write_str("Plaintext"),
-            // The password stays out of logs and error messages.
-            Security::SaslPlain { username, .. } => write!(f, "SaslPlain({username})"),
-            Security::Ssl { ca } => write!(f, "Ssl({ca:?})"),
-            Security::SaslSslPlain { ca, username, .. } => {
-                write!(f, "SaslSslPlain({ca:?}, {username})")
-            }
-        }
-    }
-}
 
 /// How a record that cannot be deserialized is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,7 +345,7 @@ impl StreamsConfig {
             m.insert(BOOTSTRAP_SERVERS.to_string(), bootstrap_servers.clone());
         }
         consumer.insert("group.id".to_string(), application_id.clone());
-        let security = security(&consumer)?;
+        let security = security::security(&consumer)?;
 
         Ok(ResolvedConfig {
             application_id,
@@ -562,90 +500,6 @@ impl StreamsConfig {
                 .map_err(|e| StreamsError::config(key, format!("`{v}` is not valid: {e}"))),
         }
     }
-}
-
-/// The security settings the consumers get, as the group member must use them too. Only what
-/// both rdkafka and the member support is accepted: TLS with the broker's certificate checked
-/// (against `ssl.ca.location` or the system's certificates, and its host name), and SASL PLAIN.
-fn security(consumer: &BTreeMap<String, String>) -> Result<Security> {
-    let protocol = consumer
-        .get("security.protocol")
-        .map(|p| p.trim().to_ascii_uppercase())
-        .unwrap_or_else(|| "PLAINTEXT".into());
-    let (tls, sasl) = match protocol.as_str() {
-        "PLAINTEXT" => (false, false),
-        "SASL_PLAINTEXT" => (false, true),
-        "SSL" => (true, false),
-        "SASL_SSL" => (true, true),
-        other => {
-            return Err(StreamsError::config(
-                "security.protocol",
-                format!("`{other}` is not one of PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL"),
-            ))
-        }
-    };
-    let ca = if tls {
-        for key in [
-            "ssl.certificate.location",
-            "ssl.key.location",
-            "ssl.keystore.location",
-            "ssl.certificate.pem",
-            "ssl.key.pem",
-        ] {
-            if consumer.contains_key(key) {
-                return Err(StreamsError::config(
-                    key,
-                    "client certificates (mutual TLS) are not supported yet: the group member \
-                     could not present one",
-                ));
-            }
-        }
-        if let Some(v) = consumer.get("ssl.endpoint.identification.algorithm") {
-            if v.trim().eq_ignore_ascii_case("none") {
-                return Err(StreamsError::config(
-                    "ssl.endpoint.identification.algorithm",
-                    "`none` is not supported: the group member always checks that the \
-                     broker's certificate names the broker it connects to",
-                ));
-            }
-        }
-        Some(consumer.get("ssl.ca.location").map(PathBuf::from))
-    } else {
-        None
-    };
-    let credentials = if sasl {
-        let key = if consumer.contains_key("sasl.mechanism") {
-            "sasl.mechanism"
-        } else {
-            "sasl.mechanisms"
-        };
-        let mechanism = consumer.get(key).map(|m| m.trim()).unwrap_or("GSSAPI");
-        if mechanism != "PLAIN" {
-            return Err(StreamsError::config(
-                key,
-                format!("`{mechanism}` is not supported: only PLAIN is (the group member speaks no other mechanism yet)"),
-            ));
-        }
-        let get = |k: &str| {
-            consumer
-                .get(k)
-                .cloned()
-                .ok_or_else(|| StreamsError::config(k, "is required with the PLAIN mechanism"))
-        };
-        Some((get("sasl.username")?, get("sasl.password")?))
-    } else {
-        None
-    };
-    Ok(match (ca, credentials) {
-        (None, None) => Security::Plaintext,
-        (None, Some((username, password))) => Security::SaslPlain { username, password },
-        (Some(ca), None) => Security::Ssl { ca },
-        (Some(ca), Some((username, password))) => Security::SaslSslPlain {
-            ca,
-            username,
-            password,
-        },
-    })
 }
 
 fn is_streams_property(key: &str) -> bool {

@@ -1,5 +1,6 @@
 //! Tests of the configuration: Kafka Streams' names and defaults, refusals naming the property.
 
+use super::security::ClientCert;
 use super::*;
 
 #[test]
@@ -213,7 +214,23 @@ fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
                 ("security.protocol", "SSL"),
                 ("ssl.certificate.location", "client.pem"),
             ],
-            "ssl.certificate.location",
+            "ssl.key.location",
+        ),
+        (
+            vec![
+                ("security.protocol", "SSL"),
+                ("ssl.keystore.location", "client.p12"),
+            ],
+            "ssl.keystore.location",
+        ),
+        (
+            vec![
+                ("security.protocol", "SSL"),
+                ("ssl.certificate.location", "client.pem"),
+                ("ssl.key.location", "client.key"),
+                ("ssl.key.password", "k"),
+            ],
+            "ssl.key.password",
         ),
         (
             vec![
@@ -225,7 +242,7 @@ fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
         (
             vec![
                 ("security.protocol", "SASL_PLAINTEXT"),
-                ("sasl.mechanism", "SCRAM-SHA-256"),
+                ("sasl.mechanism", "OAUTHBEARER"),
             ],
             "sasl.mechanism",
         ),
@@ -254,25 +271,51 @@ fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
         .unwrap();
     assert_eq!(
         r.security,
-        Security::SaslPlain {
-            username: "u".into(),
-            password: "secret".into()
+        Security {
+            tls: None,
+            sasl: Some(Sasl {
+                mechanism: Mechanism::Plain,
+                username: "u".into(),
+                password: "secret".into()
+            })
         }
     );
     assert!(!format!("{:?}", r.security).contains("secret"));
     let r = StreamsConfig::new("app", "h:1")
         .set("security.protocol", "SASL_SSL")
         .set("ssl.ca.location", "ca.pem")
-        .set("sasl.mechanism", "PLAIN")
+        .set("ssl.certificate.location", "client.pem")
+        .set("ssl.key.location", "client.key")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
         .set("sasl.username", "u")
         .set("sasl.password", "secret")
         .resolve()
         .unwrap();
-    assert_eq!(r.security.tls(), Some(Some(std::path::Path::new("ca.pem"))));
-    assert_eq!(r.security.plain_credentials(), Some(("u", "secret")));
+    let tls = r.security.tls.as_ref().unwrap();
+    assert_eq!(tls.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+    assert_eq!(
+        tls.client,
+        Some(ClientCert {
+            certificate: Pem::File("client.pem".into()),
+            key: Pem::File("client.key".into()),
+        })
+    );
+    assert_eq!(
+        r.security.sasl.as_ref().unwrap().mechanism,
+        Mechanism::ScramSha512
+    );
     let r = StreamsConfig::new("app", "h:1")
         .set("security.protocol", "ssl")
         .resolve()
         .unwrap();
-    assert_eq!(r.security, Security::Ssl { ca: None });
+    assert_eq!(
+        r.security,
+        Security {
+            tls: Some(Tls {
+                ca: None,
+                client: None
+            }),
+            sasl: None
+        }
+    );
 }

@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use crate::config::Security;
+use crate::config::{Mechanism, Pem, Sasl, Security, Tls};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 /// The largest response accepted: the length prefix comes from the network, and a group's
@@ -77,12 +77,23 @@ impl Write for Stream {
     }
 }
 
-/// A TLS client configuration trusting `ca` (a PEM file), or the system's certificates.
-fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// Reads PEM text from a file or an inline property.
+fn pem_text(pem: &Pem, property: &str) -> Result<Vec<u8>, String> {
+    match pem {
+        Pem::File(path) => {
+            std::fs::read(path).map_err(|e| format!("{property} {}: {e}", path.display()))
+        }
+        Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
+    }
+}
+
+/// A TLS client configuration trusting `tls.ca` (a PEM file) or the system's certificates, and
+/// presenting the client certificate if there is one.
+fn tls_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
-    match ca {
+    match &tls.ca {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -115,11 +126,35 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
     // brokers (Java's TLS) do not offer by default either.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match &tls.client {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let property = match client.certificate {
+                Pem::File(_) => "ssl.certificate.location",
+                Pem::Inline(_) => "ssl.certificate.pem",
+            };
+            let text = pem_text(&client.certificate, property)?;
+            let chain = CertificateDer::pem_slice_iter(&text)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{property}: {e}"))?;
+            if chain.is_empty() {
+                return Err(format!("{property}: no certificate in it"));
+            }
+            let key_property = match client.key {
+                Pem::File(_) => "ssl.key.location",
+                Pem::Inline(_) => "ssl.key.pem",
+            };
+            let key = PrivateKeyDer::from_pem_slice(&pem_text(&client.key, key_property)?)
+                .map_err(|e| format!("{key_property}: no unencrypted private key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{property} and {key_property}: {e}"))?
+        }
+    };
     Ok(Arc::new(config))
 }
 
@@ -172,9 +207,9 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| fail("connecting", e.to_string()))?;
-        let stream = match security.tls() {
+        let stream = match &security.tls {
             None => Stream::Plain(stream),
-            Some(ca) => {
+            Some(settings) => {
                 let tls = |message: String| ConnError {
                     broker: broker.to_string(),
                     operation: "TLS".into(),
@@ -182,7 +217,7 @@ impl Connection {
                     // A certificate or trust problem does not go away by retrying.
                     auth: true,
                 };
-                let config = tls_config(ca).map_err(tls)?;
+                let config = tls_config(settings).map_err(tls)?;
                 let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())
@@ -225,23 +260,25 @@ impl Connection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
-        if let Some((username, password)) = security.plain_credentials() {
-            conn.authenticate_plain(username, password)?;
+        if let Some(sasl) = &security.sasl {
+            conn.authenticate(sasl)?;
         }
         Ok(conn)
     }
 
-    /// SASL PLAIN (RFC 4616): the handshake names the mechanism, then one SaslAuthenticate
-    /// carries `\0user\0password`. A refusal is final (`auth`), and names the mechanism.
-    fn authenticate_plain(&mut self, username: &str, password: &str) -> Result<(), ConnError> {
+    /// SASL: the handshake names the mechanism, then SaslAuthenticate carries its messages:
+    /// one for PLAIN (RFC 4616, `\0user\0password`), two for SCRAM. A refusal is final
+    /// (`auth`), and names the mechanism.
+    fn authenticate(&mut self, sasl: &Sasl) -> Result<(), ConnError> {
+        let operation = format!("SASL {} authentication", sasl.mechanism.name());
         let refused = |conn: &Self, message: String| ConnError {
             broker: conn.broker.clone(),
-            operation: "SASL PLAIN authentication".into(),
+            operation: operation.clone(),
             message,
             auth: true,
         };
         let mut hs = SaslHandshakeRequest::default();
-        hs.mechanism = StrBytes::from_static_str("PLAIN");
+        hs.mechanism = StrBytes::from_static_str(sasl.mechanism.name());
         let (resp, _) = self.call(&hs, 1)?;
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
             let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
@@ -250,12 +287,40 @@ impl Connection {
                 format!("{e}; the broker offers {offered:?} on this listener"),
             ));
         }
+        match sasl.mechanism {
+            Mechanism::Plain => {
+                let mut bytes = Vec::with_capacity(2 + sasl.username.len() + sasl.password.len());
+                bytes.push(0);
+                bytes.extend_from_slice(sasl.username.as_bytes());
+                bytes.push(0);
+                bytes.extend_from_slice(sasl.password.as_bytes());
+                self.sasl_step(bytes, &refused)?;
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let mut scram =
+                    super::scram::Scram::new(sasl.mechanism, &sasl.username, &sasl.password)
+                        .map_err(|m| refused(self, m))?;
+                let server_first = self.sasl_step(scram.client_first().into_bytes(), &refused)?;
+                let server_first = String::from_utf8_lossy(&server_first).into_owned();
+                let last = scram
+                    .client_final(&server_first)
+                    .map_err(|m| refused(self, m))?;
+                let server_final = self.sasl_step(last.into_bytes(), &refused)?;
+                scram
+                    .verify_server_final(&String::from_utf8_lossy(&server_final))
+                    .map_err(|m| refused(self, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip: our bytes out, the server's back.
+    fn sasl_step(
+        &mut self,
+        bytes: Vec<u8>,
+        refused: &dyn Fn(&Self, String) -> ConnError,
+    ) -> Result<Bytes, ConnError> {
         let mut auth = SaslAuthenticateRequest::default();
-        let mut bytes = Vec::with_capacity(2 + username.len() + password.len());
-        bytes.push(0);
-        bytes.extend_from_slice(username.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(password.as_bytes());
         auth.auth_bytes = Bytes::from(bytes);
         let (resp, _) = self.call(&auth, 2)?;
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
@@ -265,7 +330,7 @@ impl Connection {
                 .map_or(String::new(), |m| format!(": {}", m.as_str()));
             return Err(refused(self, format!("{e}{detail}")));
         }
-        Ok(())
+        Ok(resp.auth_bytes)
     }
 
     /// The broker this connection goes to.
@@ -332,12 +397,12 @@ impl Connection {
         frame.extend_from_slice(&body);
         self.stream
             .write_all(&frame)
-            .map_err(|e| self.error(name, format!("sending: {e}")))?;
+            .map_err(|e| self.io_error(name, "sending", e))?;
 
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
-            .map_err(|e| self.error(name, format!("reading the answer: {e}")))?;
+            .map_err(|e| self.io_error(name, "reading the answer", e))?;
         let size = i32::from_be_bytes(size);
         let size = usize::try_from(size)
             .ok()
@@ -351,7 +416,7 @@ impl Connection {
         let mut buf = vec![0u8; size];
         self.stream
             .read_exact(&mut buf)
-            .map_err(|e| self.error(name, format!("reading the answer: {e}")))?;
+            .map_err(|e| self.io_error(name, "reading the answer", e))?;
         let mut buf = Bytes::from(buf);
         let rh = ResponseHeader::decode(
             &mut buf,
@@ -369,6 +434,24 @@ impl Connection {
         }
         R::Response::decode(&mut buf, version)
             .map_err(|e| self.error(name, format!("decoding the answer (v{version}): {e}")))
+    }
+
+    /// A failed read or write. A TLS alert from the broker after the handshake (TLS 1.3 checks
+    /// the client's certificate then) is final, like a refused login: retrying cannot help.
+    fn io_error(&self, operation: &str, what: &str, e: std::io::Error) -> ConnError {
+        let alert = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| matches!(r, rustls::Error::AlertReceived(_)));
+        let mut err = self.error(operation, format!("{what}: {e}"));
+        if alert {
+            err.message = format!(
+                "{what}: the broker ended TLS with {e} (does it require a client certificate \
+                 this one does not match, or one that was not given?)"
+            );
+            err.auth = true;
+        }
+        err
     }
 
     fn error(&self, operation: &str, message: String) -> ConnError {

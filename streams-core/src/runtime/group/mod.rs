@@ -18,6 +18,7 @@ mod identity;
 mod leader;
 pub(crate) mod member;
 mod protocol;
+mod scram;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -306,7 +307,7 @@ impl GroupShared {
 /// with an error naming the broker and the mechanism (rdkafka's clients would only log them).
 /// Unreachable brokers are left to the start-up checks that follow, which report them.
 pub(crate) fn check_credentials(config: &crate::config::ResolvedConfig) -> Result<()> {
-    if config.security == Security::Plaintext {
+    if config.security == Security::default() {
         return Ok(());
     }
     let client_id = format!("{}-member", config.application_id);
@@ -335,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_thread_that_stops_turning_its_loop_is_found_stalled_until_it_turns_again() {
-        let g = GroupShared::new("app", "app-1", 2, Security::Plaintext);
+        let g = GroupShared::new("app", "app-1", 2, Security::default());
         let limit = Duration::from_secs(10);
         let s = Duration::from_secs;
         g.alive_at(0, s(1));
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_member_waits_for_every_running_thread_to_apply_its_directive() {
-        let g = GroupShared::new("app", "app-1", 2, Security::Plaintext);
+        let g = GroupShared::new("app", "app-1", 2, Security::default());
         assert!(g.wait_applied(Duration::ZERO), "nothing published yet");
         let none = Directive::Assign {
             active: BTreeSet::new(),
