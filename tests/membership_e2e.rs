@@ -27,6 +27,7 @@ on_both_brokers!(
     every_instance_knows_where_each_key_lives,
     a_stalled_stream_thread_leaves_the_group_and_its_tasks_move,
     a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up,
+    a_static_member_restarting_within_its_session_gets_its_tasks_back_without_a_rebalance,
 );
 
 fn ids(tasks: std::collections::BTreeMap<usize, Vec<TaskId>>) -> BTreeSet<TaskId> {
@@ -562,6 +563,70 @@ fn a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up(bootstra
     produce_lines(bootstrap, &wc.input, &second);
     let expected = expected_counts(first.iter().chain(&second));
     assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+/// Static membership (`group.instance.id`): an instance that stops and starts again within
+/// `session.timeout.ms` does not leave the group, and gets its own tasks back without a
+/// rebalance: the other instance never enters Rebalancing. Counts stay exact.
+fn a_static_member_restarting_within_its_session_gets_its_tasks_back_without_a_rebalance(
+    bootstrap: &str,
+) {
+    let wc = WordCount::new(bootstrap, 2);
+    let props = |instance: &'static str| {
+        [
+            ("group.instance.id", instance),
+            // Long enough that only a rebalance, not the session's end, could move the tasks.
+            ("consumer.session.timeout.ms", "60000"),
+        ]
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Both start before any input: no instance has state, so no warm-ups and no probing.
+    let (mut a, _) = wc.start_with(d1.path(), &props("a"));
+    let (mut b, _) = wc.start_with(d2.path(), &props("b"));
+    wait_until(
+        "the four tasks to be spread over both instances",
+        Duration::from_secs(90),
+        || {
+            let (ta, tb) = (ids(a.tasks()), ids(b.tasks()));
+            ta.len() == 2 && tb.len() == 2 && ta.is_disjoint(&tb)
+        },
+    );
+    let first = lines(44, 1_000);
+    produce_lines(bootstrap, &wc.input, &first);
+    let expected = expected_counts(&first);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    let a_tasks = ids(a.tasks());
+
+    let rebalances = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = rebalances.clone();
+    b.set_state_listener(move |new, old| {
+        if new == streams::State::Rebalancing {
+            seen.lock().unwrap().push(format!("{old:?} -> {new:?}"));
+        }
+    });
+    let stopped = Instant::now();
+    a.close().expect("graceful stop");
+    let (mut a, _) = wc.start_with(d1.path(), &props("a"));
+    wait_until(
+        "the restarted instance to run its own tasks again",
+        Duration::from_secs(60),
+        || a.state() == streams::State::Running && ids(a.tasks()) == a_tasks,
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(60),
+        "back within the session timeout"
+    );
+    let second = lines(45, 1_000);
+    produce_lines(bootstrap, &wc.input, &second);
+    let expected = expected_counts(first.iter().chain(&second));
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    assert!(
+        rebalances.lock().unwrap().is_empty(),
+        "the other instance rebalanced: {:?}",
+        rebalances.lock().unwrap()
+    );
     a.close().unwrap();
     b.close().unwrap();
 }

@@ -146,6 +146,8 @@ pub struct ResolvedConfig {
     pub(crate) assignment: AssignmentConfig,
     /// How the group member connects (the consumers' security settings).
     pub(crate) security: Security,
+    /// `group.instance.id`: static membership of the group member (one per instance).
+    pub(crate) group_instance_id: Option<String>,
     /// `client.tag.*`.
     pub(crate) client_tags: BTreeMap<String, String>,
     /// `application.server`: where this instance serves interactive queries.
@@ -346,6 +348,18 @@ impl StreamsConfig {
         }
         consumer.insert("group.id".to_string(), application_id.clone());
         let security = security::security(&consumer)?;
+        // Static membership belongs to the group member alone: the consumers never join.
+        let group_instance_id = consumer.remove("group.instance.id");
+        producer.remove("group.instance.id");
+        admin.remove("group.instance.id");
+        if let Some(id) = &group_instance_id {
+            if id.trim().is_empty() || id.len() > 249 {
+                return Err(StreamsError::config(
+                    "group.instance.id",
+                    "must be 1 to 249 characters (a static member's id in the group)",
+                ));
+            }
+        }
 
         Ok(ResolvedConfig {
             application_id,
@@ -364,6 +378,7 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_millis(purge_ms),
             assignment,
             security,
+            group_instance_id,
             client_tags,
             application_server,
             consumer,

@@ -319,3 +319,25 @@ fn security_settings_the_clients_and_the_member_cannot_honour_are_refused() {
         }
     );
 }
+
+#[test]
+fn group_instance_id_is_the_members_and_never_reaches_the_clients() {
+    let r = StreamsConfig::new("app", "h:1")
+        .set("consumer.group.instance.id", "instance-1")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.group_instance_id.as_deref(), Some("instance-1"));
+    assert!(!r.consumer.contains_key("group.instance.id"));
+    let r = StreamsConfig::new("app", "h:1")
+        .set("group.instance.id", "instance-2")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.group_instance_id.as_deref(), Some("instance-2"));
+    assert!(!r.producer.contains_key("group.instance.id"));
+    let e = StreamsConfig::new("app", "h:1")
+        .set("group.instance.id", " ")
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("group.instance.id"), "{e}");
+}

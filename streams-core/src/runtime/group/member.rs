@@ -209,7 +209,7 @@ impl Member {
         let group = self.group_id().to_string();
         let result = self
             .coordinator()
-            .and_then(|c| protocol::heartbeat(c, &group, &g.member_id, g.generation));
+            .and_then(|c| protocol::heartbeat(c, &group, g.member(), g.generation));
         self.next_heartbeat = Instant::now() + self.heartbeat_interval;
         match result {
             Ok(()) => Ok(()),
@@ -230,9 +230,17 @@ impl Member {
         let group = self.group_id().to_string();
         let timeouts = self.timeouts;
         let mut member_id = std::mem::take(&mut self.member_id);
+        let instance = self.setup.config.group_instance_id.clone();
         let joined = self.coordinator().and_then(|c| {
             c.set_timeout(Duration::from_millis(timeouts.rebalance_ms as u64) + REQUEST_TIMEOUT)?;
-            let joined = protocol::join(c, &group, &mut member_id, timeouts, subscription);
+            let joined = protocol::join(
+                c,
+                &group,
+                &mut member_id,
+                instance.as_deref(),
+                timeouts,
+                subscription,
+            );
             c.set_timeout(REQUEST_TIMEOUT)?;
             joined
         });
@@ -242,7 +250,12 @@ impl Member {
             Err(e) => return self.on_error("joining", e),
         };
         let leader = joined.leader == joined.member_id;
-        let assignments = if leader {
+        if joined.skip_assignment {
+            tracing::info!(
+                "rejoined a stable group as its static leader: keeping the current assignment"
+            );
+        }
+        let assignments = if leader && !joined.skip_assignment {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -267,7 +280,11 @@ impl Member {
             Vec::new()
         };
         let bytes = match self.coordinator().and_then(|c| {
-            protocol::sync(c, &group, &joined.member_id, joined.generation, assignments)
+            let me = protocol::Member {
+                id: &joined.member_id,
+                instance: instance.as_deref(),
+            };
+            protocol::sync(c, &group, me, joined.generation, assignments)
         }) {
             Ok(b) => b,
             Err(e) => return self.on_error("syncing", e),
@@ -285,6 +302,7 @@ impl Member {
         // The generation first: threads commit what they lose with it.
         self.setup.group.set_generation(Some(Generation {
             member_id: joined.member_id.clone(),
+            instance: instance.clone(),
             generation: joined.generation,
             coordinator,
         }));
@@ -392,11 +410,20 @@ impl Member {
                 tracing::info!("the group is rebalancing: rejoining");
                 self.state = State::Unjoined;
             }
-            Some(
-                ResponseError::UnknownMemberId
-                | ResponseError::IllegalGeneration
-                | ResponseError::FencedInstanceId,
-            ) => {
+            Some(ResponseError::FencedInstanceId) => {
+                // Another process joined with our group.instance.id: rejoining would fence it
+                // in turn, and the two would take the tasks from each other forever.
+                return Err(StreamsError::Group {
+                    group: self.group_id().to_string(),
+                    operation: operation.to_string(),
+                    message: format!(
+                        "{e}: another instance joined with group.instance.id `{}`; each \
+                         instance needs its own",
+                        self.setup.config.group_instance_id.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
                 tracing::warn!(error = %e, "{operation}: membership lost; closing every task and rejoining");
                 if e.code() == Some(ResponseError::UnknownMemberId) {
                     self.member_id.clear();
@@ -444,7 +471,7 @@ impl Member {
                     let group = self.group_id().to_string();
                     let r = self
                         .coordinator()
-                        .and_then(|c| protocol::heartbeat(c, &group, &g.member_id, g.generation));
+                        .and_then(|c| protocol::heartbeat(c, &group, g.member(), g.generation));
                     if let Err(e) = r {
                         if e.coordinator_moved() {
                             self.conn = None;
@@ -458,10 +485,21 @@ impl Member {
         self.leave();
     }
 
-    /// Sends LeaveGroup (when joined) and forgets the membership.
+    /// Sends LeaveGroup (when joined) and forgets the membership. A static member does not
+    /// leave, as Kafka's consumers do not: the group keeps its place and tasks until its session
+    /// times out, so a restart within `session.timeout.ms` moves nothing.
     fn leave(&mut self) {
         self.setup.group.set_generation(None);
         if self.member_id.is_empty() {
+            return;
+        }
+        if let Some(instance) = &self.setup.config.group_instance_id {
+            tracing::info!(
+                %instance,
+                "static member: not leaving the group; its tasks wait for it until the session \
+                 timeout"
+            );
+            self.member_id.clear();
             return;
         }
         let group = self.group_id().to_string();

@@ -44,9 +44,21 @@ const COMMIT_RETRY_FOR: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Generation {
     pub(crate) member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub(crate) instance: Option<String>,
     pub(crate) generation: i32,
     /// `host:port` of the group coordinator.
     pub(crate) coordinator: String,
+}
+
+impl Generation {
+    /// The member as the protocol's calls name it.
+    pub(crate) fn member(&self) -> protocol::Member<'_> {
+        protocol::Member {
+            id: &self.member_id,
+            instance: self.instance.as_deref(),
+        }
+    }
 }
 
 /// What the member tells one stream thread.
@@ -270,7 +282,7 @@ impl GroupShared {
                     )?);
                 }
                 let c = conn.as_mut().expect("opened above");
-                protocol::commit(c, &self.group_id, &g.member_id, g.generation, offsets)
+                protocol::commit(c, &self.group_id, g.member(), g.generation, offsets)
             })();
             let e = match attempt {
                 Ok(()) => return Ok(CommitOutcome::Committed),

@@ -112,6 +112,14 @@ pub(crate) fn find_coordinator(conn: &mut Connection, group: &str) -> Result<Str
     }
 }
 
+/// Who is calling: the member id, and the static instance id if there is one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member<'a> {
+    pub(crate) id: &'a str,
+    /// `group.instance.id`.
+    pub(crate) instance: Option<&'a str>,
+}
+
 /// What JoinGroup answered.
 pub(crate) struct Joined {
     pub(crate) generation: i32,
@@ -119,6 +127,9 @@ pub(crate) struct Joined {
     pub(crate) leader: String,
     /// Every member's id and subscription bytes (only the leader gets them).
     pub(crate) members: Vec<(String, Bytes)>,
+    /// A static leader rejoined a stable group (KIP-814): it must not assign, and gets its
+    /// previous assignment back from SyncGroup.
+    pub(crate) skip_assignment: bool,
 }
 
 /// Timeouts a member joins with.
@@ -131,11 +142,13 @@ pub(crate) struct Timeouts {
 }
 
 /// Joins (or rejoins) `group`. MEMBER_ID_REQUIRED is answered by joining again with the
-/// member id the coordinator gave, as the protocol asks from JoinGroup v4 on.
+/// member id the coordinator gave, as the protocol asks from JoinGroup v4 on. A static member
+/// (`instance`, `group.instance.id`) gets its id at once.
 pub(crate) fn join(
     conn: &mut Connection,
     group: &str,
     member_id: &mut String,
+    instance: Option<&str>,
     timeouts: Timeouts,
     subscription: Bytes,
 ) -> Result<Joined, CallError> {
@@ -145,6 +158,7 @@ pub(crate) fn join(
         req.session_timeout_ms = timeouts.session_ms;
         req.rebalance_timeout_ms = timeouts.rebalance_ms;
         req.member_id = s(member_id);
+        req.group_instance_id = instance.map(s);
         req.protocol_type = s(PROTOCOL_TYPE);
         let mut p = JoinGroupRequestProtocol::default();
         p.name = s(PROTOCOL_NAME);
@@ -171,6 +185,7 @@ pub(crate) fn join(
             generation: resp.generation_id,
             member_id: member_id.clone(),
             leader: resp.leader.as_str().to_string(),
+            skip_assignment: resp.skip_assignment,
             members: resp
                 .members
                 .into_iter()
@@ -185,14 +200,15 @@ pub(crate) fn join(
 pub(crate) fn sync(
     conn: &mut Connection,
     group: &str,
-    member_id: &str,
+    member: Member<'_>,
     generation: i32,
     assignments: Vec<(String, Bytes)>,
 ) -> Result<Bytes, CallError> {
     let mut req = SyncGroupRequest::default();
     req.group_id = GroupId(s(group));
     req.generation_id = generation;
-    req.member_id = s(member_id);
+    req.member_id = s(member.id);
+    req.group_instance_id = member.instance.map(s);
     req.protocol_type = Some(s(PROTOCOL_TYPE));
     req.protocol_name = Some(s(PROTOCOL_NAME));
     req.assignments = assignments
@@ -213,13 +229,14 @@ pub(crate) fn sync(
 pub(crate) fn heartbeat(
     conn: &mut Connection,
     group: &str,
-    member_id: &str,
+    member: Member<'_>,
     generation: i32,
 ) -> Result<(), CallError> {
     let mut req = HeartbeatRequest::default();
     req.group_id = GroupId(s(group));
     req.generation_id = generation;
-    req.member_id = s(member_id);
+    req.member_id = s(member.id);
+    req.group_instance_id = member.instance.map(s);
     let (resp, _) = conn.call(&req, HEARTBEAT_MAX)?;
     check("Heartbeat", resp.error_code)
 }
@@ -249,7 +266,7 @@ pub(crate) fn leave(conn: &mut Connection, group: &str, member_id: &str) -> Resu
 pub(crate) fn commit(
     conn: &mut Connection,
     group: &str,
-    member_id: &str,
+    member: Member<'_>,
     generation: i32,
     offsets: &[(String, i32, i64)],
 ) -> Result<(), CallError> {
@@ -260,7 +277,8 @@ pub(crate) fn commit(
     let mut req = OffsetCommitRequest::default();
     req.group_id = GroupId(s(group));
     req.generation_id_or_member_epoch = generation;
-    req.member_id = s(member_id);
+    req.member_id = s(member.id);
+    req.group_instance_id = member.instance.map(s);
     req.retention_time_ms = -1;
     req.topics = by_topic
         .into_iter()
