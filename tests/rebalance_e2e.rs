@@ -14,6 +14,8 @@ on_both_brokers!(
     a_member_joining_mid_input_leaves_the_counts_exact,
     scaling_one_two_three_two_while_input_flows_counts_exactly,
     a_long_restoration_runs_in_slices_between_polls,
+    a_source_topic_that_gains_partitions_brings_new_tasks,
+    a_grown_source_that_internal_topics_no_longer_fit_stops_the_instance_naming_them,
 );
 
 /// A second instance joins while the first is in the middle of a backlog, so the first has
@@ -231,4 +233,104 @@ fn a_long_restoration_runs_in_slices_between_polls(bootstrap: &str) {
         "both counting tasks' restorations ended"
     );
     b.close().unwrap();
+}
+
+/// Records with explicit partitions (a fresh producer, so it sees the topic's current size).
+fn produce_to_partitions(bootstrap: &str, topic: &str, records: &[(i32, String)]) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for (p, v) in records {
+        producer
+            .send(BaseRecord::to(topic).key(v.as_str()).payload(v).partition(*p))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A stateless copy reads a 2-partition topic that grows to 4 while the application runs:
+/// the group member's leader sees it within `metadata.max.age.ms`, lays the tasks out again and
+/// rebalances, and the records of the new partitions are copied too, exactly once each.
+fn a_source_topic_that_gains_partitions_brings_new_tasks(bootstrap: &str) {
+    use streams::{KafkaStreams, Serdes, StreamsConfig, Topology};
+    let (input, output) = (unique("grow-in"), unique("grow-out"));
+    testing::create_topic(bootstrap, &input, 2).unwrap();
+    testing::create_topic(bootstrap, &output, 1).unwrap();
+    let mut t = Topology::new();
+    t.add_source("in", &[input.as_str()], Serdes::string(), Serdes::string())
+        .unwrap();
+    t.add_sink("out", &output, Serdes::string(), Serdes::string(), &["in"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = StreamsConfig::new(&unique("grow"), bootstrap)
+        .set("state.dir", dir.path().to_str().unwrap())
+        .set("commit.interval.ms", "200")
+        .set("metadata.max.age.ms", "500");
+    let mut app = KafkaStreams::new(t, config).unwrap();
+    app.start().unwrap();
+    let first: Vec<(i32, String)> = (0..40).map(|i| (i % 2, format!("first-{i}"))).collect();
+    produce_to_partitions(bootstrap, &input, &first);
+    let read = |n: usize| {
+        testing::read_records(
+            bootstrap,
+            &output,
+            Serdes::string(),
+            Serdes::string(),
+            Duration::from_secs(60),
+            |rs| rs.len() >= n,
+        )
+        .unwrap()
+    };
+    assert_eq!(read(first.len()).len(), first.len());
+    testing::add_partitions(bootstrap, &input, 4).unwrap();
+    wait_until(
+        "the instance to run a task per partition",
+        Duration::from_secs(60),
+        || app.tasks().values().map(Vec::len).sum::<usize>() == 4,
+    );
+    let second: Vec<(i32, String)> = (0..40).map(|i| (i % 4, format!("second-{i}"))).collect();
+    produce_to_partitions(bootstrap, &input, &second);
+    let all = first.len() + second.len();
+    let mut got: Vec<String> = read(all).into_iter().map(|(_, v)| v).collect();
+    got.sort();
+    let mut want: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|(_, v)| v.clone())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    app.close().unwrap();
+}
+
+/// The word count's repartition topic and changelog were made for a 2-partition input; when
+/// the input grows to 3 they no longer fit, and the instance stops with an error naming an
+/// internal topic (the changelog, checked first) and both counts, instead of counting some
+/// words in the wrong place.
+fn a_grown_source_that_internal_topics_no_longer_fit_stops_the_instance_naming_them(
+    bootstrap: &str,
+) {
+    let wc = WordCount::new(bootstrap, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, _) = wc.start_with(dir.path(), &[("metadata.max.age.ms", "500")]);
+    let input = lines(52, 100);
+    produce_lines(bootstrap, &wc.input, &input);
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    testing::add_partitions(bootstrap, &wc.input, 3).unwrap();
+    assert!(
+        app.wait_for_state(streams::State::Error, Duration::from_secs(60)),
+        "state {:?}",
+        app.state()
+    );
+    let e = app.error().unwrap();
+    assert!(
+        e.contains(&wc.changelog()) && e.contains("has 2 partitions but the topology needs 3"),
+        "{e}"
+    );
+    let _ = app.close();
 }

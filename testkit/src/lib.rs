@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -62,6 +62,48 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()>
             return Err(StreamsError::InternalTopic {
                 topic: topic.to_string(),
                 message: "not visible in metadata after 30 s".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Grows `topic` to `partitions` partitions and waits until metadata shows them.
+pub fn add_partitions(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(kafka("creating an admin client"))?;
+    let np = NewPartitions::new(topic, partitions as usize);
+    let res = futures_lite_block_on(
+        admin.create_partitions([&np], &AdminOptions::new().operation_timeout(Some(TIMEOUT))),
+    )
+    .map_err(kafka(format!("adding partitions to `{topic}`")))?;
+    for r in res {
+        if let Err((t, code)) = r {
+            return Err(StreamsError::InternalTopic {
+                topic: t,
+                message: format!("could not grow to {partitions} partitions: {code}"),
+            });
+        }
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(kafka(format!("fetching metadata of `{topic}`")))?;
+        if md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.partitions().len() as i32 == partitions)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(StreamsError::InternalTopic {
+                topic: topic.to_string(),
+                message: format!("{partitions} partitions not visible in metadata after 30 s"),
             });
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -272,7 +272,7 @@ pub struct KafkaStreams {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Set by `start`: the group member's state and the topology's layout, for metadata.
-    group: Option<(Arc<group::GroupShared>, Arc<topics::Layout>)>,
+    group: Option<Arc<group::GroupShared>>,
 }
 
 impl KafkaStreams {
@@ -344,6 +344,7 @@ impl KafkaStreams {
             self.config.num_stream_threads,
             self.config.security.clone(),
         ));
+        group.set_layout(layout.clone());
         self.shared.transition(State::Rebalancing);
         // Global stores are complete before any task reads them, as in Kafka Streams.
         let globals = Arc::new(self.topology.open_global_stores());
@@ -380,13 +381,12 @@ impl KafkaStreams {
         }
         // The member goes last: `close` joins the stream threads (final commits) before it,
         // and it leaves the group only once they are done.
-        self.group = Some((group.clone(), layout.clone()));
+        self.group = Some(group.clone());
         let member = group::member::MemberSetup {
             config: self.config.clone(),
             shared: self.shared.clone(),
             group,
-            topics: layout.subscriptions(),
-            subtopologies: layout.assignor.clone(),
+            topology: self.topology.clone(),
             assignment: self.config.assignment.clone(),
             host: self.config.application_server.clone(),
             client_tags: self.config.client_tags.clone(),
@@ -474,7 +474,9 @@ impl KafkaStreams {
     /// partitions it runs and keeps, as the last assignment said (empty before the first).
     pub fn metadata_for_all_clients(&self) -> Vec<StreamsMetadata> {
         match &self.group {
-            Some((g, layout)) => metadata::all_clients(layout, &g.hosts()),
+            Some(g) => g
+                .layout()
+                .map_or_else(Vec::new, |l| metadata::all_clients(&l, &g.hosts())),
             None => Vec::new(),
         }
     }
@@ -482,7 +484,9 @@ impl KafkaStreams {
     /// The instances that run or keep `store`.
     pub fn streams_metadata_for_store(&self, store: &str) -> Vec<StreamsMetadata> {
         match &self.group {
-            Some((g, layout)) => metadata::for_store(layout, &g.hosts(), store),
+            Some(g) => g
+                .layout()
+                .map_or_else(Vec::new, |l| metadata::for_store(&l, &g.hosts(), store)),
             None => Vec::new(),
         }
     }
@@ -496,7 +500,7 @@ impl KafkaStreams {
         key: &K,
         serializer: &dyn Serde<K>,
     ) -> Result<Option<KeyQueryMetadata>> {
-        let Some((g, layout)) = &self.group else {
+        let Some((g, layout)) = self.group.as_ref().and_then(|g| Some((g, g.layout()?))) else {
             return Ok(None);
         };
         let bytes = serializer
@@ -510,7 +514,7 @@ impl KafkaStreams {
                     "a null key cannot be located in store `{store}`"
                 ))
             })?;
-        Ok(metadata::for_key(layout, &g.hosts(), store, &bytes))
+        Ok(metadata::for_key(&layout, &g.hosts(), store, &bytes))
     }
 
     /// The standby tasks (warm-ups included) each stream thread keeps now: copies of other

@@ -181,6 +181,11 @@ fn apply(
     setup: &ThreadSetup,
 ) -> Result<()> {
     setup.shared.set_rebalancing(setup.index, true);
+    // The member replaces the layout before an assignment that needs it (more tasks once a
+    // source topic gained partitions).
+    if let Some(layout) = setup.group.layout() {
+        tm.layout = layout;
+    }
     match directive {
         Directive::Assign { active, standby } => {
             tm.revoke(&active, &standby, client)?;

@@ -349,6 +349,25 @@ fn topic_partitions(admin: &AdminClient<DefaultClientContext>) -> Result<HashMap
         .collect())
 }
 
+/// The partition counts of the source topics `layout` reads, as the cluster has them now (the
+/// group member's leader looks for topics that gained partitions). Topics the metadata does not
+/// list are left out.
+pub(crate) fn current_source_partitions(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    layout: &Layout,
+) -> Result<HashMap<String, i32>> {
+    use rdkafka::consumer::Consumer;
+    let md = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| StreamsError::kafka("fetching cluster metadata", e))?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && layout.source_partitions.contains_key(t.name()))
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
+}
+
 /// Drops an rdkafka admin client on a thread of its own: dropping one joins its polling thread,
 /// which wakes at most every 100 ms, and start-up or shutdown should not wait for that.
 pub(crate) fn drop_in_background(admin: AdminClient<DefaultClientContext>) {

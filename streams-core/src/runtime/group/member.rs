@@ -12,11 +12,10 @@ use kafka_protocol::ResponseError;
 use super::conn::Connection;
 use super::protocol::{self, CallError, Timeouts};
 use super::{leader, Directive, Generation, GroupShared, REQUEST_TIMEOUT};
-use crate::assignment::{
-    AssignmentConfig, FollowUp, HostInfo, OffsetSum, ProcessId, Subscription, Subtopology,
-};
+use crate::assignment::{AssignmentConfig, FollowUp, HostInfo, OffsetSum, ProcessId, Subscription};
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
+use crate::runtime::topics::Layout;
 use crate::runtime::Shared;
 
 /// Pause before retrying after a failure that is not the coordinator's answer.
@@ -29,9 +28,8 @@ pub(crate) struct MemberSetup {
     pub(crate) config: Arc<ResolvedConfig>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) group: Arc<GroupShared>,
-    /// Physical topics the instance reads (the envelope's topic list).
-    pub(crate) topics: Vec<String>,
-    pub(crate) subtopologies: Vec<Subtopology>,
+    /// For laying the topology out again when a source topic gains partitions.
+    pub(crate) topology: Arc<crate::topology::Topology>,
     pub(crate) assignment: AssignmentConfig,
     pub(crate) host: Option<HostInfo>,
     pub(crate) client_tags: BTreeMap<String, String>,
@@ -59,8 +57,14 @@ struct Member {
     member_id: String,
     state: State,
     next_heartbeat: Instant,
-    /// Lists the changelogs' end offsets when this member leads; made on first use.
+    /// Lists the changelogs' end offsets when this member leads, and the source topics'
+    /// partitions; made on first use.
     offsets: Option<rdkafka::consumer::BaseConsumer>,
+    /// Whether this member led the last rebalance: the leader watches the source topics.
+    leader: bool,
+    /// `metadata.max.age.ms`: how often the leader looks for source topics that grew.
+    metadata_age: Duration,
+    next_metadata_check: Instant,
 }
 
 /// Entry point of the member thread.
@@ -99,6 +103,8 @@ impl Member {
         let session = ms(&setup.config, "session.timeout.ms", 45_000)?;
         let rebalance = ms(&setup.config, "max.poll.interval.ms", 300_000)?;
         let heartbeat = ms(&setup.config, "heartbeat.interval.ms", 3_000)?;
+        let metadata_age =
+            Duration::from_millis(ms(&setup.config, "metadata.max.age.ms", 300_000)?);
         let to_i32 = |key: &str, v: u64| {
             i32::try_from(v).map_err(|_| StreamsError::config(key, "is too large"))
         };
@@ -114,6 +120,9 @@ impl Member {
             state: State::Unjoined,
             next_heartbeat: Instant::now(),
             offsets: None,
+            leader: false,
+            metadata_age,
+            next_metadata_check: Instant::now() + metadata_age,
         })
     }
 
@@ -190,6 +199,13 @@ impl Member {
                     self.state = State::Unjoined;
                     return Ok(());
                 }
+                if self.leader && Instant::now() >= self.next_metadata_check {
+                    self.next_metadata_check = Instant::now() + self.metadata_age;
+                    if self.relayout_if_sources_grew()? {
+                        self.state = State::Unjoined;
+                        return Ok(());
+                    }
+                }
                 self.heartbeat_when_due()
             }
         }
@@ -226,6 +242,8 @@ impl Member {
             }
             return Ok(());
         }
+        // Every member, not only the leader, must know the tasks a grown topic brings.
+        self.relayout_if_sources_grew()?;
         let subscription = self.subscription()?;
         let group = self.group_id().to_string();
         let timeouts = self.timeouts;
@@ -250,6 +268,8 @@ impl Member {
             Err(e) => return self.on_error("joining", e),
         };
         let leader = joined.leader == joined.member_id;
+        self.leader = leader;
+        let layout = self.layout();
         if joined.skip_assignment {
             tracing::info!(
                 "rejoined a stable group as its static leader: keeping the current assignment"
@@ -262,7 +282,7 @@ impl Member {
             let ends = match self.offsets_consumer() {
                 Ok(()) => leader::changelog_end_offsets(
                     self.offsets.as_ref().expect("made by offsets_consumer"),
-                    &self.setup.subtopologies,
+                    &layout.assignor,
                 ),
                 Err(e) => {
                     tracing::warn!(error = %e, "no consumer to list end offsets with");
@@ -271,7 +291,7 @@ impl Member {
             };
             leader::assign(
                 &joined.members,
-                &self.setup.subtopologies,
+                &layout.assignor,
                 ends,
                 &self.setup.assignment,
                 now_ms,
@@ -354,6 +374,48 @@ impl Member {
         Ok(())
     }
 
+    /// The topology's current layout (set at start).
+    fn layout(&self) -> Arc<Layout> {
+        self.setup
+            .group
+            .layout()
+            .expect("the layout is set before the member starts")
+    }
+
+    /// Lays the topology out again if a source topic gained partitions, as Kafka Streams'
+    /// leader rebalances when its subscription's metadata changes: new partitions are new
+    /// tasks. Internal topics that no longer fit (a repartition topic or changelog sized for
+    /// the old count) fail the instance naming the topic and both counts, as in Kafka Streams.
+    /// Returns whether the layout changed. Metadata that cannot be fetched is retried later.
+    fn relayout_if_sources_grew(&mut self) -> Result<bool> {
+        let layout = self.layout();
+        self.offsets_consumer()?;
+        let consumer = self.offsets.as_ref().expect("made by offsets_consumer");
+        let now = match super::super::topics::current_source_partitions(consumer, &layout) {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the source topics' partitions");
+                return Ok(false);
+            }
+        };
+        let grown: Vec<(String, i32, i32)> = now
+            .iter()
+            .filter_map(|(t, n)| {
+                let before = *layout.source_partitions.get(t)?;
+                (before != *n).then(|| (t.clone(), before, *n))
+            })
+            .collect();
+        if grown.is_empty() {
+            return Ok(false);
+        }
+        for (topic, before, after) in &grown {
+            tracing::info!(%topic, before, after, "a source topic's partition count changed: laying the tasks out again and rebalancing");
+        }
+        let next = super::super::topics::prepare(&self.setup.topology, &self.setup.config)?;
+        self.setup.group.set_layout(Arc::new(next));
+        Ok(true)
+    }
+
     /// Makes the consumer that lists end offsets, once.
     fn offsets_consumer(&mut self) -> Result<()> {
         if self.offsets.is_none() {
@@ -384,10 +446,12 @@ impl Member {
             client_tags: self.setup.client_tags.clone(),
             owned,
         };
-        leader::encode_subscription(&self.setup.topics, &s).map_err(|message| StreamsError::Group {
-            group: self.group_id().to_string(),
-            operation: "encoding the subscription".into(),
-            message,
+        leader::encode_subscription(&self.layout().subscriptions(), &s).map_err(|message| {
+            StreamsError::Group {
+                group: self.group_id().to_string(),
+                operation: "encoding the subscription".into(),
+                message,
+            }
         })
     }
 

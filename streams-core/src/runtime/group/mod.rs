@@ -22,12 +22,13 @@ mod scram;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
 use super::metadata::Hosts;
+use super::topics::Layout;
 use crate::assignment::OwnedTasks;
 use crate::config::Security;
 use crate::error::{Result, StreamsError};
@@ -87,6 +88,9 @@ pub(crate) struct GroupShared {
     turns: Vec<AtomicU64>,
     epoch: Instant,
     security: Security,
+    /// The topology's layout on the cluster: set at start, replaced when a source topic gains
+    /// partitions (more tasks). The member sets it before the assignment that uses it.
+    layout: Mutex<Option<Arc<Layout>>>,
 }
 
 struct Inner {
@@ -134,7 +138,21 @@ impl GroupShared {
             turns: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             security,
+            layout: Mutex::new(None),
         }
+    }
+
+    /// The current layout (`None` before start).
+    pub(crate) fn layout(&self) -> Option<Arc<Layout>> {
+        self.layout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the layout; stream threads take it with their next assignment.
+    pub(crate) fn set_layout(&self, layout: Arc<Layout>) {
+        *self.layout.lock().unwrap_or_else(|e| e.into_inner()) = Some(layout);
     }
 
     /// Thread `index` is turning its loop (it polls, processes, restores a slice).
