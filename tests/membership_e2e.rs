@@ -28,6 +28,7 @@ on_both_brokers!(
     a_stalled_stream_thread_leaves_the_group_and_its_tasks_move,
     a_stateful_task_moves_to_a_newcomer_only_through_a_caught_up_warm_up,
     a_static_member_restarting_within_its_session_gets_its_tasks_back_without_a_rebalance,
+    standbys_follow_the_changelog_between_commits,
 );
 
 fn ids(tasks: std::collections::BTreeMap<usize, Vec<TaskId>>) -> BTreeSet<TaskId> {
@@ -626,6 +627,46 @@ fn a_static_member_restarting_within_its_session_gets_its_tasks_back_without_a_r
         rebalances.lock().unwrap().is_empty(),
         "the other instance rebalanced: {:?}",
         rebalances.lock().unwrap()
+    );
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+/// Standbys read their changelogs continuously, not only when their thread commits: with a
+/// commit interval of two minutes, the standby of each counting task has read the whole
+/// changelog (and reports no lag) long before the first commit.
+fn standbys_follow_the_changelog_between_commits(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let extra = [
+        ("num.standby.replicas", "1"),
+        ("commit.interval.ms", "120000"),
+    ];
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, _) = wc.start_with(d1.path(), &extra);
+    let (mut b, _) = wc.start_with(d2.path(), &extra);
+    wait_until(
+        "both instances to run tasks and keep standbys",
+        Duration::from_secs(90),
+        || {
+            [&a, &b]
+                .iter()
+                .all(|i| !ids(i.tasks()).is_empty() && !ids(i.standby_tasks()).is_empty())
+        },
+    );
+    let started = Instant::now();
+    let input = lines(46, 2_000);
+    produce_lines(bootstrap, &wc.input, &input);
+    let expected = expected_counts(&input);
+    assert_eq!(read_counts(bootstrap, &wc.output, &expected), expected);
+    let changelog = testing::record_count(bootstrap, &wc.changelog()).unwrap() as u64;
+    wait_until(
+        "the standbys to have read the whole changelog",
+        Duration::from_secs(60),
+        || a.metrics().restored + b.metrics().restored >= changelog,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "within the first commit interval"
     );
     a.close().unwrap();
     b.close().unwrap();

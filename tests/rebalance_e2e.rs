@@ -245,7 +245,12 @@ fn produce_to_partitions(bootstrap: &str, topic: &str, records: &[(i32, String)]
         .unwrap();
     for (p, v) in records {
         producer
-            .send(BaseRecord::to(topic).key(v.as_str()).payload(v).partition(*p))
+            .send(
+                BaseRecord::to(topic)
+                    .key(v.as_str())
+                    .payload(v)
+                    .partition(*p),
+            )
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -266,7 +271,7 @@ fn a_source_topic_that_gains_partitions_brings_new_tasks(bootstrap: &str) {
     t.add_sink("out", &output, Serdes::string(), Serdes::string(), &["in"])
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = StreamsConfig::new(&unique("grow"), bootstrap)
+    let config = StreamsConfig::new(unique("grow"), bootstrap)
         .set("state.dir", dir.path().to_str().unwrap())
         .set("commit.interval.ms", "200")
         .set("metadata.max.age.ms", "500");

@@ -311,9 +311,13 @@ impl TaskManager {
         self.publish_tasks();
     }
 
-    /// Brings every standby up to its changelogs' ends and checkpoints it. Not while active
-    /// tasks restore: they hold the restore consumer, and come first.
-    pub(super) fn update_standbys(&mut self, client: &mut dyn ThreadClient) -> Result<()> {
+    /// Brings every standby up to its changelogs' ends, and checkpoints it if `checkpoint` (at
+    /// commits). Not while active tasks restore: they hold the restore consumer, and come first.
+    pub(super) fn update_standbys(
+        &mut self,
+        client: &mut dyn ThreadClient,
+        checkpoint: bool,
+    ) -> Result<()> {
         if self.is_restoring() || self.standby.is_empty() {
             return Ok(());
         }
@@ -323,7 +327,11 @@ impl TaskManager {
             let lag = restore::update_standby(client, self.config.task_timeout, &mut t);
             let r = lag.and_then(|lag| {
                 self.standby_lags.insert(id, lag);
-                t.checkpoint(&HashMap::new())
+                if checkpoint {
+                    t.checkpoint(&HashMap::new())
+                } else {
+                    Ok(())
+                }
             });
             self.standby.insert(id, t);
             r?;

@@ -238,7 +238,7 @@ impl MultiInstanceTestDriver {
     pub fn commit(&mut self) -> Result<()> {
         for inst in self.instances.values_mut() {
             inst.tm.commit(&mut inst.client)?;
-            inst.tm.update_standbys(&mut inst.client)?;
+            inst.tm.update_standbys(&mut inst.client, true)?;
         }
         Ok(())
     }
@@ -378,7 +378,7 @@ impl MultiInstanceTestDriver {
                 let inst = self.instances.get_mut(&id).expect("planned above");
                 inst.tm.add(&active, &standby)?;
                 while inst.tm.restore_slice(&mut inst.client)? {}
-                inst.tm.update_standbys(&mut inst.client)?;
+                inst.tm.update_standbys(&mut inst.client, true)?;
             }
             if group.follow_up != Some(FollowUp::Immediately) {
                 return Ok(());

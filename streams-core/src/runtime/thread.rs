@@ -35,6 +35,10 @@ use crate::topology::Topology;
 
 /// Records taken from the consumer per loop turn before processing them.
 const POLL_BATCH: usize = 2000;
+/// How often standbys read their changelogs between commits when the thread has nothing else to
+/// do: they follow their actives closely, so that a promotion restores little, while
+/// checkpoints stay at the commit interval.
+const STANDBY_READ_INTERVAL: Duration = Duration::from_millis(250);
 /// A loop turn polls past `POLL_BATCH`, up to this many records per task (the consumer's
 /// prefetch per partition, `queued.min.messages`), while a task has nothing queued and the
 /// consumer has more: the consumer hands out one partition's fetched records after another, and
@@ -210,6 +214,7 @@ fn poll_loop(
 ) -> Result<()> {
     let config = &setup.config;
     let mut last_commit = Instant::now();
+    let mut last_standby_read = Instant::now();
     // Whether the last round processed nothing although records were queued (tasks waiting for
     // a partition's records to be fetched): then poll with a short wait instead of spinning.
     let mut stalled = false;
@@ -260,8 +265,14 @@ fn poll_loop(
         tm.punctuate()?;
         if last_commit.elapsed() >= config.commit_interval {
             tm.commit(client)?;
-            tm.update_standbys(client)?;
+            tm.update_standbys(client, true)?;
             last_commit = Instant::now();
+            last_standby_read = last_commit;
+        } else if tm.buffered() == 0 && last_standby_read.elapsed() >= STANDBY_READ_INTERVAL {
+            // Only when idle: active tasks' records come first, and each read asks the
+            // changelogs' ends over the network.
+            tm.update_standbys(client, false)?;
+            last_standby_read = Instant::now();
         }
         tm.publish(setup.index);
     }
