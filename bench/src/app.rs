@@ -47,9 +47,13 @@ pub(crate) struct AppArgs {
     /// Records to process before stopping (restore: changelog records to restore).
     #[arg(long)]
     pub(crate) expect: u64,
-    /// run, or for restore: build (fill the store) and restore (measured).
+    /// run, or for restore: build (fill the store) and restore (measured), or failover: run
+    /// until killed, printing events for the failover harness ([`crate::failover`]).
     #[arg(long, default_value = "run")]
     pub(crate) phase: String,
+    /// `num.standby.replicas` (failover phase).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) standbys: u32,
     #[arg(long, default_value_t = 1200)]
     pub(crate) timeout_s: u64,
 }
@@ -167,8 +171,17 @@ fn run_streams(args: &AppArgs) -> anyhow::Result<AppReport> {
         args.table.as_deref(),
     )?;
     // Defaults for everything else (commit interval, cache, threads), as for Java.
-    let config =
+    let mut config =
         StreamsConfig::new(&args.app_id, &args.bootstrap).set("state.dir", &args.state_dir);
+    if args.phase == "failover" {
+        for (k, v) in crate::failover::settings(args.standbys) {
+            config = config.set(k, v);
+        }
+        let mut app = KafkaStreams::new(topology, config)?;
+        app.start()?;
+        crate::failover::serve(&app, args.standbys > 0, args.timeout_s)?;
+        return Ok(AppReport::default());
+    }
     let mut app = KafkaStreams::new(topology, config)?;
     let restored = Arc::new(Restored::default());
     app.set_restore_listener(restored.clone());

@@ -10,6 +10,8 @@
 //!
 //! - `disorder --bootstrap-servers HOST:PORT`: how far event time jumps back in a repartition
 //!   topic after a four-partition replay ([`disorder`]).
+//! - `failover [--keys N] [--standbys 0,1]`: the time from kill -9 of one of two instances to
+//!   the moved tasks' first output, this project against Java Kafka Streams ([`failover`]).
 //!
 //! Run it with a release build of the whole workspace (the bundled broker is
 //! `streams-broker` next to this binary): `bench/run --quick` does both.
@@ -17,6 +19,7 @@
 mod app;
 mod brokers;
 mod disorder;
+mod failover;
 mod java;
 mod measure;
 mod report;
@@ -41,6 +44,8 @@ enum Cmd {
     App(app::AppArgs),
     /// Measures the event-time disorder of a repartition topic after a replay.
     Disorder(disorder::DisorderArgs),
+    /// Measures failover: kill -9 of one of two instances, with and without standbys.
+    Failover(failover::FailoverArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => run::run(args),
         Cmd::App(args) => app::run(&args),
         Cmd::Disorder(args) => disorder::run(args),
+        Cmd::Failover(args) => failover::run(args),
     }
 }

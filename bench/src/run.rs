@@ -68,7 +68,7 @@ pub(crate) struct RunArgs {
 
 /// The workspace root: the nearest directory up from here holding bench/java/pom.xml (the
 /// harness runs scripts and Maven from there).
-fn workspace_root() -> anyhow::Result<PathBuf> {
+pub(crate) fn workspace_root() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
     cwd.ancestors()
         .find(|d| d.join("bench/java/pom.xml").is_file())
@@ -76,7 +76,7 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .context("run streams-bench from inside the streams workspace (no bench/java/pom.xml above the current directory)")
 }
 
-fn unix_millis() -> u128 {
+pub(crate) fn unix_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -73,6 +73,14 @@ public final class StreamsBench {
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, required(args, "app-id"));
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
         props.put(StreamsConfig.STATE_DIR_CONFIG, required(args, "state-dir"));
+        int standbys = Integer.parseInt(args.getOrDefault("standbys", "0"));
+        if (phase.equals("failover")) {
+            // The settings of the Rust side's failover phase (bench/src/failover.rs).
+            props.put(StreamsConfig.NUM_STANDBY_REPLICAS_CONFIG, standbys);
+            props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+            props.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 10000);
+            props.put(StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1000);
+        }
 
         StreamsBuilder builder = new StreamsBuilder();
         build(builder, workload, required(args, "input"), required(args, "output"),
@@ -101,6 +109,9 @@ public final class StreamsBench {
 
         long t0 = System.nanoTime();
         streams.start();
+        if (phase.equals("failover")) {
+            serveUntilKilled(streams, failure, standbys > 0, timeoutMs);
+        }
         long deadline = System.currentTimeMillis() + timeoutMs;
         long processed = 0;
         while (true) {
@@ -135,6 +146,42 @@ public final class StreamsBench {
                 processed, appSeconds, restored.get());
         System.out.flush();
         System.exit(0);
+    }
+
+    /**
+     * The failover phase: prints {@code running} once RUNNING and, with standbys, {@code warm}
+     * once this instance has standby tasks and every local store partition has caught up; runs
+     * until the harness kills it.
+     */
+    static void serveUntilKilled(KafkaStreams streams, AtomicReference<Throwable> failure,
+                                 boolean standbys, long timeoutMs) throws Exception {
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        boolean running = false;
+        boolean warm = false;
+        while (System.currentTimeMillis() < deadline) {
+            if (failure.get() != null) {
+                fail(streams, "the application failed: " + failure.get());
+            }
+            if (!running && streams.state() == KafkaStreams.State.RUNNING) {
+                running = true;
+                System.out.println("running");
+                System.out.flush();
+            }
+            if (running && standbys && !warm) {
+                boolean hasStandby = streams.metadataForLocalThreads().stream()
+                        .anyMatch(t -> !t.standbyTasks().isEmpty());
+                boolean caughtUp = streams.allLocalStorePartitionLags().values().stream()
+                        .flatMap(m -> m.values().stream())
+                        .allMatch(l -> l.offsetLag() == 0);
+                if (hasStandby && caughtUp) {
+                    warm = true;
+                    System.out.println("warm");
+                    System.out.flush();
+                }
+            }
+            Thread.sleep(20);
+        }
+        fail(streams, "not killed within the timeout");
     }
 
     /** The workload's topology; the same nodes, in the same order, as the Rust side. */
