@@ -228,6 +228,8 @@ fn poll_loop(
         }
         let idle = tm.buffered() == 0;
         let mut timeout = match (idle, stalled) {
+            // A restoring task has work waiting: the poll must not sleep between its slices.
+            _ if tm.is_restoring() => Duration::ZERO,
             (true, _) => config.poll,
             (false, true) => STALLED_POLL,
             (false, false) => Duration::ZERO,
