@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,57 +16,6 @@ on_both_brokers!(
     kill_minus_9_loses_nothing,
     kill_minus_9_of_the_active_fails_over_to_a_standby_with_a_tail_restore,
 );
-
-/// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
-/// refused when any source file is newer than it: a stale binary would test old code.
-fn example_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("wordcount");
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run `cargo build --examples` first (scripts/test does)",
-                bin.display()
-            )
-        });
-    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                newest(&p, newest_seen);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                    *newest_seen = (*newest_seen).max(t);
-                }
-            }
-        }
-    }
-    let mut source = std::time::UNIX_EPOCH;
-    for dir in [
-        "src",
-        "examples",
-        "streams-core/src",
-        "streams-dsl/src",
-        "state-store/src",
-    ] {
-        newest(&root.join(dir), &mut source);
-    }
-    assert!(
-        built >= source,
-        "{} is older than the sources: run `cargo build --examples` first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
 
 fn spawn(wc: &WordCount, state_dir: &std::path::Path) -> Child {
     spawn_with(wc, state_dir, &[])

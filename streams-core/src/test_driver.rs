@@ -143,6 +143,7 @@ impl TopologyTestDriver {
             deserialization_handler: config.deserialization_handler,
             lock_timeout: Duration::from_secs(1),
             globals: globals.clone(),
+            exactly_once: false,
         };
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();

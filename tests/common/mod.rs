@@ -325,3 +325,107 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
+/// refused when any source file is newer than it: a stale binary would test old code.
+pub fn example_binary() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("wordcount");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --examples` first (scripts/test does)",
+                bin.display()
+            )
+        });
+    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, newest_seen);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    *newest_seen = (*newest_seen).max(t);
+                }
+            }
+        }
+    }
+    let mut source = std::time::UNIX_EPOCH;
+    for dir in [
+        "src",
+        "examples",
+        "streams-core/src",
+        "streams-dsl/src",
+        "state-store/src",
+    ] {
+        newest(&root.join(dir), &mut source);
+    }
+    assert!(
+        built >= source,
+        "{} is older than the sources: run `cargo build --examples` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Every update of the word count's output as a `read_committed` consumer sees it: per word, the
+/// counts in the order written. Reads until `done` holds, or fails after `timeout`.
+pub fn read_committed_updates(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&HashMap<String, Vec<i64>>) -> bool,
+) -> HashMap<String, Vec<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("committed-reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut updates: HashMap<String, Vec<i64>> = HashMap::new();
+    while !done(&updates) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic} (read_committed); {} words so far",
+            updates.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("reading");
+            let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap();
+            let count = m
+                .payload()
+                .map(|v| i64::from_be_bytes(v.try_into().expect("an 8-byte count")))
+                .expect("a count");
+            updates.entry(word).or_default().push(count);
+        }
+    }
+    updates
+}
+
+/// Exactly-once: each word's committed updates are 1, 2, ... up to its expected count, with no
+/// update twice and none missing.
+pub fn assert_each_update_once(
+    updates: &HashMap<String, Vec<i64>>,
+    expected: &HashMap<String, i64>,
+) {
+    assert_eq!(updates.len(), expected.len(), "the words counted");
+    for (w, n) in expected {
+        let want: Vec<i64> = (1..=*n).collect();
+        assert_eq!(updates[w], want, "the committed updates of `{w}`");
+    }
+}

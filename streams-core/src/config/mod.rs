@@ -22,7 +22,7 @@ pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 pub const NUM_STREAM_THREADS: &str = "num.stream.threads";
 /// `state.dir` (default `<temp dir>/kafka-streams`).
 pub const STATE_DIR: &str = "state.dir";
-/// `processing.guarantee`: `at_least_once` (default) or `exactly_once_v2` (not supported yet).
+/// `processing.guarantee`: `at_least_once` (default) or `exactly_once_v2`.
 pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
 /// `commit.interval.ms` (default 30000).
 pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
@@ -122,8 +122,10 @@ pub struct ResolvedConfig {
     pub num_stream_threads: usize,
     /// `state.dir`.
     pub state_dir: PathBuf,
-    /// `commit.interval.ms`.
+    /// `commit.interval.ms` (100 ms by default under exactly-once, 30 s otherwise).
     pub commit_interval: Duration,
+    /// `processing.guarantee=exactly_once_v2`.
+    pub exactly_once: bool,
     /// `statestore.cache.max.bytes`.
     pub cache_max_bytes: usize,
     /// `deserialization.exception.handler`.
@@ -206,12 +208,13 @@ impl StreamsConfig {
                 "must be at least 1",
             ));
         }
-        match self.get(PROCESSING_GUARANTEE).unwrap_or("at_least_once") {
-            "at_least_once" => {}
-            "exactly_once_v2" | "exactly_once" | "exactly_once_beta" => {
+        let exactly_once = match self.get(PROCESSING_GUARANTEE).unwrap_or("at_least_once") {
+            "at_least_once" => false,
+            "exactly_once_v2" => true,
+            old @ ("exactly_once" | "exactly_once_beta") => {
                 return Err(StreamsError::config(
                     PROCESSING_GUARANTEE,
-                    "exactly-once is not supported by this release yet; use at_least_once",
+                    format!("`{old}` was removed in Kafka Streams 4.0; use exactly_once_v2"),
                 ))
             }
             other => {
@@ -220,7 +223,7 @@ impl StreamsConfig {
                     format!("`{other}` is not one of at_least_once, exactly_once_v2"),
                 ))
             }
-        }
+        };
         let assignment = self.assignment_config()?;
         let client_tags = self.client_tags()?;
         let application_server = self.application_server()?;
@@ -228,7 +231,9 @@ impl StreamsConfig {
             .get(STATE_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("kafka-streams"));
-        let commit_ms: u64 = self.parse(COMMIT_INTERVAL_MS, 30_000)?;
+        // Kafka Streams' defaults: a transaction per 100 ms under exactly-once.
+        let commit_ms: u64 =
+            self.parse(COMMIT_INTERVAL_MS, if exactly_once { 100 } else { 30_000 })?;
         let cache_max_bytes: usize = match self.get(STATESTORE_CACHE_MAX_BYTES) {
             Some(_) => self.parse(STATESTORE_CACHE_MAX_BYTES, 0)?,
             None => self.parse("cache.max.bytes.buffering", 10_485_760)?,
@@ -294,6 +299,12 @@ impl StreamsConfig {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if exactly_once {
+            // Kafka Streams' exactly-once overrides: committed data only, and transactions
+            // that the broker aborts 10 s after their producer stops.
+            consumer.insert("isolation.level".into(), "read_committed".into());
+            producer.insert("transaction.timeout.ms".into(), "10000".into());
+        }
         let mut admin = BTreeMap::new();
         let mut topic = BTreeMap::new();
         for (k, v) in &self.props {
@@ -343,6 +354,31 @@ impl StreamsConfig {
                 _ => {}
             }
         }
+        if exactly_once {
+            if consumer.get("isolation.level").map(String::as_str) != Some("read_committed") {
+                return Err(StreamsError::config(
+                    "isolation.level",
+                    "must be read_committed under exactly_once_v2: a task must never read \
+                     records of an aborted transaction",
+                ));
+            }
+            if producer.contains_key("transactional.id") {
+                return Err(StreamsError::config(
+                    "transactional.id",
+                    "is set by each stream thread under exactly_once_v2 \
+                     (<application.id>-<process id>-<thread>); remove the property",
+                ));
+            }
+            if producer
+                .get("enable.idempotence")
+                .is_some_and(|v| v != "true")
+            {
+                return Err(StreamsError::config(
+                    "enable.idempotence",
+                    "must be true under exactly_once_v2 (transactions need it)",
+                ));
+            }
+        }
         for m in [&mut consumer, &mut producer, &mut admin] {
             m.insert(BOOTSTRAP_SERVERS.to_string(), bootstrap_servers.clone());
         }
@@ -367,6 +403,7 @@ impl StreamsConfig {
             num_stream_threads,
             state_dir,
             commit_interval: Duration::from_millis(commit_ms),
+            exactly_once,
             cache_max_bytes,
             deserialization_handler,
             max_task_idle_ms,

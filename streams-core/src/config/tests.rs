@@ -31,7 +31,8 @@ fn missing_and_invalid_values_name_the_property() {
     assert!(e.contains("bootstrap.servers"), "{e}");
     for (k, v) in [
         (COMMIT_INTERVAL_MS, "-5"),
-        (PROCESSING_GUARANTEE, "exactly_once_v2"),
+        (PROCESSING_GUARANTEE, "exactly_once"),
+        (PROCESSING_GUARANTEE, "exactly_once_beta"),
         (PROCESSING_GUARANTEE, "maybe"),
         (DESERIALIZATION_EXCEPTION_HANDLER, "Whatever"),
         (REPLICATION_FACTOR, "0"),
@@ -340,4 +341,41 @@ fn group_instance_id_is_the_members_and_never_reaches_the_clients() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("group.instance.id"), "{e}");
+}
+
+#[test]
+fn exactly_once_v2_reads_committed_data_and_commits_every_100_ms() {
+    let r = StreamsConfig::new("app", "h:1")
+        .set(PROCESSING_GUARANTEE, "exactly_once_v2")
+        .resolve()
+        .unwrap();
+    assert!(r.exactly_once);
+    assert_eq!(r.commit_interval, Duration::from_millis(100));
+    assert_eq!(r.consumer["isolation.level"], "read_committed");
+    assert_eq!(r.producer["transaction.timeout.ms"], "10000");
+    let r = StreamsConfig::new("app", "h:1")
+        .set(PROCESSING_GUARANTEE, "exactly_once_v2")
+        .set(COMMIT_INTERVAL_MS, "1000")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.commit_interval, Duration::from_millis(1000));
+    let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
+    assert!(!r.exactly_once);
+    assert!(!r.consumer.contains_key("isolation.level"));
+    for (k, v) in [
+        ("consumer.isolation.level", "read_uncommitted"),
+        ("producer.transactional.id", "mine"),
+        ("enable.idempotence", "false"),
+    ] {
+        let e = StreamsConfig::new("app", "h:1")
+            .set(PROCESSING_GUARANTEE, "exactly_once_v2")
+            .set(k, v)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        let named = k
+            .trim_start_matches("consumer.")
+            .trim_start_matches("producer.");
+        assert!(e.contains(named), "{k}: {e}");
+    }
 }

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::collector::KafkaCollector;
+use super::collector::{KafkaCollector, TxnOutcome};
 use super::group::{CommitConnection, CommitOutcome, GroupShared};
 use super::restore;
 use crate::config::ResolvedConfig;
@@ -50,8 +50,14 @@ pub(crate) trait ThreadClient {
     /// Waits until every record sent is acknowledged; returns the next changelog offsets
     /// acknowledged since the last call.
     fn flush(&mut self) -> Result<HashMap<(String, i32), i64>>;
-    /// Commits input offsets (topic, partition, next offset) with the member's generation.
+    /// Commits input offsets (topic, partition, next offset) with the member's generation;
+    /// under exactly-once, commits the open transaction with them.
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<CommitOutcome>;
+    /// Under exactly-once, aborts the open transaction (its tasks were closed without
+    /// committing); otherwise nothing.
+    fn abort_transaction(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The low and high watermarks of a changelog partition.
     fn changelog_range(
         &mut self,
@@ -183,7 +189,34 @@ impl ThreadClient for KafkaThreadClient {
     }
 
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<CommitOutcome> {
-        self.group.commit(&mut self.commit_conn, offsets)
+        if !self.config.exactly_once {
+            return self.group.commit(&mut self.commit_conn, offsets);
+        }
+        // No generation, or a new one on its way: keep the transaction open until the member
+        // has one to fence this commit with.
+        let Some(g) = self.group.generation().filter(|_| !self.group.rejoining()) else {
+            return Ok(CommitOutcome::Skipped);
+        };
+        let member = super::txn::GroupMember {
+            group: self.group.group_id(),
+            generation: g.generation,
+            member_id: &g.member_id,
+            instance_id: g.instance.as_deref(),
+        };
+        match self.collector.commit_transaction(offsets, &member)? {
+            TxnOutcome::Committed => Ok(CommitOutcome::Committed),
+            TxnOutcome::Aborted(why) => {
+                tracing::warn!(reason = %why, "transaction aborted: rebuilding the tasks' state from the committed changelogs");
+                Ok(CommitOutcome::Aborted)
+            }
+        }
+    }
+
+    fn abort_transaction(&mut self) -> Result<()> {
+        if self.config.exactly_once {
+            self.collector.abort_open()?;
+        }
+        Ok(())
     }
 
     fn changelog_range(

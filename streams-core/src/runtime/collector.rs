@@ -58,14 +58,36 @@ impl ProducerContext for Deliveries {
 pub(crate) struct KafkaCollector {
     producer: ThreadedProducer<Deliveries>,
     flush_timeout: Duration,
+    /// Under exactly-once: the producer's `transactional.id`; a transaction is always open.
+    transactional_id: Option<String>,
+}
+
+/// How an exactly-once commit ended.
+#[derive(Debug)]
+pub(crate) enum TxnOutcome {
+    /// The transaction, input offsets included, is committed; the next one is open.
+    Committed,
+    /// The transaction was aborted (a rebalance fenced its offsets, or the broker refused
+    /// it); the next one is open. What the tasks did since the last commit is undone on the
+    /// cluster, so their local state must be rebuilt.
+    Aborted(String),
 }
 
 impl KafkaCollector {
-    pub(crate) fn new(config: &ResolvedConfig, client_id: &str) -> Result<Self> {
+    /// A producer; a transactional one (initialized, with a transaction open) if
+    /// `transactional_id` is given.
+    pub(crate) fn new(
+        config: &ResolvedConfig,
+        client_id: &str,
+        transactional_id: Option<String>,
+    ) -> Result<Self> {
         let mut cc = ClientConfig::new();
         cc.set("client.id", client_id);
         for (k, v) in &config.producer {
             cc.set(k, v);
+        }
+        if let Some(id) = &transactional_id {
+            cc.set("transactional.id", id);
         }
         let producer = cc
             .create_with_context(Deliveries {
@@ -73,10 +95,104 @@ impl KafkaCollector {
                 error: Mutex::new(None),
             })
             .map_err(|e| StreamsError::kafka("creating the producer", e))?;
-        Ok(KafkaCollector {
+        let collector = KafkaCollector {
             producer,
             flush_timeout: config.task_timeout,
+            transactional_id,
+        };
+        if let Some(id) = &collector.transactional_id {
+            // Fences an older producer with the same id (a zombie of this thread) and aborts
+            // what it left open.
+            collector
+                .producer
+                .init_transactions(config.task_timeout)
+                .map_err(|e| {
+                    StreamsError::kafka(format!("initializing transactions of `{id}`"), e)
+                })?;
+            collector.begin()?;
+        }
+        Ok(collector)
+    }
+
+    fn begin(&self) -> Result<()> {
+        self.producer.begin_transaction().map_err(|e| {
+            StreamsError::kafka(
+                format!(
+                    "beginning a transaction of `{}`",
+                    self.transactional_id.as_deref().unwrap_or("")
+                ),
+                e,
+            )
         })
+    }
+
+    /// The exactly-once commit: the input `offsets` go into the open transaction with the
+    /// member's generation (a member that lost it is fenced), the transaction commits, and the
+    /// next one opens. An abortable failure aborts and says why; anything else (fenced by
+    /// another producer with our id, a fatal producer error) fails the thread.
+    pub(crate) fn commit_transaction(
+        &self,
+        offsets: &[(String, i32, i64)],
+        member: &super::txn::GroupMember<'_>,
+    ) -> Result<TxnOutcome> {
+        let id = self.transactional_id.as_deref().unwrap_or("");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, p, o) in offsets {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o))
+                .map_err(|e| {
+                    StreamsError::kafka(format!("committing `{topic}` partition {p}"), e)
+                })?;
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = super::txn::send_offsets_to_transaction(
+                &self.producer,
+                &tpl,
+                member,
+                self.flush_timeout,
+            ) {
+                if !e.abortable {
+                    return Err(StreamsError::Production {
+                        topic: format!("<transaction `{id}`>"),
+                        message: format!("sending the input offsets: {e}"),
+                    });
+                }
+                return self.abort(format!("sending the input offsets: {e}"));
+            }
+        }
+        match self.producer.commit_transaction(self.flush_timeout) {
+            Ok(()) => {
+                self.begin()?;
+                Ok(TxnOutcome::Committed)
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                self.abort(format!("committing: {e}"))
+            }
+            Err(e) => Err(StreamsError::kafka(
+                format!("committing transaction `{id}`"),
+                e,
+            )),
+        }
+    }
+
+    /// Aborts the open transaction (its tasks closed without committing) and opens the next.
+    pub(crate) fn abort_open(&self) -> Result<()> {
+        self.abort("the tasks were closed without committing".into())
+            .map(|_| ())
+    }
+
+    /// Aborts the open transaction and opens the next; forgets what the aborted one sent.
+    fn abort(&self, why: String) -> Result<TxnOutcome> {
+        let id = self.transactional_id.as_deref().unwrap_or("");
+        tracing::warn!(transactional_id = id, reason = %why, "aborting the transaction");
+        self.producer
+            .abort_transaction(self.flush_timeout)
+            .map_err(|e| StreamsError::kafka(format!("aborting transaction `{id}`"), e))?;
+        let ctx = self.producer.context();
+        // The aborted records' delivery reports (purged) are not failures of the next one.
+        ctx.error.lock().unwrap_or_else(|e| e.into_inner()).take();
+        ctx.acked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.begin()?;
+        Ok(TxnOutcome::Aborted(why))
     }
 
     /// Waits until every record sent so far is acknowledged (or failed).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::ThreadClient;
+use super::group::CommitOutcome;
 use super::restore::{self, RestoreJob};
 use super::task_manager::TaskManager;
 use crate::assignment::OwnedTasks;
@@ -151,10 +152,13 @@ impl TaskManager {
             .collect();
         if !revoked.is_empty() {
             tracing::info!(tasks = ?revoked, "revoking tasks: committing, then closing them");
-            self.commit(client)?;
+            let committed = self.commit(client)? == CommitOutcome::Committed;
             let mut partitions = Vec::new();
             for id in revoked {
-                if let Some(t) = self.active.remove(&id) {
+                if let Some(mut t) = self.active.remove(&id) {
+                    if committed && self.config.exactly_once {
+                        t.write_checkpoint()?;
+                    }
                     for (topic, p) in self.layout.task_partitions(id) {
                         self.by_partition.remove(&(Arc::from(topic.as_str()), p));
                         partitions.push((topic, p));
@@ -275,6 +279,9 @@ impl TaskManager {
         mut task: StreamTask,
         client: &mut dyn ThreadClient,
     ) -> Result<()> {
+        if self.config.exactly_once {
+            task.delete_checkpoint_file()?;
+        }
         task.initialize()?;
         self.become_(id, TaskState::Running)?;
         let parts = self.layout.task_partitions(id);
@@ -308,7 +315,57 @@ impl TaskManager {
         );
         self.close_all();
         client.unassign_all();
+        // Under exactly-once, what the lost tasks sent must never commit.
+        if let Err(e) = client.abort_transaction() {
+            tracing::warn!(error = %e, "aborting the lost tasks' transaction");
+        }
         self.publish_tasks();
+    }
+
+    /// Exactly-once, after an aborted transaction: the active tasks' stores hold writes the
+    /// cluster threw away. Each is closed without a checkpoint and created again, which wipes
+    /// its state and restores it from the changelogs' committed records; its input is read
+    /// again from the committed offsets (Kafka Streams does the same with a corrupted task).
+    pub(super) fn revive_all(&mut self, client: &mut dyn ThreadClient) -> Result<()> {
+        let active: BTreeSet<TaskId> = self
+            .active
+            .keys()
+            .copied()
+            .chain(self.restoring.iter().map(|r| r.id))
+            .collect();
+        tracing::warn!(tasks = ?active, "rebuilding the active tasks from their changelogs");
+        let tasks: Vec<StreamTask> = std::mem::take(&mut self.active)
+            .into_values()
+            .chain(
+                std::mem::take(&mut self.restoring)
+                    .into_iter()
+                    .map(|r| r.task),
+            )
+            .collect();
+        for t in tasks {
+            self.close_task(t);
+        }
+        self.by_partition.clear();
+        self.last_partition = None;
+        let partitions: Vec<(String, i32)> = active
+            .iter()
+            .flat_map(|id| self.layout.task_partitions(*id))
+            .collect();
+        client.unassign(&partitions)?;
+        if let Err(e) = client.restore_unassign() {
+            tracing::debug!(error = %e, "releasing the restore consumer");
+        }
+        let standby: BTreeSet<TaskId> = self.standby.keys().copied().collect();
+        self.add(&active, &standby)
+    }
+
+    /// Writes the checkpoints of the active tasks (after a commit, before they close cleanly:
+    /// under exactly-once they keep none while running).
+    pub(super) fn checkpoint_active(&mut self) -> Result<()> {
+        for t in self.active.values_mut() {
+            t.write_checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Brings every standby up to its changelogs' ends, and checkpoints it if `checkpoint` (at

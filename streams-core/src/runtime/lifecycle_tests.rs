@@ -45,6 +45,8 @@ struct Fake {
     /// The restore consumer's partition and position.
     restoring: Option<((String, i32), i64)>,
     unassigned_all: usize,
+    /// Transactions aborted (exactly-once).
+    aborts: usize,
 }
 
 impl ThreadClient for Fake {
@@ -65,6 +67,10 @@ impl ThreadClient for Fake {
         self.assigned.clear();
         self.restoring = None;
         self.unassigned_all += 1;
+    }
+    fn abort_transaction(&mut self) -> Result<()> {
+        self.aborts += 1;
+        Ok(())
     }
     fn positions(&mut self, _: &[(String, i32)]) -> Vec<(String, i32, i64, i64)> {
         Vec::new()
@@ -178,6 +184,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
             deserialization_handler: DeserializationHandler::LogAndFail,
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
+            exactly_once: false,
         },
         active: BTreeMap::new(),
         restoring: VecDeque::new(),
@@ -370,10 +377,45 @@ fn a_lost_membership_closes_every_task_without_committing() {
         "another member may own the tasks now"
     );
     assert_eq!(fake.unassigned_all, 1);
+    assert_eq!(
+        fake.aborts, 1,
+        "under exactly-once, what they sent never commits"
+    );
     assert!(fake.assigned.is_empty() && fake.restoring.is_none());
     assert!(tm.active.is_empty() && !tm.is_restoring());
     assert_eq!(tm.owned().active, BTreeSet::new());
     assert!(tm.states.is_empty(), "every task closed: {:?}", tm.states);
+}
+
+/// Exactly-once: a commit whose transaction was aborted leaves the stores with writes the
+/// cluster threw away, so the active tasks are closed and created again: they stop reading their
+/// input, restore their stores from the changelogs (the committed records only) and read their
+/// input again from the committed offsets.
+#[test]
+fn an_aborted_transaction_rebuilds_the_active_tasks_from_their_changelogs() {
+    let (mut tm, mut fake) = (manager(1, true), Fake::default());
+    changelog(&mut fake, 0, 5, 5);
+    assign(&mut tm, &mut fake, &[0]);
+    fetched(&mut tm, 0, 0..3);
+    assert_eq!(tm.process().unwrap(), 3);
+    fake.outcomes.push_back(CommitOutcome::Aborted);
+    assert_eq!(tm.commit(&mut fake).unwrap(), CommitOutcome::Aborted);
+    assert!(tm.active.is_empty(), "the task was closed");
+    assert!(tm.is_restoring(), "and created again, restoring");
+    assert!(fake.assigned.is_empty(), "its input is not read meanwhile");
+    while tm.restore_slice(&mut fake).unwrap() {}
+    assert_eq!(fake.assigned, BTreeSet::from([("input".to_string(), 0)]));
+    assert_eq!(
+        processed(&tm, 0),
+        0,
+        "a new task, which reads from the committed offsets"
+    );
+    assert_eq!(
+        tm.active[&task(0)].metrics.restored,
+        5,
+        "the whole changelog"
+    );
+    assert_eq!(tm.states[&task(0)], TaskState::Running);
 }
 
 /// 0_0 restored and processing, 0_1 still restoring.

@@ -20,6 +20,7 @@ mod sim;
 mod task_manager;
 mod thread;
 mod topics;
+mod txn;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -371,6 +372,7 @@ impl KafkaStreams {
                 state_dir: state_dir.clone(),
                 rocksdb: rocksdb.clone(),
                 globals: globals.clone(),
+                process,
             };
             let name = format!("{}-StreamThread-{}", self.config.application_id, index + 1);
             let handle = std::thread::Builder::new()

@@ -123,6 +123,7 @@ impl MultiInstanceTestDriver {
                 deserialization_handler: config.deserialization_handler,
                 lock_timeout: Duration::from_secs(1),
                 globals: Arc::default(),
+                exactly_once: false,
             },
             active: BTreeMap::new(),
             restoring: VecDeque::new(),

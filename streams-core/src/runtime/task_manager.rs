@@ -205,8 +205,10 @@ impl TaskManager {
         Ok(())
     }
 
-    /// At-least-once commit: flush caches and stores, wait for every produced record to be
-    /// acknowledged, write checkpoints, then commit input offsets with the member's generation.
+    /// The commit: flush caches and stores, wait for every produced record to be acknowledged,
+    /// then commit input offsets with the member's generation. At-least-once writes checkpoints
+    /// first; exactly-once commits the transaction with the offsets, and rebuilds the tasks
+    /// from their changelogs if it was aborted.
     pub(super) fn commit(&mut self, client: &mut dyn ThreadClient) -> Result<CommitOutcome> {
         if self.active.is_empty() {
             return Ok(CommitOutcome::Skipped);
@@ -218,10 +220,19 @@ impl TaskManager {
         let acked = client.flush()?;
         let mut offsets = Vec::new();
         for t in self.active.values_mut() {
-            t.checkpoint(&acked)?;
+            if self.config.exactly_once {
+                // No checkpoint file while running (see `StreamTask::delete_checkpoint_file`);
+                // the offsets are written when the task closes cleanly.
+                t.note_acked(&acked);
+            } else {
+                t.checkpoint(&acked)?;
+            }
             offsets.extend(t.committable_offsets());
         }
         let outcome = client.commit(&offsets)?;
+        if outcome == CommitOutcome::Aborted {
+            self.revive_all(client)?;
+        }
         if outcome == CommitOutcome::Committed {
             self.commits += 1;
             if self.last_purge.elapsed() >= self.config.repartition_purge_interval {

@@ -58,6 +58,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) state_dir: Arc<StateDirectory>,
     pub(crate) rocksdb: Arc<RocksDbConfig>,
     pub(crate) globals: Arc<crate::state::GlobalStores>,
+    /// This instance's process id (exactly-once: part of the transactional id).
+    pub(crate) process: crate::assignment::ProcessId,
 }
 
 /// Entry point of a stream thread.
@@ -92,9 +94,20 @@ pub(crate) fn run(setup: ThreadSetup) {
 fn run_loop(setup: ThreadSetup) -> Result<()> {
     let config = setup.config.clone();
     let client_id = format!("{}-StreamThread-{}", config.application_id, setup.index + 1);
+    // Kafka Streams' transactional id: a restarted instance (same process id, kept in the
+    // state directory) fences its own zombie's thread.
+    let transactional_id = config.exactly_once.then(|| {
+        format!(
+            "{}-{}-{}",
+            config.application_id,
+            setup.process,
+            setup.index + 1
+        )
+    });
     let collector = Arc::new(KafkaCollector::new(
         &config,
         &format!("{client_id}-producer"),
+        transactional_id,
     )?);
     let cache_bytes = config.cache_max_bytes / config.num_stream_threads;
     let env = TaskEnv {
@@ -107,6 +120,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         deserialization_handler: config.deserialization_handler,
         lock_timeout: Duration::from_secs(60),
         globals: setup.globals.clone(),
+        exactly_once: config.exactly_once,
     };
     let mut tm = TaskManager {
         config: config.clone(),
@@ -162,7 +176,14 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         Ok(()) => {
             // Clean shutdown: final commit, then stores closed; the member leaves the group
             // once every thread is done.
-            let committed = tm.commit(&mut client).map(|_| ());
+            let committed = tm.commit(&mut client).and_then(|outcome| {
+                // Under exactly-once the checkpoints exist only after a clean close.
+                if outcome == super::group::CommitOutcome::Committed && config.exactly_once {
+                    tm.checkpoint_active()
+                } else {
+                    Ok(())
+                }
+            });
             tm.close_all();
             drop(client);
             committed

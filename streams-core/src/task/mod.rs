@@ -47,6 +47,9 @@ pub(crate) struct TaskEnv {
     pub(crate) lock_timeout: Duration,
     /// The instance's global stores, which every task can read.
     pub(crate) globals: Arc<GlobalStores>,
+    /// `exactly_once_v2`: a task's local state is trusted only with a checkpoint, which is
+    /// written on clean close and deleted when the task starts processing.
+    pub(crate) exactly_once: bool,
 }
 
 /// Metrics of one task.
@@ -122,6 +125,20 @@ impl StreamTask {
             })?,
             None => HashMap::new(),
         };
+        if let (true, Some(dir), Some(l), Some(p)) =
+            (env.exactly_once, &env.state_dir, &lock, &checkpoint_path)
+        {
+            if !p.exists() {
+                // Under exactly-once, no checkpoint means the task did not close cleanly: its
+                // stores may hold writes of a transaction that never committed. Kafka Streams
+                // wipes them too; the task restores from the changelog's committed records.
+                dir.wipe_task(l).map_err(|source| StreamsError::Store {
+                    task: id,
+                    store: "<task directory>".into(),
+                    source,
+                })?;
+            }
+        }
 
         let current_ts = Arc::new(AtomicI64::new(0));
         let stores = stores::open(&topology, subtopology, id, env, lock.as_ref(), &current_ts)?;
@@ -407,6 +424,7 @@ mod tests {
             deserialization_handler: DeserializationHandler::LogAndFail,
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
+            exactly_once: false,
         }
     }
 
@@ -474,5 +492,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("topic `a` partition 2 offset 1"), "{err}");
+    }
+
+    /// Exactly-once: local state is trusted only with a checkpoint. A task that closed
+    /// cleanly (checkpoint written) keeps its store; one that did not (no checkpoint: it crashed,
+    /// or ran under exactly-once, which keeps none while running) is wiped when created again.
+    #[test]
+    fn under_exactly_once_a_store_without_a_checkpoint_is_wiped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Topology::new();
+        t.add_source("src", &["in"], Serdes::string(), Serdes::string())
+            .unwrap();
+        t.add_processor("rec", || Recorder(Arc::default()), &["src"])
+            .unwrap();
+        t.add_state_store(
+            crate::state::Stores::persistent_key_value("counts", Serdes::string(), Serdes::i64()),
+            &["rec"],
+        )
+        .unwrap();
+        let t = Arc::new(t);
+        let sub = t.subtopologies().remove(0);
+        let mut env = env();
+        env.exactly_once = true;
+        env.state_dir = Some(Arc::new(
+            state_store::StateDirectory::new(dir.path(), "app").unwrap(),
+        ));
+        let count = |task: &StreamTask| {
+            task.store_handle("counts")
+                .and_then(|h| {
+                    h.downcast_ref::<crate::state::KeyValueStore<String, i64>>()
+                        .cloned()
+                })
+                .unwrap()
+                .get(&"k".to_string())
+                .unwrap()
+        };
+        let write = |task: &mut StreamTask| {
+            let v = 7i64.to_be_bytes().to_vec();
+            task.restore_batch("counts", &[(b"k".to_vec(), Some(v))])
+                .unwrap();
+        };
+        // Closed cleanly, with a checkpoint: kept.
+        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        write(&mut task);
+        task.restored_to("app-counts-changelog", 0, 1);
+        task.write_checkpoint().unwrap();
+        task.close();
+        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        assert_eq!(count(&task), Some(7));
+        // Running under exactly-once keeps no checkpoint; then a crash (no clean close).
+        task.delete_checkpoint_file().unwrap();
+        write(&mut task);
+        drop(task);
+        let task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        assert_eq!(count(&task), None, "wiped: it may hold uncommitted writes");
+        drop(task);
+        // At-least-once trusts what is there.
+        env.exactly_once = false;
+        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        write(&mut task);
+        drop(task);
+        let task = StreamTask::new(t, &sub, 0, &env).unwrap();
+        assert_eq!(count(&task), Some(7));
     }
 }

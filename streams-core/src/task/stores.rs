@@ -199,6 +199,12 @@ impl StreamTask {
     /// changelog is reflected in the local stores. `acked` gives the next offset per changelog
     /// partition written since the last checkpoint.
     pub(crate) fn checkpoint(&mut self, acked: &HashMap<(String, i32), i64>) -> Result<()> {
+        self.note_acked(acked);
+        self.write_checkpoint()
+    }
+
+    /// Records how far each changelog is written (the offsets a later checkpoint writes).
+    pub(crate) fn note_acked(&mut self, acked: &HashMap<(String, i32), i64>) {
         for s in &self.core.stores {
             if let Some(key) = &s.changelog {
                 if let Some(off) = acked.get(key) {
@@ -206,6 +212,26 @@ impl StreamTask {
                 }
             }
         }
+    }
+
+    /// Under exactly-once, a running task keeps no checkpoint: a crash must find none, so that
+    /// stores which may hold uncommitted writes are wiped (see `StreamTask::new`).
+    pub(crate) fn delete_checkpoint_file(&self) -> Result<()> {
+        match &self.checkpoint_path {
+            Some(p) => match std::fs::remove_file(p) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StreamsError::Io {
+                    path: p.display().to_string(),
+                    source: e,
+                }),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the checkpoint file from the offsets noted so far.
+    pub(crate) fn write_checkpoint(&mut self) -> Result<()> {
         let Some(path) = &self.checkpoint_path else {
             return Ok(());
         };

@@ -249,6 +249,8 @@ impl Member {
         let timeouts = self.timeouts;
         let mut member_id = std::mem::take(&mut self.member_id);
         let instance = self.setup.config.group_instance_id.clone();
+        // Until the new generation is published, exactly-once commits hold back.
+        self.setup.group.set_rejoining(true);
         let joined = self.coordinator().and_then(|c| {
             c.set_timeout(Duration::from_millis(timeouts.rebalance_ms as u64) + REQUEST_TIMEOUT)?;
             let joined = protocol::join(
@@ -326,6 +328,8 @@ impl Member {
             generation: joined.generation,
             coordinator,
         }));
+        self.setup.group.set_rejoining(false);
+
         let threads = self.setup.config.num_stream_threads;
         let mut directives = vec![
             Directive::Assign {

@@ -91,6 +91,9 @@ pub(crate) struct GroupShared {
     /// The topology's layout on the cluster: set at start, replaced when a source topic gains
     /// partitions (more tasks). The member sets it before the assignment that uses it.
     layout: Mutex<Option<Arc<Layout>>>,
+    /// The member has sent JoinGroup and not yet published the new generation: exactly-once
+    /// commits wait, since the generation they would carry may be ending.
+    rejoining: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -118,6 +121,9 @@ pub(crate) enum CommitOutcome {
     /// committed, and the records after the last commit will be read again by whoever owns
     /// the task next (at-least-once).
     Rejected,
+    /// Exactly-once: the transaction was aborted; the tasks' local state must be rebuilt from
+    /// what the cluster committed.
+    Aborted,
 }
 
 impl GroupShared {
@@ -139,7 +145,22 @@ impl GroupShared {
             epoch: Instant::now(),
             security,
             layout: Mutex::new(None),
+            rejoining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether a rebalance of this member is under way (see the field).
+    pub(crate) fn rejoining(&self) -> bool {
+        self.rejoining.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_rejoining(&self, on: bool) {
+        self.rejoining.store(on, Ordering::Release);
+    }
+
+    /// The group id (the application id).
+    pub(crate) fn group_id(&self) -> &str {
+        &self.group_id
     }
 
     /// The current layout (`None` before start).
