@@ -54,17 +54,18 @@ fn spawn(wc: &WordCount, state_dir: &std::path::Path) -> Child {
         .expect("start the wordcount example")
 }
 
-/// One instance of the `wordcount` example under exactly-once is killed with SIGKILL three
-/// times while a producer keeps writing, and restarted on the same state directory each time.
-/// Whatever it had processed but not committed is aborted (or times out) and processed again
-/// after the restart, from state rebuilt out of the committed changelog: each word's committed
-/// updates are still 1, 2, ... N, once each.
+/// Two instances of the `wordcount` example under exactly-once; one of them is killed with
+/// SIGKILL five times while a producer keeps writing, and restarted on the same state directory
+/// each time. Whatever it had processed but not committed is aborted (or times out) and
+/// processed again, by it or by the other instance, from state rebuilt out of the committed
+/// changelog: each word's committed updates are still 1, 2, ... N, once each.
 fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bootstrap: &str) {
     let wc = WordCount::new(bootstrap, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let batches: Vec<Vec<String>> = (0..12).map(|i| lines(80 + i, 500)).collect();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let batches: Vec<Vec<String>> = (0..30).map(|i| lines(80 + i, 200)).collect();
     let all: Vec<String> = batches.iter().flatten().cloned().collect();
     let expected = expected_counts(&all);
+    let total: usize = expected.values().sum::<i64>() as usize;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let (bootstrap, topic, stop) = (bootstrap.to_string(), wc.input.clone(), stop.clone());
@@ -78,19 +79,19 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
             }
         })
     };
-    let total: usize = expected.values().sum::<i64>() as usize;
-    let mut app = spawn(&wc, dir.path());
+    let mut steady = spawn(&wc, d2.path());
+    let mut victim = spawn(&wc, d1.path());
     let mut committed = 0;
-    for _ in 0..3 {
-        // Kill once this incarnation has committed something new (or everything is done).
+    for _ in 0..5 {
+        // Kill once something new is committed (or everything is done).
         let seen = read_committed_updates(bootstrap, &wc.output, Duration::from_secs(120), |u| {
             let n = u.values().map(Vec::len).sum::<usize>();
-            n > committed + 100 || n >= total
+            n > committed + 50 || n >= total
         });
         committed = seen.values().map(Vec::len).sum();
-        app.kill().expect("kill -9");
-        app.wait().unwrap();
-        app = spawn(&wc, dir.path());
+        victim.kill().expect("kill -9");
+        victim.wait().unwrap();
+        victim = spawn(&wc, d1.path());
     }
     producer.join().unwrap();
     let updates = read_committed_updates(bootstrap, &wc.output, Duration::from_secs(180), |u| {
@@ -100,7 +101,9 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
     });
     stop.store(true, Ordering::Relaxed);
     assert_each_update_once(&updates, &expected);
-    let pid = app.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(app.wait().unwrap().success(), "exits cleanly after SIGTERM");
+    for app in [&mut victim, &mut steady] {
+        let pid = app.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(app.wait().unwrap().success(), "exits cleanly after SIGTERM");
+    }
 }

@@ -56,6 +56,9 @@ pub(crate) struct AppArgs {
     pub(crate) standbys: u32,
     #[arg(long, default_value_t = 1200)]
     pub(crate) timeout_s: u64,
+    /// `processing.guarantee` (the Streams systems; the raw ones ignore it).
+    #[arg(long, default_value = "at_least_once")]
+    pub(crate) guarantee: String,
 }
 
 /// What the application reports on stdout.
@@ -171,8 +174,9 @@ fn run_streams(args: &AppArgs) -> anyhow::Result<AppReport> {
         args.table.as_deref(),
     )?;
     // Defaults for everything else (commit interval, cache, threads), as for Java.
-    let mut config =
-        StreamsConfig::new(&args.app_id, &args.bootstrap).set("state.dir", &args.state_dir);
+    let mut config = StreamsConfig::new(&args.app_id, &args.bootstrap)
+        .set("state.dir", &args.state_dir)
+        .set("processing.guarantee", &args.guarantee);
     if args.phase == "failover" {
         for (k, v) in crate::failover::settings(args.standbys) {
             config = config.set(k, v);

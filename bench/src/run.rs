@@ -55,6 +55,11 @@ pub(crate) struct RunArgs {
     /// JVM flags of the Java application.
     #[arg(long, default_value = DEFAULT_JVM_FLAGS, allow_hyphen_values = true)]
     jvm_flags: String,
+    /// `processing.guarantee` of both Streams systems: at_least_once or exactly_once_v2 (each
+    /// then with its default commit interval, 100 ms in both). Rows under exactly-once are
+    /// labelled `<workload> eos`.
+    #[arg(long, default_value = "at_least_once", value_parser = ["at_least_once", "exactly_once_v2"])]
+    guarantee: String,
     /// Where the JSON-lines file goes.
     #[arg(long, default_value = "bench/results")]
     results_dir: PathBuf,
@@ -266,7 +271,7 @@ impl Plan<'_> {
                 .run_system(system, &input_topic, &table_topic, &expected, tag)
                 .unwrap_or_else(|e| {
                     Row::new(
-                        w.id(),
+                        &self.label(),
                         system.id(),
                         self.broker.id(),
                         input.records,
@@ -280,6 +285,14 @@ impl Plan<'_> {
             rows.push(row);
         }
         Ok(())
+    }
+
+    /// The workload's name in the results: `<workload> eos` under exactly-once.
+    fn label(&self) -> String {
+        match self.args.guarantee.as_str() {
+            "exactly_once_v2" => format!("{} eos", self.workload.id()),
+            _ => self.workload.id().to_string(),
+        }
     }
 
     fn run_system(
@@ -304,6 +317,7 @@ impl Plan<'_> {
             ("state-dir", state_dir.display().to_string()),
             ("expect", self.input.processed(w).to_string()),
             ("timeout-s", self.args.timeout_s.to_string()),
+            ("guarantee", self.args.guarantee.clone()),
         ];
         if w == Workload::Join {
             app_args.push(("table", table_topic.to_string()));
@@ -340,7 +354,7 @@ impl Plan<'_> {
             usage.wall_s
         };
         Ok(Row::new(
-            w.id(),
+            &self.label(),
             system.id(),
             self.broker.id(),
             self.input.records,

@@ -73,6 +73,8 @@ public final class StreamsBench {
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, required(args, "app-id"));
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
         props.put(StreamsConfig.STATE_DIR_CONFIG, required(args, "state-dir"));
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG,
+                args.getOrDefault("guarantee", "at_least_once"));
         int standbys = Integer.parseInt(args.getOrDefault("standbys", "0"));
         if (phase.equals("failover")) {
             // The settings of the Rust side's failover phase (bench/src/failover.rs).
