@@ -28,7 +28,6 @@ pub(crate) fn read_topic(
         .set("enable.auto.commit", "false")
         // Committed records only: under exactly-once an aborted write must not count.
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
         .create()
         .context("creating a consumer")?;
     let md = consumer
@@ -55,12 +54,6 @@ pub(crate) fn read_topic(
     let mut last_progress = Instant::now();
     while !remaining.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
-            // The end as read_committed sees it: under exactly-once the last offset is a
-            // transaction marker, never delivered.
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                remaining.remove(&p);
-                last_progress = Instant::now();
-            }
             Some(m) => {
                 let m = m.with_context(|| format!("reading `{topic}`"))?;
                 if let Some(&hi) = remaining.get(&m.partition()) {
@@ -74,6 +67,9 @@ pub(crate) fn read_topic(
                 }
                 last_progress = Instant::now();
             }
+            // Under exactly-once the last offset is a transaction marker, never delivered: a
+            // partition whose position has reached the end is done.
+            None if at_end(&consumer, topic, &mut remaining) => last_progress = Instant::now(),
             None if last_progress.elapsed() > TIMEOUT => {
                 bail!("reading `{topic}`: nothing for {TIMEOUT:?}, {remaining:?} left")
             }
@@ -81,6 +77,21 @@ pub(crate) fn read_topic(
         }
     }
     Ok(n)
+}
+
+/// Drops the partitions whose read position has reached their end; true if any did.
+fn at_end(consumer: &BaseConsumer, topic: &str, remaining: &mut HashMap<i32, i64>) -> bool {
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    let before = remaining.len();
+    remaining.retain(|p, hi| {
+        !matches!(
+            positions.find_partition(topic, *p).map(|e| e.offset()),
+            Some(Offset::Offset(o)) if o >= *hi
+        )
+    });
+    remaining.len() < before
 }
 
 /// Compares counts by key: the number of keys that differ and up to three examples.
