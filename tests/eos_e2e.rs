@@ -1,6 +1,7 @@
 //! `processing.guarantee=exactly_once_v2` on both brokers: the word count's output, read
-//! `read_committed`, holds every count update exactly once, with the instance running through
-//! and with it killed (kill -9) and restarted while input flows.
+//! `read_committed`, holds every count update exactly once, with the instance running through,
+//! with it killed (kill -9) and restarted while input flows, and with the bundled broker itself
+//! killed and restarted.
 
 mod common;
 
@@ -106,4 +107,100 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(app.wait().unwrap().success(), "exits cleanly after SIGTERM");
     }
+}
+
+/// The `streams-broker` binary next to this test's directory (`cargo test --workspace` builds it
+/// for the broker's own tests), refused when the broker's sources are newer.
+fn broker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("streams-broker");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --workspace`",
+                bin.display()
+            )
+        });
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("broker/src");
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.metadata().and_then(|m| m.modified()).unwrap() > built {
+                panic!(
+                    "{} is older than {}: run `cargo build --workspace`",
+                    bin.display(),
+                    p.display()
+                );
+            }
+        }
+    }
+    bin
+}
+
+/// Starts the broker binary on `port` with `data` as its data directory; waits until it listens.
+fn spawn_broker(port: u16, data: &std::path::Path) -> Child {
+    use std::io::BufRead;
+    let mut child = Command::new(broker_binary())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start streams-broker");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "broker said {line:?}");
+    child
+}
+
+/// kill -9 of the bundled broker (its binary, with a data directory of its own) while an
+/// exactly-once word count has input to process, then a restart on the same port and data:
+/// the application reconnects and goes on, and each word's committed updates are still 1, 2,
+/// ... N, once each.
+#[test]
+fn kill_minus_9_of_the_bundled_broker_keeps_every_update_exactly_once() {
+    capture_logs();
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut broker = spawn_broker(port, data.path());
+    let bootstrap = format!("127.0.0.1:{port}");
+    let wc = WordCount::new(&bootstrap, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, _) = wc.start_with(dir.path(), &[EOS]);
+    let first = lines(90, 3_000);
+    produce_lines(&bootstrap, &wc.input, &first);
+    // Kill while the backlog is being processed: some updates are committed, more are on the way.
+    read_committed_updates(&bootstrap, &wc.output, Duration::from_secs(120), |u| {
+        u.values().map(Vec::len).sum::<usize>() > 100
+    });
+    broker.kill().expect("kill -9");
+    broker.wait().unwrap();
+    let mut broker = spawn_broker(port, data.path());
+    let second = lines(91, 1_000);
+    produce_lines(&bootstrap, &wc.input, &second);
+    let expected = expected_counts(first.iter().chain(&second));
+    let updates = read_committed_updates(&bootstrap, &wc.output, Duration::from_secs(180), |u| {
+        expected
+            .iter()
+            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
+    });
+    assert_each_update_once(&updates, &expected);
+    app.close().unwrap();
+    broker.kill().unwrap();
+    broker.wait().unwrap();
 }
