@@ -127,22 +127,7 @@ fn broker_binary() -> std::path::PathBuf {
                 bin.display()
             )
         });
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("broker/src");
-    let mut stack = vec![src];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if e.metadata().and_then(|m| m.modified()).unwrap() > built {
-                panic!(
-                    "{} is older than {}: run `cargo build --workspace`",
-                    bin.display(),
-                    p.display()
-                );
-            }
-        }
-    }
+    assert_newer_than_sources(&bin, built, &["broker/src"], "cargo build --workspace");
     bin
 }
 

@@ -47,6 +47,15 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()>
             }
         }
     }
+    wait_for_partitions(&admin, topic, partitions)
+}
+
+/// Waits until metadata shows `topic` with `partitions` partitions (at most 30 s).
+fn wait_for_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> Result<()> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let md = admin
@@ -61,7 +70,7 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()>
         if Instant::now() > deadline {
             return Err(StreamsError::InternalTopic {
                 topic: topic.to_string(),
-                message: "not visible in metadata after 30 s".into(),
+                message: format!("{partitions} partitions not visible in metadata after 30 s"),
             });
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -87,27 +96,7 @@ pub fn add_partitions(bootstrap: &str, topic: &str, partitions: i32) -> Result<(
             });
         }
     }
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let md = admin
-            .inner()
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(kafka(format!("fetching metadata of `{topic}`")))?;
-        if md
-            .topics()
-            .iter()
-            .any(|t| t.name() == topic && t.partitions().len() as i32 == partitions)
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(StreamsError::InternalTopic {
-                topic: topic.to_string(),
-                message: format!("{partitions} partitions not visible in metadata after 30 s"),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_partitions(&admin, topic, partitions)
 }
 
 fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {

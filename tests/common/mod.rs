@@ -329,7 +329,6 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
 /// refused when any source file is newer than it: a stale binary would test old code.
 pub fn example_binary() -> std::path::PathBuf {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
     let bin = exe
@@ -347,32 +346,17 @@ pub fn example_binary() -> std::path::PathBuf {
                 bin.display()
             )
         });
-    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                newest(&p, newest_seen);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                    *newest_seen = (*newest_seen).max(t);
-                }
-            }
-        }
-    }
-    let mut source = std::time::UNIX_EPOCH;
-    for dir in [
-        "src",
-        "examples",
-        "streams-core/src",
-        "streams-dsl/src",
-        "state-store/src",
-    ] {
-        newest(&root.join(dir), &mut source);
-    }
-    assert!(
-        built >= source,
-        "{} is older than the sources: run `cargo build --examples` first (scripts/test does)",
-        bin.display()
+    assert_newer_than_sources(
+        &bin,
+        built,
+        &[
+            "src",
+            "examples",
+            "streams-core/src",
+            "streams-dsl/src",
+            "state-store/src",
+        ],
+        "cargo build --examples",
     );
     bin
 }
@@ -428,4 +412,36 @@ pub fn assert_each_update_once(
         let want: Vec<i64> = (1..=*n).collect();
         assert_eq!(updates[w], want, "the committed updates of `{w}`");
     }
+}
+
+/// Fails unless `bin` (modified at `built`) is newer than every `.rs` file under `dirs` of the
+/// workspace: a stale binary would test old code. `fix` says how to rebuild it.
+pub fn assert_newer_than_sources(
+    bin: &std::path::Path,
+    built: std::time::SystemTime,
+    dirs: &[&str],
+    fix: &str,
+) {
+    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                newest(&p, newest_seen);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                    *newest_seen = (*newest_seen).max(t);
+                }
+            }
+        }
+    }
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut source = std::time::UNIX_EPOCH;
+    for dir in dirs {
+        newest(&root.join(dir), &mut source);
+    }
+    assert!(
+        built >= source,
+        "{} is older than the sources: run `{fix}` first (scripts/test does)",
+        bin.display()
+    );
 }
