@@ -112,13 +112,7 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
 /// The `streams-broker` binary next to this test's directory (`cargo test --workspace` builds it
 /// for the broker's own tests), refused when the broker's sources are newer.
 fn broker_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("streams-broker");
+    let bin = target_binary(&["streams-broker"]);
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {

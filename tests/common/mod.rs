@@ -326,18 +326,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A binary of this build's target directory: `parts` joined to `target/<profile>` (this test
+/// runs as `target/<profile>/deps/<test>-<hash>`).
+pub fn target_binary(parts: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut bin = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    bin.extend(parts);
+    bin
+}
+
 /// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
 /// refused when any source file is newer than it: a stale binary would test old code.
 pub fn example_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/kill9-<hash> -> target/<profile>/examples/wordcount
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("wordcount");
+    let bin = target_binary(&["examples", "wordcount"]);
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {

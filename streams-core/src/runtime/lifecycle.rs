@@ -99,16 +99,24 @@ impl TaskManager {
 
     /// Closes every task (active, restoring and standby); at shutdown after the final commit.
     pub(super) fn close_all(&mut self) {
-        let all: Vec<StreamTask> = std::mem::take(&mut self.active)
+        self.close_active();
+        let standby: Vec<StreamTask> = std::mem::take(&mut self.standby).into_values().collect();
+        for t in standby {
+            self.close_task(t);
+        }
+    }
+
+    /// Closes the active and restoring tasks and forgets their partitions.
+    fn close_active(&mut self) {
+        let tasks: Vec<StreamTask> = std::mem::take(&mut self.active)
             .into_values()
-            .chain(std::mem::take(&mut self.standby).into_values())
             .chain(
                 std::mem::take(&mut self.restoring)
                     .into_iter()
                     .map(|r| r.task),
             )
             .collect();
-        for t in all {
+        for t in tasks {
             self.close_task(t);
         }
         self.by_partition.clear();
@@ -334,19 +342,7 @@ impl TaskManager {
             .chain(self.restoring.iter().map(|r| r.id))
             .collect();
         tracing::warn!(tasks = ?active, "rebuilding the active tasks from their changelogs");
-        let tasks: Vec<StreamTask> = std::mem::take(&mut self.active)
-            .into_values()
-            .chain(
-                std::mem::take(&mut self.restoring)
-                    .into_iter()
-                    .map(|r| r.task),
-            )
-            .collect();
-        for t in tasks {
-            self.close_task(t);
-        }
-        self.by_partition.clear();
-        self.last_partition = None;
+        self.close_active();
         let partitions: Vec<(String, i32)> = active
             .iter()
             .flat_map(|id| self.layout.task_partitions(*id))
