@@ -254,6 +254,17 @@ impl RecordCache {
         range.into_iter().flatten()
     }
 
+    /// Cached entries (including tombstones) within `(from, to)`, in key order; reversible.
+    pub(crate) fn scan<'a>(
+        &'a self,
+        from: Bound<&'a [u8]>,
+        to: Bound<&'a [u8]>,
+    ) -> impl DoubleEndedIterator<Item = (&'a Vec<u8>, &'a CacheEntry)> + 'a {
+        let range = (!crate::engine::is_empty_range(from, to))
+            .then(|| self.entries.range::<[u8], _>((from, to)));
+        range.into_iter().flatten()
+    }
+
     /// The keys with `from <= key < to`, least recently written first: the order in which
     /// writes must reach downstream processors when a range leaves the cache, as on a flush.
     pub(crate) fn keys_below_in_write_order(&self, from: &[u8], to: &[u8]) -> Vec<Vec<u8>> {

@@ -11,7 +11,7 @@
 //! | `engine` | [`KeyValueEngine`], [`InMemoryEngine`], [`RocksDbEngine`], [`RocksDbConfig`], [`rocksdb_dir`] | the bytes store at the bottom of every stack |
 //! | `changelog` | [`ChangelogWriter`] | where logged writes go |
 //! | `cache` | [`CacheBudget`], [`FlushedEntry`], [`CACHE_ENTRY_OVERHEAD`] | the record cache and its per-thread memory budget |
-//! | `stack` | [`KeyValueStoreStack`] | cache -> changelogging -> engine, as Kafka Streams layers stores |
+//! | `stack` | [`KeyValueStoreStack`], [`ScanPage`] | cache -> changelogging -> engine, as Kafka Streams layers stores |
 //! | `checkpoint` | [`Checkpoint`], [`CHECKPOINT_FILE`] | the task's changelog offsets file |
 //! | `state_dir` | [`StateDirectory`], [`TaskDirLock`], [`LOCK_FILE`] | `state.dir/<application.id>/<task id>/` and its lock |
 //! | `error` | [`StoreError`], [`Result`] | the crate's one error type |
@@ -60,7 +60,7 @@ pub use changelog::ChangelogWriter;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use engine::{rocksdb_dir, InMemoryEngine, KeyValueEngine, RocksDbConfig, RocksDbEngine};
 pub use error::StoreError;
-pub use stack::KeyValueStoreStack;
+pub use stack::{KeyValueStoreStack, ScanPage};
 pub use state_dir::{StateDirectory, TaskDirLock, LOCK_FILE};
 
 /// The result of every fallible operation of this crate.

@@ -21,6 +21,7 @@
 //! - `processor`: the [`Processor`] trait and its [`ProcessorContext`] ([`PunctuationType`], [`Cancellable`]), the type-erased nodes, and the engine that runs a task's nodes.
 //! - `topology`: [`Topology`], built by the DSL or by hand, its [`TopologyDescription`] and [`TimestampExtractor`]s.
 //! - `task`: the stream task, timestamp-ordered processing of one partition of a sub-topology, its stores' restoration and checkpoints; [`TaskMetrics`].
+//! - `query`: interactive queries with IQv2 semantics: [`StateQueryRequest`], the typed [`Query`]s ([`KeyQuery`], [`RangeQuery`], [`WindowKeyQuery`]..), per-partition [`QueryResult`]s and [`FailureReason`]s; the registry of the stores an instance hosts.
 //! - `runtime`: [`KafkaStreams`] ([`State`], [`StateRestoreListener`], [`StreamsMetrics`]), the only module doing I/O (rdkafka and tokio).
 //! - `test_driver`: [`TopologyTestDriver`] ([`TestInputTopic`], [`TestOutputTopic`]), synchronous and broker-free.
 //! - [`internals`]: plumbing for `streams-dsl`, hidden, with no stability promise.
@@ -39,7 +40,8 @@
 //!    `NodeGraph` trait, which `Topology` implements, instead of using `topology`.
 //! 7. `topology`: may use the lines above (its nodes come from `processor`, its stores from `state`).
 //! 8. `task`: may use the lines above.
-//! 9. `runtime`, `test_driver`, `internals`: may use the lines above, not one another.
+//! 9. `query`: may use the lines above.
+//! 10. `runtime`, `test_driver`, `internals`: may use the lines above, not one another.
 //!
 //! ## Guarantees
 //! Topology, processor and task code is synchronous and deterministic; only the runtime does
@@ -72,6 +74,8 @@ mod topology;
 
 mod task;
 
+mod query;
+
 #[doc(hidden)]
 pub mod internals;
 mod runtime;
@@ -80,13 +84,19 @@ mod test_driver;
 pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
+pub use query::{
+    ApproximateCountQuery, FailureReason, InStore, KeyQuery, PrefixScanQuery, Query, QueryFailure,
+    QueryResult, QueryTarget, RangeQuery, StateQueryRequest, StateQueryResult, WindowKeyQuery,
+    WindowRangeQuery,
+};
 pub use record::{Change, Headers, Record, RecordMetadata};
 pub use runtime::{
     KafkaStreams, KeyQueryMetadata, MultiInstanceTestDriver, State, StateRestoreListener,
     StreamsMetadata, StreamsMetrics,
 };
 pub use state::{
-    CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, Stores, WindowStore,
+    CacheFlush, CachedStore, KeyValueStore, SessionStore, StoreBuilder, StoreIterator, Stores,
+    WindowStore,
 };
 pub use task::TaskMetrics;
 pub use task_id::TaskId;

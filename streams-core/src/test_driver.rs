@@ -19,6 +19,7 @@ use state_store::{CacheBudget, RocksDbConfig};
 use crate::collector::RecordCollector;
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::query::{HostedStores, Query, Role, StateQueryRequest, StateQueryResult};
 use crate::record::{Headers, RawRecord, Record};
 use crate::serde::SerdeRef;
 use crate::state::{GlobalStores, KeyValueStore};
@@ -258,6 +259,45 @@ impl TopologyTestDriver {
             .find_map(|t| t.store_handle(name))
             .or_else(|| inner.globals.handle(name))
             .and_then(|h| h.downcast_ref::<S>().cloned())
+    }
+
+    /// Runs an interactive query as [`KafkaStreams::query`](crate::KafkaStreams::query) does,
+    /// against the driver's tasks (one partition, 0, per store, always active).
+    ///
+    /// ```
+    /// use streams_core::{KeyQuery, StateQueryRequest, Stores, Topology, TopologyTestDriver};
+    /// use streams_core::{StreamsConfig, serde::Serdes};
+    /// let mut t = Topology::new();
+    /// t.add_source("in", &["in"], Serdes::string(), Serdes::string()).unwrap();
+    /// t.add_state_store(Stores::persistent_key_value("s", Serdes::string(), Serdes::i64()), &[]).unwrap();
+    /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("app", "unused:9092")).unwrap();
+    /// let answer = driver
+    ///     .query(StateQueryRequest::in_store("s").with_query(KeyQuery::<String, i64>::with_key("k".into())))
+    ///     .unwrap()
+    ///     .into_only_partition_result();
+    /// assert_eq!(answer.unwrap().unwrap(), None);
+    /// ```
+    pub fn query<Q: Query>(
+        &self,
+        request: StateQueryRequest<Q>,
+    ) -> Result<StateQueryResult<Q::Output>> {
+        let inner = self.inner.borrow();
+        if !inner
+            .topology
+            .store_names()
+            .iter()
+            .any(|s| s == request.store())
+        {
+            return Err(StreamsError::StoreAccess {
+                store: request.store().to_string(),
+                message: "the topology has no store by that name".into(),
+            });
+        }
+        let hosted = HostedStores::default();
+        for task in &inner.tasks {
+            hosted.add(task.id, Role::Running, task.stores());
+        }
+        Ok(crate::query::execute(&hosted, &request, Some(1)))
     }
 
     /// Metrics summed over the tasks (processed, dropped records).

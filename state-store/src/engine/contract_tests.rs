@@ -1,5 +1,7 @@
 //! The [`KeyValueEngine`] contract as one suite of checks, each run as a test against every engine.
 
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
 use tempfile::TempDir;
 
 use super::rocks::tests::small_config;
@@ -45,6 +47,7 @@ macro_rules! contract_tests {
             keys_order_by_bytes,
             write_batch_applies_puts_and_deletes_in_order,
             delete_range_is_half_open,
+            scan_pages_in_both_directions_within_bounds,
             closed_engine_refuses_use,
         ]);
     };
@@ -168,4 +171,50 @@ fn closed_engine_refuses_use(e: &mut dyn KeyValueEngine) {
     let err = e.get(b"a").unwrap_err();
     assert!(matches!(err, StoreError::Closed { .. }));
     assert!(err.to_string().contains(STORE), "{err}");
+}
+
+fn scan_pages_in_both_directions_within_bounds(e: &mut dyn KeyValueEngine) {
+    for k in ["a", "b", "ba", "c", "d"] {
+        e.put(k.as_bytes(), k.to_uppercase().as_bytes()).unwrap();
+    }
+    let keys = |page: Vec<KeyValue>| -> Vec<String> {
+        page.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        keys(e.scan(Unbounded, Unbounded, false, 2).unwrap()),
+        ["a", "b"]
+    );
+    // The next page starts just past the last key.
+    assert_eq!(
+        keys(e.scan(Excluded(b"b"), Unbounded, false, 2).unwrap()),
+        ["ba", "c"]
+    );
+    assert_eq!(
+        keys(e.scan(Unbounded, Unbounded, true, 2).unwrap()),
+        ["d", "c"]
+    );
+    assert_eq!(
+        keys(e.scan(Unbounded, Excluded(b"c"), true, 2).unwrap()),
+        ["ba", "b"]
+    );
+    // An inclusive upper bound takes no longer key; both directions honour both bounds.
+    assert_eq!(
+        keys(e.scan(Included(b"b"), Included(b"c"), true, 10).unwrap()),
+        ["c", "ba", "b"]
+    );
+    assert_eq!(
+        keys(e.scan(Excluded(b"a"), Included(b"b"), false, 10).unwrap()),
+        ["b"]
+    );
+    assert!(e
+        .scan(Included(b"c"), Included(b"b"), false, 10)
+        .unwrap()
+        .is_empty());
+    assert!(e
+        .scan(Excluded(b"c"), Included(b"c"), true, 10)
+        .unwrap()
+        .is_empty());
+    assert!(e.scan(Unbounded, Unbounded, false, 0).unwrap().is_empty());
 }

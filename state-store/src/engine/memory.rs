@@ -100,6 +100,26 @@ impl KeyValueEngine for InMemoryEngine {
             .collect())
     }
 
+    fn scan(
+        &self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>> {
+        self.check_open()?;
+        if super::is_empty_range(from, to) {
+            return Ok(Vec::new());
+        }
+        let range = self.entries.range::<[u8], _>((from, to));
+        let clone = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+        Ok(if reverse {
+            range.rev().take(limit).map(clone).collect()
+        } else {
+            range.take(limit).map(clone).collect()
+        })
+    }
+
     fn approximate_num_entries(&self) -> Result<u64> {
         self.check_open()?;
         Ok(self.entries.len() as u64)

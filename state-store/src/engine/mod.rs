@@ -13,7 +13,29 @@ mod contract_tests;
 pub use memory::InMemoryEngine;
 pub use rocks::{rocksdb_dir, RocksDbConfig, RocksDbEngine};
 
+use std::ops::Bound;
+
 use crate::{KeyValue, Result};
+
+/// Whether `(from, to)` holds no key: an inverted range, or a single key excluded at either end.
+/// (`BTreeMap::range` panics on some of these; every scan treats them as empty.)
+pub(crate) fn is_empty_range(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    match (from, to) {
+        (Bound::Included(f), Bound::Included(t)) => f > t,
+        (Bound::Included(f) | Bound::Excluded(f), Bound::Included(t) | Bound::Excluded(t)) => {
+            f >= t
+        }
+        _ => false,
+    }
+}
+
+/// The smallest key greater than `key`: `key` followed by a zero byte.
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.extend_from_slice(key);
+    k.push(0);
+    k
+}
 
 /// A byte-level key-value engine: RocksDB or memory. Keys are ordered lexicographically by bytes.
 ///
@@ -46,6 +68,17 @@ pub trait KeyValueEngine: Send {
     fn all(&self) -> Result<Vec<KeyValue>> {
         self.range(None, None)
     }
+
+    /// At most `limit` entries within `(from, to)`, in key order, or in reverse key order with
+    /// `reverse`: one page of a scan. A caller pages through a store larger than memory by
+    /// asking again from just past the last key it got.
+    fn scan(
+        &self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>>;
 
     /// The number of entries, exact for memory and estimated by RocksDB.
     fn approximate_num_entries(&self) -> Result<u64>;

@@ -1,6 +1,7 @@
 //! [`RocksDbEngine`]: the persistent engine, one RocksDB instance per store per task.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -219,6 +220,47 @@ impl KeyValueEngine for RocksDbEngine {
             None => IteratorMode::Start,
         };
         db.iterator_opt(mode, read_options)
+            .map(|item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(self.error("iterate"))
+            })
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>> {
+        let db = self.db()?;
+        if limit == 0 || super::is_empty_range(from, to) {
+            return Ok(Vec::new());
+        }
+        // RocksDB's bounds are an inclusive lower and an exclusive upper one.
+        let lower = match from {
+            Bound::Included(k) => Some(k.to_vec()),
+            Bound::Excluded(k) => Some(super::successor(k)),
+            Bound::Unbounded => None,
+        };
+        let mut read_options = ReadOptions::default();
+        if let Some(l) = &lower {
+            read_options.set_iterate_lower_bound(l.clone());
+        }
+        match to {
+            Bound::Included(k) => read_options.set_iterate_upper_bound(super::successor(k)),
+            Bound::Excluded(k) => read_options.set_iterate_upper_bound(k.to_vec()),
+            Bound::Unbounded => {}
+        }
+        let mode = match (&lower, reverse) {
+            // The last key below the upper bound.
+            (_, true) => IteratorMode::End,
+            (Some(l), false) => IteratorMode::From(l, Direction::Forward),
+            (None, false) => IteratorMode::Start,
+        };
+        db.iterator_opt(mode, read_options)
+            .take(limit)
             .map(|item| {
                 item.map(|(k, v)| (k.into_vec(), v.into_vec()))
                     .map_err(self.error("iterate"))

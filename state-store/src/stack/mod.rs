@@ -5,6 +5,8 @@
 //! through to engine and changelog) and `write_out` (dirty cache entries out to both).
 
 mod read;
+
+pub use read::ScanPage;
 mod write;
 mod write_out;
 

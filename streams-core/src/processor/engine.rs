@@ -15,7 +15,7 @@ use super::{ErasedProcessor, NodeContext, PunctuationType};
 use crate::collector::RecordCollector;
 use crate::error::{Result, StreamsError};
 use crate::record::RecordMetadata;
-use crate::state::{GlobalStores, KeyMapper, StoreCell};
+use crate::state::{GlobalStores, KeyMapper, RawStore, StoreCell};
 use crate::task_id::TaskId;
 use crate::time::Clock;
 
@@ -61,6 +61,8 @@ pub(crate) struct TaskStore {
     pub(crate) cell: Arc<StoreCell>,
     /// The typed store handle handed to processors (`KeyValueStore<K, V>`, `WindowStore<K, V>`..).
     pub(crate) handle: Arc<dyn Any + Send + Sync>,
+    /// The store as bytes, for interactive queries.
+    pub(crate) raw: RawStore,
     /// For segmented stores: the engine key of a restored changelog key.
     pub(crate) restore_key: Option<KeyMapper>,
     /// Changelog topic and partition, when logged.

@@ -12,6 +12,7 @@ use super::restore::{self, RestoreJob};
 use super::task_manager::TaskManager;
 use crate::assignment::OwnedTasks;
 use crate::error::{Result, StreamsError};
+use crate::query::Role;
 use crate::task::StreamTask;
 use crate::task_id::TaskId;
 
@@ -77,6 +78,15 @@ impl TaskManager {
             )));
         }
         tracing::debug!(task = %id, from = ?prev, to = ?next, "task state");
+        // Queries follow the task: a closing task's stores leave before they close.
+        let hosted = &self.shared.hosted;
+        match next {
+            TaskState::Created => {}
+            TaskState::Restoring => hosted.set_role(id, Role::Restoring),
+            TaskState::Running => hosted.set_role(id, Role::Running),
+            TaskState::Standby => hosted.set_role(id, Role::Standby),
+            TaskState::Closed => hosted.remove(id),
+        }
         if next == TaskState::Closed {
             self.states.remove(&id);
         } else {
@@ -230,6 +240,7 @@ impl TaskManager {
                     let sub = &self.layout.subtopologies[id.subtopology as usize];
                     let t = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
                     self.become_(id, TaskState::Created)?;
+                    self.shared.hosted.add(id, Role::Restoring, t.stores());
                     t
                 }
             };
@@ -251,6 +262,7 @@ impl TaskManager {
             let sub = &self.layout.subtopologies[id.subtopology as usize];
             let task = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
             self.become_(id, TaskState::Created)?;
+            self.shared.hosted.add(id, Role::Standby, task.stores());
             self.become_(id, TaskState::Standby)?;
             // Filled by the next standby update, between polls.
             self.standby.insert(id, task);

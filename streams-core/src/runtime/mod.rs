@@ -34,6 +34,7 @@ pub use multi_driver::MultiInstanceTestDriver;
 
 use crate::config::{ResolvedConfig, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::query::{HostedStores, Query, StateQueryRequest, StateQueryResult};
 use crate::serde::Serde;
 use crate::task::TaskMetrics;
 use crate::task_id::TaskId;
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     /// Per thread: its standby tasks and the lag each found at its last update (`None`
     /// before the first).
     standbys: Mutex<Vec<BTreeMap<TaskId, Option<u64>>>>,
+    /// The stores of the tasks the threads hold, for interactive queries.
+    pub(crate) hosted: HostedStores,
 }
 
 /// Counters of one stream thread.
@@ -161,6 +164,7 @@ impl Shared {
             metrics: Mutex::new(vec![ThreadMetrics::default(); threads]),
             tasks: Mutex::new(vec![Vec::new(); threads]),
             standbys: Mutex::new(vec![BTreeMap::new(); threads]),
+            hosted: HostedStores::default(),
         }
     }
 
@@ -517,6 +521,63 @@ impl KafkaStreams {
                 ))
             })?;
         Ok(metadata::for_key(&layout, &g.hosts(), store, &bytes))
+    }
+
+    /// Runs an interactive query on the partitions of a store this instance hosts (Kafka
+    /// Streams' IQv2 `query`): each partition answers with a result or a failure saying why
+    /// not. Fails when the instance is not running or rebalancing, or when the topology has
+    /// no such store.
+    ///
+    /// ```no_run
+    /// # fn f(app: &streams_core::KafkaStreams) -> streams_core::Result<()> {
+    /// use streams_core::{KeyQuery, StateQueryRequest};
+    /// let request = StateQueryRequest::in_store("counts")
+    ///     .with_query(KeyQuery::<String, i64>::with_key("rust".to_string()));
+    /// for (partition, answer) in app.query(request)?.partition_results() {
+    ///     println!("partition {partition}: {answer:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn query<Q: Query>(
+        &self,
+        request: StateQueryRequest<Q>,
+    ) -> Result<StateQueryResult<Q::Output>> {
+        let state = self.shared.state();
+        if !state.is_running_or_rebalancing() {
+            return Err(StreamsError::IllegalState(format!(
+                "cannot query store `{}`: the instance is {state:?}, not running or rebalancing",
+                request.store()
+            )));
+        }
+        let partitions = self.store_partitions(request.store())?;
+        Ok(crate::query::execute(
+            &self.shared.hosted,
+            &request,
+            partitions,
+        ))
+    }
+
+    /// The number of partitions of `store` (its sub-topology's task count), once known; an
+    /// error naming the store when the topology has none by that name.
+    fn store_partitions(&self, store: &str) -> Result<Option<i32>> {
+        if !self.topology.store_names().iter().any(|s| s == store) {
+            return Err(StreamsError::StoreAccess {
+                store: store.to_string(),
+                message: format!(
+                    "the topology has no store by that name (it has: {})",
+                    self.topology.store_names().join(", ")
+                ),
+            });
+        }
+        let Some(layout) = self.group.as_ref().and_then(|g| g.layout()) else {
+            return Ok(None);
+        };
+        Ok(layout
+            .subtopologies
+            .iter()
+            .find(|s| s.stores.iter().any(|n| n == store))
+            .and_then(|s| layout.assignor.get(s.id as usize))
+            .map(|a| a.partitions as i32))
     }
 
     /// The standby tasks (warm-ups included) each stream thread keeps now: copies of other

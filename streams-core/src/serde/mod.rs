@@ -5,7 +5,10 @@
 //! here: only [`Serdes::nullable`] (and `Option<T>`'s default serde) accept it, every other serde
 //! rejects it with an error, so a null never turns silently into a value.
 
+mod format;
 mod windowed;
+
+pub use format::SerdeFormat;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -66,6 +69,12 @@ pub trait Serde<T>: Send + Sync + 'static {
             }
             None => Ok(false),
         }
+    }
+    /// What the bytes are, for tools that show stored data as text (the HTTP query server):
+    /// the built-in serdes say; a serde of your own is [`SerdeFormat::Opaque`] unless it
+    /// overrides this.
+    fn format(&self) -> SerdeFormat {
+        SerdeFormat::Opaque
     }
 }
 
@@ -204,6 +213,9 @@ impl Serde<String> for StringSerde {
         let b = require(topic, bytes)?;
         String::from_utf8(b.to_vec()).map_err(|e| SerdeError(format!("invalid UTF-8: {e}")))
     }
+    fn format(&self) -> SerdeFormat {
+        SerdeFormat::String
+    }
 }
 
 struct BytesSerde;
@@ -224,22 +236,27 @@ impl Serde<Vec<u8>> for BytesSerde {
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<Vec<u8>, SerdeError> {
         Ok(require(topic, bytes)?.to_vec())
     }
+    fn format(&self) -> SerdeFormat {
+        SerdeFormat::Bytes
+    }
 }
 
 /// Fixed-width big-endian numbers.
 trait BigEndian: Sized + Send + Sync + 'static {
     const WIDTH: usize;
     const JAVA_NAME: &'static str;
+    const FORMAT: SerdeFormat;
     fn to_be(&self) -> Vec<u8>;
     fn write_be(&self, buf: &mut Vec<u8>);
     fn from_be(b: &[u8]) -> Self;
 }
 
 macro_rules! big_endian {
-    ($t:ty, $w:expr, $name:expr) => {
+    ($t:ty, $w:expr, $name:expr, $format:ident) => {
         impl BigEndian for $t {
             const WIDTH: usize = $w;
             const JAVA_NAME: &'static str = $name;
+            const FORMAT: SerdeFormat = SerdeFormat::$format;
             fn to_be(&self) -> Vec<u8> {
                 self.to_be_bytes().to_vec()
             }
@@ -254,11 +271,11 @@ macro_rules! big_endian {
         }
     };
 }
-big_endian!(i64, 8, "Long");
-big_endian!(i32, 4, "Integer");
-big_endian!(i16, 2, "Short");
-big_endian!(f64, 8, "Double");
-big_endian!(f32, 4, "Float");
+big_endian!(i64, 8, "Long", I64);
+big_endian!(i32, 4, "Integer", I32);
+big_endian!(i16, 2, "Short", I16);
+big_endian!(f64, 8, "Double", F64);
+big_endian!(f32, 4, "Float", F32);
 
 struct FixedSerde<T>(PhantomData<fn() -> T>);
 impl<T: BigEndian> Serde<T> for FixedSerde<T> {
@@ -282,6 +299,9 @@ impl<T: BigEndian> Serde<T> for FixedSerde<T> {
         }
         Ok(T::from_be(b))
     }
+    fn format(&self) -> SerdeFormat {
+        T::FORMAT
+    }
 }
 
 struct BoolSerde;
@@ -298,6 +318,9 @@ impl Serde<bool> for BoolSerde {
                 other.len()
             ))),
         }
+    }
+    fn format(&self) -> SerdeFormat {
+        SerdeFormat::Bool
     }
 }
 
@@ -333,6 +356,9 @@ where
     fn deserialize(&self, topic: &str, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         serde_json::from_slice(require(topic, bytes)?).map_err(|e| SerdeError(format!("JSON: {e}")))
     }
+    fn format(&self) -> SerdeFormat {
+        SerdeFormat::Json
+    }
 }
 
 struct NullableSerde<T>(SerdeRef<T>);
@@ -362,6 +388,9 @@ impl<T: 'static> Serde<Option<T>> for NullableSerde<T> {
             Some(_) => self.0.deserialize(topic, bytes).map(Some),
             None => Ok(None),
         }
+    }
+    fn format(&self) -> SerdeFormat {
+        self.0.format()
     }
 }
 

@@ -44,7 +44,7 @@ impl GlobalStores {
                 GlobalStore {
                     name: name.to_string(),
                     topic: topic.to_string(),
-                    handle: factory.open(cell.clone()).0,
+                    handle: factory.open(cell.clone()).handle,
                     cell,
                 }
             })

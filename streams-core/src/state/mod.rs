@@ -3,7 +3,11 @@
 //! [`Stores`] to declare them.
 
 mod cached;
+mod scan;
 mod window;
+
+pub(crate) use scan::RawStore;
+pub use scan::StoreIterator;
 
 pub use cached::{CacheFlush, CachedStore};
 pub(crate) use window::SEGMENT_PREFIX;
@@ -197,9 +201,29 @@ pub(crate) trait StoreFactory: Send + Sync {
     fn log_config(&self) -> BTreeMap<String, String>;
     /// Bytes of engine-key prefix that changelog keys leave out (segmented stores).
     fn changelog_key_offset(&self) -> usize;
-    /// The typed handle processors get, over the task's store cell, and for segmented stores
-    /// the mapping of restored changelog keys to engine keys.
-    fn open(&self, cell: Arc<StoreCell>) -> (Arc<dyn Any + Send + Sync>, Option<KeyMapper>);
+    /// The typed handle processors get over the task's store cell, the bytes view queries
+    /// use, and for segmented stores the mapping of restored changelog keys to engine keys.
+    fn open(&self, cell: Arc<StoreCell>) -> OpenedStore;
+    /// The store's kind and the formats of its serdes, for tools that show it.
+    fn shape(&self) -> StoreShape;
+}
+
+/// What [`StoreFactory::open`] makes of a task's store cell.
+pub(crate) struct OpenedStore {
+    pub(crate) handle: Arc<dyn Any + Send + Sync>,
+    pub(crate) raw: RawStore,
+    pub(crate) restore_key: Option<KeyMapper>,
+}
+
+/// A store's kind and serde formats, without its types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreShape {
+    /// `key-value`, `window` or `session`.
+    pub(crate) kind: &'static str,
+    pub(crate) key: crate::serde::SerdeFormat,
+    pub(crate) value: crate::serde::SerdeFormat,
+    /// Window stores: the window size.
+    pub(crate) window_size_ms: Option<i64>,
 }
 
 /// Maps a restored changelog key to the key the engine stores it under.
@@ -237,7 +261,20 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
             _ => SEGMENT_PREFIX,
         }
     }
-    fn open(&self, cell: Arc<StoreCell>) -> (Arc<dyn Any + Send + Sync>, Option<KeyMapper>) {
+    fn shape(&self) -> StoreShape {
+        let (kind, window_size_ms) = match self.kind {
+            StoreKind::KeyValue => ("key-value", None),
+            StoreKind::Window { window_size_ms, .. } => ("window", Some(window_size_ms)),
+            StoreKind::Session { .. } => ("session", None),
+        };
+        StoreShape {
+            kind,
+            key: self.key_serde.format(),
+            value: self.value_serde.format(),
+            window_size_ms,
+        }
+    }
+    fn open(&self, cell: Arc<StoreCell>) -> OpenedStore {
         let (ks, vs) = (self.key_serde.clone(), self.value_serde.clone());
         let (layout, retention_ms) = match self.kind {
             StoreKind::KeyValue => {
@@ -246,7 +283,11 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
                     key_serde: ks,
                     value_serde: vs,
                 };
-                return (Arc::new(handle), None);
+                return OpenedStore {
+                    raw: handle.raw(),
+                    handle: Arc::new(handle),
+                    restore_key: None,
+                };
             }
             StoreKind::Window { retention_ms, .. } => (Layout::Window, retention_ms),
             StoreKind::Session { retention_ms } => (Layout::Session, retention_ms),
@@ -258,22 +299,27 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
         ));
         let mapper = seg.clone();
         let mapper: KeyMapper = Arc::new(move |k: &[u8]| mapper.engine_key(k));
-        let handle: Arc<dyn Any + Send + Sync> = match self.kind {
+        let (handle, raw): (Arc<dyn Any + Send + Sync>, RawStore) = match self.kind {
             StoreKind::Window {
                 window_size_ms,
                 retain_duplicates,
                 ..
-            } => Arc::new(WindowStore::new(
-                cell,
-                ks,
-                vs,
-                seg,
-                retain_duplicates,
-                window_size_ms,
-            )),
-            _ => Arc::new(SessionStore::new(cell, ks, vs, seg)),
+            } => {
+                let h = WindowStore::new(cell, ks, vs, seg, retain_duplicates, window_size_ms);
+                let raw = h.raw();
+                (Arc::new(h), raw)
+            }
+            _ => {
+                let h = SessionStore::new(cell, ks, vs, seg);
+                let raw = h.raw();
+                (Arc::new(h), raw)
+            }
         };
-        (handle, Some(mapper))
+        OpenedStore {
+            handle,
+            raw,
+            restore_key: Some(mapper),
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl Layout {
     }
 }
 
-fn be_i64(b: &[u8]) -> i64 {
+pub(super) fn be_i64(b: &[u8]) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     i64::from_be_bytes(a)
@@ -153,7 +153,12 @@ fn advance(cell: &StoreCell, seg: &Segments, ts: i64) -> Result<bool> {
 }
 
 /// The live segment ids from the one holding `from` to the one holding `to`.
-fn live_segments(cell: &StoreCell, seg: &Segments, from: i64, to: i64) -> Result<Vec<i64>> {
+pub(super) fn live_segments(
+    cell: &StoreCell,
+    seg: &Segments,
+    from: i64,
+    to: i64,
+) -> Result<Vec<i64>> {
     let observed = ensure_observed(cell, seg)?;
     if observed < 0 {
         return Ok(Vec::new());
@@ -163,7 +168,11 @@ fn live_segments(cell: &StoreCell, seg: &Segments, from: i64, to: i64) -> Result
     Ok((lo..=hi).collect())
 }
 
-fn serialize_key<K: 'static>(cell: &StoreCell, serde: &SerdeRef<K>, key: &K) -> Result<Vec<u8>> {
+pub(super) fn serialize_key<K: 'static>(
+    cell: &StoreCell,
+    serde: &SerdeRef<K>,
+    key: &K,
+) -> Result<Vec<u8>> {
     match serde.serialize(&cell.name, key) {
         Ok(Some(b)) => Ok(b),
         Ok(None) => Err(StreamsError::StoreAccess {
@@ -190,7 +199,12 @@ fn serialize_value<V: 'static>(
         })
 }
 
-fn decode<T: 'static>(cell: &StoreCell, serde: &SerdeRef<T>, part: &str, b: &[u8]) -> Result<T> {
+pub(super) fn decode<T: 'static>(
+    cell: &StoreCell,
+    serde: &SerdeRef<T>,
+    part: &str,
+    b: &[u8],
+) -> Result<T> {
     serde
         .deserialize(&cell.name, Some(b))
         .map_err(|e| StreamsError::StoreAccess {
@@ -199,7 +213,7 @@ fn decode<T: 'static>(cell: &StoreCell, serde: &SerdeRef<T>, part: &str, b: &[u8
         })
 }
 
-fn corrupt(cell: &StoreCell, key: &[u8]) -> StreamsError {
+pub(super) fn corrupt(cell: &StoreCell, key: &[u8]) -> StreamsError {
     StreamsError::StoreAccess {
         store: cell.name.to_string(),
         message: format!(
@@ -215,12 +229,12 @@ fn corrupt(cell: &StoreCell, key: &[u8]) -> StreamsError {
 /// A store retaining duplicates (the stream-stream join's) keeps every put of a key and window
 /// start under its own sequence number; otherwise a put replaces the window's value.
 pub struct WindowStore<K, V> {
-    cell: Arc<StoreCell>,
-    key_serde: SerdeRef<K>,
-    value_serde: SerdeRef<V>,
-    seg: Arc<Segments>,
+    pub(super) cell: Arc<StoreCell>,
+    pub(super) key_serde: SerdeRef<K>,
+    pub(super) value_serde: SerdeRef<V>,
+    pub(super) seg: Arc<Segments>,
     retain_duplicates: bool,
-    window_size_ms: i64,
+    pub(super) window_size_ms: i64,
 }
 
 impl<K, V> Clone for WindowStore<K, V> {
@@ -387,10 +401,10 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 /// A session store of a task: one aggregate per key and session window.
 /// Cheap to clone; all clones are the same store.
 pub struct SessionStore<K, V> {
-    cell: Arc<StoreCell>,
-    key_serde: SerdeRef<K>,
-    value_serde: SerdeRef<V>,
-    seg: Arc<Segments>,
+    pub(super) cell: Arc<StoreCell>,
+    pub(super) key_serde: SerdeRef<K>,
+    pub(super) value_serde: SerdeRef<V>,
+    pub(super) seg: Arc<Segments>,
 }
 
 impl<K, V> Clone for SessionStore<K, V> {

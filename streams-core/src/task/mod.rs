@@ -192,6 +192,11 @@ impl StreamTask {
     }
 
     /// The input partitions of this task (topic as named on the cluster, partition).
+    /// The task's stores (for the registry interactive queries read).
+    pub(crate) fn stores(&self) -> &[crate::processor::TaskStore] {
+        &self.core.stores
+    }
+
     pub(crate) fn input_partitions(&self) -> Vec<(String, i32)> {
         self.queues.partitions()
     }

@@ -84,11 +84,12 @@ pub(super) fn open(
             }
         }
         let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
-        let (handle, restore_key) = f.open(cell.clone());
+        let opened = f.open(cell.clone());
         stores.push(TaskStore {
             name: name.clone(),
-            handle,
-            restore_key,
+            handle: opened.handle,
+            raw: opened.raw,
+            restore_key: opened.restore_key,
             cell,
             changelog,
             persistent,

@@ -1,0 +1,97 @@
+//! [`HostedStores`]: which partitions of which stores this instance holds now, and in what role,
+//! as the stream threads publish them for interactive queries.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::processor::TaskStore;
+use crate::state::RawStore;
+use crate::task_id::TaskId;
+
+/// What a hosted task is to queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Active and processing: what queries read by default.
+    Running,
+    /// Active, its stores still being restored (or just created).
+    Restoring,
+    /// A standby (or warm-up) copy of another instance's task.
+    Standby,
+}
+
+impl Role {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Role::Running => "active",
+            Role::Restoring => "restoring",
+            Role::Standby => "a standby",
+        }
+    }
+}
+
+/// One partition of one store, ready to query.
+#[derive(Clone)]
+pub(crate) struct HostedStore {
+    pub(crate) role: Role,
+    pub(crate) raw: RawStore,
+    pub(crate) handle: Arc<dyn Any + Send + Sync>,
+}
+
+struct HostedTask {
+    role: Role,
+    stores: Vec<(String, RawStore, Arc<dyn Any + Send + Sync>)>,
+}
+
+/// The tasks this instance hosts, with their stores. Queries take a snapshot of the handles and
+/// run without the lock; a task closed meanwhile closes its stores, and a query still holding
+/// one gets the store's closed error.
+#[derive(Default)]
+pub(crate) struct HostedStores {
+    tasks: Mutex<BTreeMap<TaskId, HostedTask>>,
+}
+
+impl HostedStores {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TaskId, HostedTask>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Task `id` now holds `stores`, in `role`.
+    pub(crate) fn add(&self, id: TaskId, role: Role, stores: &[TaskStore]) {
+        let stores = stores
+            .iter()
+            .map(|s| (s.name.clone(), s.raw.clone(), s.handle.clone()))
+            .collect();
+        self.lock().insert(id, HostedTask { role, stores });
+    }
+
+    /// Task `id` changed role.
+    pub(crate) fn set_role(&self, id: TaskId, role: Role) {
+        if let Some(t) = self.lock().get_mut(&id) {
+            t.role = role;
+        }
+    }
+
+    /// Task `id` is gone (closed, or moving away).
+    pub(crate) fn remove(&self, id: TaskId) {
+        self.lock().remove(&id);
+    }
+
+    /// Every hosted partition of `store`.
+    pub(crate) fn find(&self, store: &str) -> BTreeMap<i32, HostedStore> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, t)| {
+                let (_, raw, handle) = t.stores.iter().find(|(n, _, _)| n == store)?;
+                Some((
+                    id.partition,
+                    HostedStore {
+                        role: t.role,
+                        raw: raw.clone(),
+                        handle: handle.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
