@@ -39,11 +39,13 @@ pub use streams_dsl as dsl;
 
 pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
-    Change, KafkaStreams, KeyQueryMetadata, KeyValueStore, MultiInstanceTestDriver, Processor,
-    ProcessorContext, PunctuationType, Record, Result, SessionStore, SessionWindows,
-    SlidingWindows, State, StateRestoreListener, StoreBuilder, Stores, StreamsConfig, StreamsError,
-    StreamsMetadata, TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowStore,
-    Windowed,
+    ApproximateCountQuery, Change, FailureReason, KafkaStreams, KeyQuery, KeyQueryMetadata,
+    KeyValueStore, MultiInstanceTestDriver, PrefixScanQuery, Processor, ProcessorContext,
+    PunctuationType, QueryFailure, QueryResult, RangeQuery, Record, Result, SessionStore,
+    SessionWindows, SlidingWindows, State, StateQueryRequest, StateQueryResult,
+    StateRestoreListener, StoreBuilder, StoreIterator, Stores, StreamsConfig, StreamsError,
+    StreamsMetadata, TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowKeyQuery,
+    WindowRangeQuery, WindowStore, Windowed,
 };
 pub use streams_dsl::stream_join::JoinWindows;
 pub use streams_dsl::suppress::{BufferConfig, Suppressed};

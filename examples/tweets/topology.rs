@@ -40,6 +40,8 @@ pub const USERS_TOPIC: &str = "users";
 pub const COUNTRY_TOPIC: &str = "country-tweet-counts";
 /// The country of tweets whose user is not in the users table.
 pub const UNKNOWN_COUNTRY: &str = "unknown";
+/// Event time of the first generated tweet (the example's `--generate`).
+pub const GENERATED_START_MS: i64 = 1_700_000_000_000;
 /// Default application id.
 pub const APPLICATION_ID: &str = "streams-tweets";
 
@@ -184,7 +186,12 @@ fn hashtag_counts_per_minute(tweets: &KStream<Option<String>, Tweet>, topic: &st
             Duration::from_secs(60),
             HASHTAG_MINUTE_GRACE,
         ))
-        .count_with(Materialized::as_store("hashtag-counts-1m-store"))
+        // Kept an hour, so that interactive queries (the dashboard) see the last closed
+        // minutes, not only the windows still open.
+        .count_with(
+            Materialized::as_store("hashtag-counts-1m-store")
+                .with_retention(Duration::from_secs(3600)),
+        )
         .suppress(
             Suppressed::until_window_closes(BufferConfig::unbounded())
                 .with_name("hashtag-counts-1m-final"),
@@ -267,6 +274,27 @@ pub fn generated_users() -> Vec<User> {
             country: COUNTRIES[i % COUNTRIES.len()].to_string(),
         })
         .collect()
+}
+
+/// The first `n` tweets the example's `--generate` writes.
+pub fn generated_tweets(n: u64) -> Vec<Tweet> {
+    let mut g = TweetGenerator::new(42, GENERATED_START_MS);
+    (0..n).map(|_| g.next_tweet()).collect()
+}
+
+/// Per country, how many of `tweets` come from a user living there (users not in the table of
+/// [`generated_users`] under [`UNKNOWN_COUNTRY`]): what the per-country counts come to.
+pub fn country_counts(tweets: &[Tweet]) -> std::collections::BTreeMap<String, i64> {
+    let users = generated_users();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tweets {
+        let country = users
+            .iter()
+            .find(|u| u.user == t.user)
+            .map_or(UNKNOWN_COUNTRY, |u| u.country.as_str());
+        *counts.entry(country.to_string()).or_insert(0) += 1;
+    }
+    counts
 }
 
 impl TweetGenerator {

@@ -338,7 +338,12 @@ pub fn target_binary(parts: &[&str]) -> std::path::PathBuf {
 /// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
 /// refused when any source file is newer than it: a stale binary would test old code.
 pub fn example_binary() -> std::path::PathBuf {
-    let bin = target_binary(&["examples", "wordcount"]);
+    example("wordcount")
+}
+
+/// The binary of example `name`, refused when stale (see [`example_binary`]).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let bin = target_binary(&["examples", name]);
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
@@ -445,4 +450,31 @@ pub fn assert_newer_than_sources(
         "{} is older than the sources: run `{fix}` first (scripts/test does)",
         bin.display()
     );
+}
+
+/// A port free on the loopback interface now (for an instance's `http.listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// GET `url`: the status and the JSON body (`Null` when the body is not JSON, as when nothing
+/// answers). Connection errors come back as status 0.
+pub fn http_get(url: &str) -> (u16, serde_json::Value) {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("HTTP client")
+    });
+    match client.get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().unwrap_or(serde_json::Value::Null))
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
 }

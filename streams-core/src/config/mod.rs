@@ -58,6 +58,13 @@ pub const CLIENT_TAG_PREFIX: &str = "client.tag.";
 /// `application.server` (`host:port`, default none): where this instance serves interactive
 /// queries; it travels to the other instances in the group's assignment.
 pub const APPLICATION_SERVER: &str = "application.server";
+/// `http.listen` (`ip:port`, default none): serve interactive queries (and the application's
+/// pages) over HTTP on this address; it is also the `application.server` other instances
+/// forward queries to, unless that is set.
+pub const HTTP_LISTEN: &str = "http.listen";
+/// `http.forward.timeout.ms` (default 5000): how long a query forwarded to another instance
+/// may take before it fails.
+pub const HTTP_FORWARD_TIMEOUT_MS: &str = "http.forward.timeout.ms";
 /// `ensure.explicit.internal.resource.naming` (default false): refuse generated store and topic names.
 pub const ENSURE_EXPLICIT_NAMING: &str = "ensure.explicit.internal.resource.naming";
 /// `repartition.purge.interval.ms` (default 30000): how often consumed repartition records are deleted.
@@ -144,6 +151,10 @@ pub struct ResolvedConfig {
     pub ensure_explicit_naming: bool,
     /// `repartition.purge.interval.ms`.
     pub repartition_purge_interval: Duration,
+    /// `http.listen`.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// `http.forward.timeout.ms`.
+    pub http_forward_timeout: Duration,
     /// The task assignor's settings.
     pub(crate) assignment: AssignmentConfig,
     /// How the group member connects (the consumers' security settings).
@@ -226,7 +237,25 @@ impl StreamsConfig {
         };
         let assignment = self.assignment_config()?;
         let client_tags = self.client_tags()?;
-        let application_server = self.application_server()?;
+        let http_listen = self.http_listen()?;
+        let application_server = match (self.application_server()?, http_listen) {
+            (Some(a), _) => Some(a),
+            (None, Some(addr)) if addr.ip().is_unspecified() => {
+                return Err(StreamsError::config(
+                    HTTP_LISTEN,
+                    format!(
+                        "listens on every interface ({addr}); set {APPLICATION_SERVER} to the host:port other instances reach it at"
+                    ),
+                ))
+            }
+            (None, Some(addr)) => Some(HostInfo {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            }),
+            (None, None) => None,
+        };
+        let http_forward_timeout =
+            Duration::from_millis(self.parse(HTTP_FORWARD_TIMEOUT_MS, 5_000u64)?);
         let state_dir = self
             .get(STATE_DIR)
             .map(PathBuf::from)
@@ -413,6 +442,8 @@ impl StreamsConfig {
             task_timeout: Duration::from_millis(task_timeout_ms),
             ensure_explicit_naming,
             repartition_purge_interval: Duration::from_millis(purge_ms),
+            http_listen,
+            http_forward_timeout,
             assignment,
             security,
             group_instance_id,
@@ -512,6 +543,26 @@ impl StreamsConfig {
         Ok(tags)
     }
 
+    /// `http.listen` (`ip:port`, a port other than 0), if set.
+    fn http_listen(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(v) = self.get(HTTP_LISTEN).map(str::trim) else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = v.parse().map_err(|_| {
+            StreamsError::config(
+                HTTP_LISTEN,
+                format!("`{v}` is not ip:port, like 127.0.0.1:8080"),
+            )
+        })?;
+        if addr.port() == 0 {
+            return Err(StreamsError::config(
+                HTTP_LISTEN,
+                "needs a port other than 0: the other instances forward queries to it",
+            ));
+        }
+        Ok(Some(addr))
+    }
+
     /// `application.server` (`host:port`), if set.
     fn application_server(&self) -> Result<Option<HostInfo>> {
         let Some(v) = self.get(APPLICATION_SERVER).map(str::trim) else {
@@ -576,6 +627,8 @@ fn is_streams_property(key: &str) -> bool {
         PROBING_REBALANCE_INTERVAL_MS,
         RACK_AWARE_ASSIGNMENT_TAGS,
         APPLICATION_SERVER,
+        HTTP_LISTEN,
+        HTTP_FORWARD_TIMEOUT_MS,
         ENSURE_EXPLICIT_NAMING,
         TASK_TIMEOUT_MS,
         REPARTITION_PURGE_INTERVAL_MS,

@@ -10,6 +10,7 @@ mod client;
 mod collector;
 mod global;
 mod group;
+mod http;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -278,6 +279,10 @@ pub struct KafkaStreams {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Set by `start`: the group member's state and the topology's layout, for metadata.
     group: Option<Arc<group::GroupShared>>,
+    /// Pages the HTTP server serves besides the query endpoints.
+    pages: Vec<http::HttpPage>,
+    /// The HTTP server, started with the instance when `http.listen` is set.
+    http: Option<http::HttpServer>,
 }
 
 impl KafkaStreams {
@@ -292,7 +297,20 @@ impl KafkaStreams {
             shared: Arc::new(Shared::new(threads)),
             threads: Vec::new(),
             group: None,
+            pages: Vec::new(),
+            http: None,
         })
+    }
+
+    /// Serves `body` at `path` (`/` included) with `content_type` on the HTTP server of
+    /// `http.listen`, beside the query endpoints: how an application ships a dashboard in its
+    /// binary. Call before [`start`](Self::start); without `http.listen` it serves nothing.
+    pub fn add_http_page(&mut self, path: &str, content_type: &str, body: &'static str) {
+        self.pages.push(http::HttpPage {
+            path: path.to_string(),
+            content_type: content_type.to_string(),
+            body,
+        });
     }
 
     /// Calls `listener(new, old)` on every state change.
@@ -405,6 +423,30 @@ impl KafkaStreams {
             .spawn(move || group::member::run(member))
             .map_err(|source| StreamsError::Io { path: name, source })?;
         self.threads.push(handle);
+        if let Some(addr) = self.config.http_listen {
+            let own = self
+                .config
+                .application_server
+                .as_ref()
+                .map(|h| format!("{}:{}", h.host, h.port))
+                .unwrap_or_else(|| addr.to_string());
+            let ctx = http::HttpContext {
+                shared: self.shared.clone(),
+                topology: self.topology.clone(),
+                group: self.group.clone().expect("set above"),
+                own,
+                client: reqwest::Client::new(),
+                forward_timeout: self.config.http_forward_timeout,
+            };
+            let name = format!("{}-HttpServer", self.config.application_id);
+            match http::HttpServer::start(addr, ctx, std::mem::take(&mut self.pages), name) {
+                Ok(server) => self.http = Some(server),
+                Err(e) => {
+                    self.close()?;
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -572,12 +614,7 @@ impl KafkaStreams {
         let Some(layout) = self.group.as_ref().and_then(|g| g.layout()) else {
             return Ok(None);
         };
-        Ok(layout
-            .subtopologies
-            .iter()
-            .find(|s| s.stores.iter().any(|n| n == store))
-            .and_then(|s| layout.assignor.get(s.id as usize))
-            .map(|a| a.partitions as i32))
+        Ok(layout.store_partitions(store).map(|n| n as i32))
     }
 
     /// The standby tasks (warm-ups included) each stream thread keeps now: copies of other
@@ -614,6 +651,10 @@ impl KafkaStreams {
         self.shared.request_shutdown();
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        // Queries are answered until the tasks are gone (with "not running" errors at the end).
+        if let Some(mut server) = self.http.take() {
+            server.stop();
         }
         let failed = self
             .shared
@@ -668,6 +709,8 @@ impl KafkaStreams {
             shared,
             threads,
             group: self.group.clone(),
+            pages: Vec::new(),
+            http: self.http.take(),
         };
         tokio::task::spawn_blocking(move || this.close())
             .await
@@ -702,7 +745,7 @@ impl KafkaStreams {
 
 impl Drop for KafkaStreams {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.http.is_some() {
             let _ = self.close();
         }
     }

@@ -27,6 +27,15 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// The number of partitions (tasks) of the sub-topology holding `store`.
+    pub(crate) fn store_partitions(&self, store: &str) -> Option<u32> {
+        let sub = self
+            .subtopologies
+            .iter()
+            .find(|s| s.stores.iter().any(|n| n == store))?;
+        self.assignor.get(sub.id as usize).map(|a| a.partitions)
+    }
+
     /// The layout of `subs`, whose tasks and source topics have the counts worked out.
     fn new(
         topology: &Topology,

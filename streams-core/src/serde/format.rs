@@ -133,7 +133,7 @@ impl SerdeFormat {
 #[cfg(test)]
 mod tests {
     use super::SerdeFormat;
-    use crate::serde::{Serde as _, Serdes};
+    use crate::serde::Serdes;
 
     #[test]
     fn built_in_serdes_say_their_format_and_round_trip_through_text() {

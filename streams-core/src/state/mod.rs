@@ -6,8 +6,8 @@ mod cached;
 mod scan;
 mod window;
 
-pub(crate) use scan::RawStore;
 pub use scan::StoreIterator;
+pub(crate) use scan::{prefix_bounds, RawScan, RawStore};
 
 pub use cached::{CacheFlush, CachedStore};
 pub(crate) use window::SEGMENT_PREFIX;
