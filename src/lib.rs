@@ -40,9 +40,9 @@ pub use streams_dsl as dsl;
 pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
     ApproximateCountQuery, Change, FailureReason, KafkaStreams, KeyQuery, KeyQueryMetadata,
-    KeyValueStore, MultiInstanceTestDriver, PrefixScanQuery, Processor, ProcessorContext,
-    PunctuationType, QueryFailure, QueryResult, RangeQuery, Record, Result, SessionStore,
-    SessionWindows, SlidingWindows, State, StateQueryRequest, StateQueryResult,
+    KeyValueStore, MultiInstanceTestDriver, Position, PositionBound, PrefixScanQuery, Processor,
+    ProcessorContext, PunctuationType, QueryFailure, QueryResult, RangeQuery, Record, Result,
+    SessionStore, SessionWindows, SlidingWindows, State, StateQueryRequest, StateQueryResult,
     StateRestoreListener, StoreBuilder, StoreIterator, Stores, StreamsConfig, StreamsError,
     StreamsMetadata, TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowKeyQuery,
     WindowRangeQuery, WindowStore, Windowed,

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use streams::{KafkaStreams, Materialized, StreamsBuilder, StreamsConfig, TimeWindows};
+use streams::{
+    FailureReason, KafkaStreams, KeyQuery, Materialized, Serdes, StateQueryRequest, StreamsBuilder,
+    StreamsConfig, TimeWindows,
+};
 use streams_testkit as testing;
 
 on_both_brokers!(
@@ -89,7 +92,8 @@ fn every_key_range_and_window_reads_the_same_through_either_instance(bootstrap: 
             let config = StreamsConfig::new(&app_id, bootstrap)
                 .set("state.dir", dirs[i].path().to_str().unwrap())
                 .set("http.listen", format!("127.0.0.1:{}", ports[i]))
-                .set("commit.interval.ms", "200");
+                .set("commit.interval.ms", "200")
+                .set("num.standby.replicas", "1");
             let mut app = KafkaStreams::new(topology(&input), config).unwrap();
             app.start().unwrap();
             app
@@ -273,6 +277,51 @@ fn every_key_range_and_window_reads_the_same_through_either_instance(bootstrap: 
     let (status, body) = http_get(&url(&bases[1], &["v1", "metadata"], ""));
     assert_eq!(status, 200);
     assert_eq!(body["hosts"].as_array().unwrap().len(), 2, "{body}");
+
+    // In the application: a standby partition answers only a query that accepts stale
+    // stores, and then (once caught up) with the active's value.
+    let key = "w007".to_string();
+    let meta = apps[0]
+        .query_metadata_for_key("counts", &key, Serdes::string().as_ref())
+        .unwrap()
+        .unwrap();
+    let active = owners[&key].clone();
+    let standby = &apps[if active == format!("127.0.0.1:{}", ports[0]) {
+        1
+    } else {
+        0
+    }];
+    let request = || {
+        StateQueryRequest::in_store("counts")
+            .with_query(KeyQuery::<String, i64>::with_key(key.clone()))
+            .with_partitions([meta.partition])
+    };
+    wait_until(
+        "the other instance keeps a standby of the key's task",
+        Duration::from_secs(60),
+        || {
+            standby
+                .standby_tasks()
+                .values()
+                .flatten()
+                .any(|t| t.partition == meta.partition)
+        },
+    );
+    let failure = standby
+        .query(request())
+        .unwrap()
+        .into_only_partition_result()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.reason, FailureReason::NotActive, "{failure}");
+    wait_until(
+        "the standby serves the active's value to a stale query",
+        Duration::from_secs(60),
+        || {
+            let answer = standby.query(request().enable_stale_stores()).unwrap();
+            answer.into_only_partition_result().and_then(Result::ok) == Some(Some(counts[&key]))
+        },
+    );
 
     for app in &mut apps {
         app.close().unwrap();

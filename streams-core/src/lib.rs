@@ -85,9 +85,9 @@ pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use query::{
-    ApproximateCountQuery, FailureReason, InStore, KeyQuery, PrefixScanQuery, Query, QueryFailure,
-    QueryResult, QueryTarget, RangeQuery, StateQueryRequest, StateQueryResult, WindowKeyQuery,
-    WindowRangeQuery,
+    ApproximateCountQuery, FailureReason, InStore, KeyQuery, Position, PositionBound,
+    PrefixScanQuery, Query, QueryFailure, QueryResult, QueryTarget, RangeQuery, StateQueryRequest,
+    StateQueryResult, WindowKeyQuery, WindowRangeQuery,
 };
 pub use record::{Change, Headers, Record, RecordMetadata};
 pub use runtime::{

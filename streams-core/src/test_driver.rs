@@ -296,6 +296,7 @@ impl TopologyTestDriver {
         let hosted = HostedStores::default();
         for task in &inner.tasks {
             hosted.add(task.id, Role::Running, task.stores());
+            hosted.set_position(task.id, &task.committable_offsets());
         }
         Ok(crate::query::execute(&hosted, &request, Some(1)))
     }

@@ -252,3 +252,44 @@ fn a_scan_sees_each_key_once_in_order_while_the_store_is_written() {
     assert_eq!(count("k00007"), 1);
     assert_eq!(count("k02996"), 2);
 }
+
+#[test]
+fn a_position_bound_holds_back_partitions_that_have_not_read_that_far() {
+    use streams_core::{Position, PositionBound};
+    let d = driver();
+    let input = d.create_input_topic("in", s(), s());
+    for k in ["a", "b", "a"] {
+        input.pipe_input(k.to_string(), "x".to_string());
+    }
+    let request = |bound: Position| {
+        StateQueryRequest::in_store("counts")
+            .with_query(KeyQuery::<String, i64>::with_key("a".into()))
+            .with_position_bound(PositionBound::at(bound))
+    };
+    // Offsets 0, 1 and 2 of `in` partition 0 are processed.
+    let result = d
+        .query(request(Position::empty().with_component("in", 0, 2)))
+        .unwrap();
+    assert_eq!(
+        result.position(0),
+        Some(&Position::empty().with_component("in", 0, 2))
+    );
+    assert_eq!(only(result), Some(2));
+    for ahead in [
+        Position::empty().with_component("in", 0, 3),
+        Position::empty().with_component("in", 1, 0),
+    ] {
+        let failure = d
+            .query(request(ahead.clone()))
+            .unwrap()
+            .into_only_partition_result()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failure.reason, FailureReason::NotUpToBound, "{ahead:?}");
+    }
+    input.pipe_input("a".to_string(), "x".to_string());
+    let caught_up = d
+        .query(request(Position::empty().with_component("in", 0, 3)))
+        .unwrap();
+    assert_eq!(only(caught_up), Some(3));
+}

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::Position;
 use crate::processor::TaskStore;
 use crate::state::RawStore;
 use crate::task_id::TaskId;
@@ -34,12 +35,14 @@ impl Role {
 #[derive(Clone)]
 pub(crate) struct HostedStore {
     pub(crate) role: Role,
+    pub(crate) position: Position,
     pub(crate) raw: RawStore,
     pub(crate) handle: Arc<dyn Any + Send + Sync>,
 }
 
 struct HostedTask {
     role: Role,
+    position: Position,
     stores: Vec<(String, RawStore, Arc<dyn Any + Send + Sync>)>,
 }
 
@@ -62,13 +65,27 @@ impl HostedStores {
             .iter()
             .map(|s| (s.name.clone(), s.raw.clone(), s.handle.clone()))
             .collect();
-        self.lock().insert(id, HostedTask { role, stores });
+        self.lock().insert(
+            id,
+            HostedTask {
+                role,
+                position: Position::empty(),
+                stores,
+            },
+        );
     }
 
     /// Task `id` changed role.
     pub(crate) fn set_role(&self, id: TaskId, role: Role) {
         if let Some(t) = self.lock().get_mut(&id) {
             t.role = role;
+        }
+    }
+
+    /// Task `id` has processed its input up to (excluding) these next offsets.
+    pub(crate) fn set_position(&self, id: TaskId, next_offsets: &[(String, i32, i64)]) {
+        if let Some(t) = self.lock().get_mut(&id) {
+            t.position = Position::from_next_offsets(next_offsets);
         }
     }
 
@@ -87,6 +104,7 @@ impl HostedStores {
                     id.partition,
                     HostedStore {
                         role: t.role,
+                        position: t.position.clone(),
                         raw: raw.clone(),
                         handle: handle.clone(),
                     },

@@ -14,9 +14,11 @@
 //! ```
 
 mod hosted;
+mod position;
 mod queries;
 
 pub(crate) use hosted::{HostedStores, Role};
+pub use position::{Position, PositionBound};
 pub use queries::{
     ApproximateCountQuery, KeyQuery, PrefixScanQuery, RangeQuery, WindowKeyQuery, WindowRangeQuery,
 };
@@ -35,6 +37,8 @@ pub enum FailureReason {
     /// The partition is here only as a standby or is being restored, and the query did not
     /// enable stale stores.
     NotActive,
+    /// The partition has not processed its input up to the request's [`PositionBound`].
+    NotUpToBound,
     /// The partition's task is not hosted by this instance (now).
     NotPresent,
     /// The store has no such partition.
@@ -132,6 +136,7 @@ impl InStore {
             query,
             partitions: None,
             stale: false,
+            bound: PositionBound::Unbounded,
         }
     }
 }
@@ -144,6 +149,7 @@ pub struct StateQueryRequest<Q> {
     query: Q,
     partitions: Option<BTreeSet<i32>>,
     stale: bool,
+    bound: PositionBound,
 }
 
 impl StateQueryRequest<()> {
@@ -165,6 +171,13 @@ impl<Q: Query> StateQueryRequest<Q> {
     /// Standby and restoring partitions answer too (their data may be behind the active's).
     pub fn enable_stale_stores(mut self) -> Self {
         self.stale = true;
+        self
+    }
+
+    /// Only partitions that have processed their input up to `bound` answer (read your own
+    /// writes: the bound is the position of records this application wrote).
+    pub fn with_position_bound(mut self, bound: PositionBound) -> Self {
+        self.bound = bound;
         self
     }
 
@@ -193,6 +206,7 @@ impl<Q: Query> StateQueryRequest<Q> {
 #[derive(Debug)]
 pub struct StateQueryResult<R> {
     partitions: BTreeMap<i32, QueryResult<R>>,
+    positions: BTreeMap<i32, Position>,
 }
 
 impl<R> StateQueryResult<R> {
@@ -204,6 +218,21 @@ impl<R> StateQueryResult<R> {
     /// Each partition's answer, owned (iterators are consumed this way).
     pub fn into_partition_results(self) -> BTreeMap<i32, QueryResult<R>> {
         self.partitions
+    }
+
+    /// How far the partition that answered had processed its input when it answered.
+    pub fn position(&self, partition: i32) -> Option<&Position> {
+        self.positions.get(&partition)
+    }
+
+    /// The positions of every partition that answered, merged: a bound for later queries
+    /// that must see at least what this one saw.
+    pub fn merged_position(&self) -> Position {
+        let mut p = Position::empty();
+        for q in self.positions.values() {
+            p.merge(q);
+        }
+        p
     }
 
     /// The one partition's answer, when exactly one answered (a key query routed to its
@@ -225,6 +254,7 @@ pub(crate) fn execute<Q: Query>(
 ) -> StateQueryResult<Q::Output> {
     let found = hosted.find(&request.store);
     let mut partitions = BTreeMap::new();
+    let mut positions = BTreeMap::new();
     let wanted: Vec<i32> = match &request.partitions {
         Some(p) => p.iter().copied().collect(),
         None => found.keys().copied().collect(),
@@ -255,14 +285,30 @@ pub(crate) fn execute<Q: Query>(
                     h.role.describe()
                 ),
             )),
-            Some(h) => request.query.run(&QueryTarget {
-                name: &request.store,
-                partition: p,
-                raw: &h.raw,
-                handle: h.handle.as_ref(),
-            }),
+            Some(h) => match &request.bound {
+                PositionBound::At(bound) if !h.position.covers(bound) => Err(QueryFailure::new(
+                    FailureReason::NotUpToBound,
+                    format!(
+                        "partition {p} of store `{}` is at {:?}, not yet at the bound {:?}",
+                        request.store, h.position, bound
+                    ),
+                )),
+                _ => {
+                    let answer = request.query.run(&QueryTarget {
+                        name: &request.store,
+                        partition: p,
+                        raw: &h.raw,
+                        handle: h.handle.as_ref(),
+                    });
+                    positions.insert(p, h.position.clone());
+                    answer
+                }
+            },
         };
         partitions.insert(p, answer);
     }
-    StateQueryResult { partitions }
+    StateQueryResult {
+        partitions,
+        positions,
+    }
 }

@@ -144,6 +144,19 @@ impl TaskManager {
     /// another: task by task, a replay wrote minutes (or hours) of one partition, then jumped
     /// back for the next, and the windows downstream dropped the records of the jump as late.
     pub(super) fn process(&mut self) -> Result<usize> {
+        let n = self.process_in_order()?;
+        if n > 0 {
+            // Queries bounded by a position see what these records wrote.
+            for (id, t) in &self.active {
+                self.shared
+                    .hosted
+                    .set_position(*id, &t.committable_offsets());
+            }
+        }
+        Ok(n)
+    }
+
+    fn process_in_order(&mut self) -> Result<usize> {
         if self.active.len() == 1 {
             let t = self.active.values_mut().next().expect("one task");
             return t.process(usize::MAX);
