@@ -265,17 +265,29 @@ impl TopologyTestDriver {
     /// against the driver's tasks (one partition, 0, per store, always active).
     ///
     /// ```
-    /// use streams_core::{KeyQuery, StateQueryRequest, Stores, Topology, TopologyTestDriver};
-    /// use streams_core::{StreamsConfig, serde::Serdes};
+    /// use streams_core::{KeyQuery, KeyValueStore, Processor, ProcessorContext, Record, Result};
+    /// use streams_core::{StateQueryRequest, Stores, StreamsConfig, Topology, TopologyTestDriver};
+    /// use streams_core::serde::Serdes;
+    ///
+    /// /// Keeps the last value of each key in store `last`.
+    /// struct Last;
+    /// impl Processor for Last {
+    ///     type KIn = String; type VIn = String; type KOut = String; type VOut = String;
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+    ///         ctx.get_store::<KeyValueStore<String, String>>("last")?.put(&r.key, &r.value)
+    ///     }
+    /// }
     /// let mut t = Topology::new();
     /// t.add_source("in", &["in"], Serdes::string(), Serdes::string()).unwrap();
-    /// t.add_state_store(Stores::persistent_key_value("s", Serdes::string(), Serdes::i64()), &[]).unwrap();
+    /// t.add_processor("last", || Last, &["in"]).unwrap();
+    /// t.add_state_store(Stores::persistent_key_value("last", Serdes::string(), Serdes::string()), &["last"]).unwrap();
     /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("app", "unused:9092")).unwrap();
+    /// driver.create_input_topic("in", Serdes::string(), Serdes::string()).pipe_input("k".into(), "v".into());
     /// let answer = driver
-    ///     .query(StateQueryRequest::in_store("s").with_query(KeyQuery::<String, i64>::with_key("k".into())))
+    ///     .query(StateQueryRequest::in_store("last").with_query(KeyQuery::<String, String>::with_key("k".into())))
     ///     .unwrap()
     ///     .into_only_partition_result();
-    /// assert_eq!(answer.unwrap().unwrap(), None);
+    /// assert_eq!(answer.unwrap().unwrap(), Some("v".to_string()));
     /// ```
     pub fn query<Q: Query>(
         &self,

@@ -14,6 +14,7 @@ const LEVELS: &[&[&str]] = &[
     &["processor"],
     &["topology"],
     &["task"],
+    &["query"],
     &["runtime", "test_driver", "internals"],
 ];
 
