@@ -55,6 +55,10 @@ struct Args {
     /// Serve interactive queries and the dashboard over HTTP on this address (ip:port).
     #[arg(long, value_name = "IP:PORT")]
     http: Option<String>,
+    /// Print the topology and exit: `text` (Kafka Streams' description), `mermaid` or `dot`
+    /// (Graphviz).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "mermaid", "dot"])]
+    describe: Option<String>,
     /// Any other Kafka Streams or client property, as key=value (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
@@ -151,6 +155,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let topology = tweets::topology(&args.input_topic)?;
+    if let Some(format) = &args.describe {
+        let description = topology
+            .describe()
+            .with_application_id(&args.application_id);
+        print!(
+            "{}",
+            description.render(format).expect("a format clap accepted")
+        );
+        return Ok(());
+    }
 
     if let Some(bootstrap) = &args.bootstrap_servers {
         if let Some(n) = args.generate {

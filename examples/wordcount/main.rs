@@ -44,6 +44,10 @@ struct Args {
     /// Local state directory (state.dir).
     #[arg(long)]
     state_dir: Option<String>,
+    /// Print the topology and exit: `text` (Kafka Streams' description), `mermaid` or `dot`
+    /// (Graphviz).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "mermaid", "dot"])]
+    describe: Option<String>,
     /// Any other Kafka Streams or client property, as key=value (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
@@ -83,6 +87,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let topology = wordcount::topology(&args.input_topic, &args.output_topic)?;
+    if let Some(format) = &args.describe {
+        let description = topology
+            .describe()
+            .with_application_id(&args.application_id);
+        print!(
+            "{}",
+            description.render(format).expect("a format clap accepted")
+        );
+        return Ok(());
+    }
 
     if let Some(bootstrap) = &args.bootstrap_servers {
         println!("{}", topology.describe());

@@ -1,29 +1,43 @@
 //! [`TopologyDescription`]: the text form of a topology, in Kafka Streams' shape, so that it can
-//! be pasted into the tools that visualise Kafka Streams topologies.
+//! be pasted into the tools that visualise Kafka Streams topologies; `picture` draws it as
+//! Mermaid or Graphviz DOT.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use super::{NodeKind, Topology};
 
 /// A printable description of a topology's sub-topologies, nodes, topics and stores.
+///
+/// `to_string()` is Kafka Streams' text; [`to_mermaid`](Self::to_mermaid) and
+/// [`to_dot`](Self::to_dot) draw the same graph with its topics and stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
-    subtopologies: Vec<SubtopologyDescription>,
+    pub(super) subtopologies: Vec<SubtopologyDescription>,
+    /// Repartition topics, unprefixed.
+    pub(super) repartition: BTreeSet<String>,
+    /// Stores with a changelog topic.
+    pub(super) logged: BTreeSet<String>,
+    /// The application id internal topic names start with, once known.
+    pub(super) application_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SubtopologyDescription {
-    id: u32,
-    nodes: Vec<NodeDescription>,
+pub(super) struct SubtopologyDescription {
+    pub(super) id: u32,
+    pub(super) nodes: Vec<NodeDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeDescription {
-    kind: &'static str,
-    name: String,
+pub(super) struct NodeDescription {
+    pub(super) kind: &'static str,
+    pub(super) name: String,
     detail: String,
-    successors: Vec<String>,
+    pub(super) successors: Vec<String>,
     predecessors: Vec<String>,
+    /// A source's topics, or a sink's topic (none when chosen per record).
+    pub(super) topics: Vec<String>,
+    pub(super) stores: Vec<String>,
 }
 
 impl TopologyDescription {
@@ -38,6 +52,11 @@ impl TopologyDescription {
                     .iter()
                     .map(|&i| {
                         let n = &t.nodes[i];
+                        let topics = match &n.kind {
+                            NodeKind::Source { topics, .. } => topics.clone(),
+                            NodeKind::Sink { topic } => topic.iter().cloned().collect(),
+                            NodeKind::Processor => Vec::new(),
+                        };
                         let (kind, detail) = match &n.kind {
                             NodeKind::Source { topics, .. } => {
                                 ("Source", format!("(topics: [{}])", topics.join(", ")))
@@ -67,12 +86,32 @@ impl TopologyDescription {
                                 .iter()
                                 .map(|&p| t.nodes[p].name.clone())
                                 .collect(),
+                            topics,
+                            stores: n.stores.clone(),
                         }
                     })
                     .collect(),
             })
             .collect();
-        TopologyDescription { subtopologies }
+        TopologyDescription {
+            subtopologies,
+            repartition: t.repartition_topics.keys().cloned().collect(),
+            logged: t
+                .stores
+                .iter()
+                .filter(|(_, d)| d.factory.logging())
+                .map(|(n, _)| n.clone())
+                .collect(),
+            application_id: None,
+        }
+    }
+
+    /// Names internal topics (repartition and changelog topics) in pictures with this
+    /// application id, as they are named on the cluster; without it they read
+    /// `<application.id>-...`.
+    pub fn with_application_id(mut self, application_id: &str) -> Self {
+        self.application_id = Some(application_id.to_string());
+        self
     }
 
     /// Number of sub-topologies.

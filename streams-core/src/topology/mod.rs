@@ -2,6 +2,7 @@
 //! separate from running it. Sub-topologies split at repartition topics.
 
 mod description;
+mod picture;
 
 pub use description::TopologyDescription;
 
