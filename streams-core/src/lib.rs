@@ -8,6 +8,7 @@
 //! One line per module. The public API is what this list names: the items re-exported at the
 //! crate root, and the public modules [`config`], [`serde`] and [`window`] (plus the hidden
 //! [`internals`], for `streams-dsl`). Everything else is `pub(crate)`.
+//! - `metrics`: Kafka Streams' metrics: [`Sensor`]s with Kafka's windowed rates, averages and maxima, [`ThreadSensors`] and [`TaskSensors`], and [`MetricValue`]s named as Kafka Streams names them (exposed as Prometheus text by the runtime).
 //! - `record`: [`Record`] (typed, what processors see), [`RecordMetadata`], [`Change`], [`Headers`]; internally the raw records consumed from topics.
 //! - `task_id`: [`TaskId`], a task's (sub-topology, partition).
 //! - `assignment`: the task assignor (Kafka Streams' high-availability rules: active, standby and warm-up tasks per member and thread) as a pure function, and the versioned subscription/assignment userData it exchanges; internal, for the group membership to come.
@@ -30,7 +31,7 @@
 //! Which module may use which: each uses only modules of the lines above its own. No module
 //! uses one of its own line or below, so the modules form no cycle; the one cycle, between the
 //! processor context and the engine that runs a task's nodes, is inside `processor`.
-//! 1. `record`, `task_id`, `time`, `window`: leaves, using no other module.
+//! 1. `metrics`, `record`, `task_id`, `time`, `window`: leaves, using no other module.
 //! 2. `serde`: may use `window` (windowed keys). `assignment`: may use `task_id`.
 //! 3. `error`: may use `serde`, `task_id`.
 //! 4. `config`: may use `error`, `assignment` (the assignor's settings). `collector`: may use
@@ -49,6 +50,7 @@
 //! flushed, every produced record is acknowledged and task checkpoints are written.
 
 // In the order of the layering above.
+mod metrics;
 mod record;
 mod task_id;
 mod time;
@@ -83,6 +85,7 @@ mod test_driver;
 
 pub use config::StreamsConfig;
 pub use error::{Result, StreamsError};
+pub use metrics::{MetricValue, RecordingLevel, Sensor, TaskSensors, ThreadSensors};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use query::{
     ApproximateCountQuery, FailureReason, InStore, KeyQuery, Position, PositionBound,

@@ -307,7 +307,7 @@ impl TopologyTestDriver {
         }
         let hosted = HostedStores::default();
         for task in &inner.tasks {
-            hosted.add(task.id, Role::Running, task.stores());
+            hosted.add(task.id, 0, Role::Running, task.stores());
             hosted.set_position(task.id, &task.committable_offsets());
         }
         Ok(crate::query::execute(&hosted, &request, Some(1)))

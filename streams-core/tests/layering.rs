@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The levels of `lib.rs`'s "Layering" list, lowest first.
 const LEVELS: &[&[&str]] = &[
-    &["record", "task_id", "time", "window"],
+    &["metrics", "record", "task_id", "time", "window"],
     &["serde", "assignment"],
     &["error"],
     &["config", "collector"],

@@ -62,6 +62,9 @@ pub const APPLICATION_SERVER: &str = "application.server";
 /// pages) over HTTP on this address; it is also the `application.server` other instances
 /// forward queries to, unless that is set.
 pub const HTTP_LISTEN: &str = "http.listen";
+/// `metrics.recording.level` (`INFO`, `DEBUG` or `TRACE`; default `INFO`): which metrics are
+/// recorded.
+pub const METRICS_RECORDING_LEVEL: &str = "metrics.recording.level";
 /// `http.forward.timeout.ms` (default 5000): how long a query forwarded to another instance
 /// may take before it fails.
 pub const HTTP_FORWARD_TIMEOUT_MS: &str = "http.forward.timeout.ms";
@@ -86,7 +89,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "default.key.serde",
     "default.value.serde",
     "client.id",
-    "metrics.recording.level",
 ];
 
 /// How a record that cannot be deserialized is handled.
@@ -153,6 +155,8 @@ pub struct ResolvedConfig {
     pub repartition_purge_interval: Duration,
     /// `http.listen`.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// `metrics.recording.level`.
+    pub recording_level: crate::metrics::RecordingLevel,
     /// `http.forward.timeout.ms`.
     pub http_forward_timeout: Duration,
     /// The task assignor's settings.
@@ -253,6 +257,17 @@ impl StreamsConfig {
                 port: addr.port(),
             }),
             (None, None) => None,
+        };
+        let recording_level = match self.get(METRICS_RECORDING_LEVEL).map(str::trim) {
+            None | Some("INFO") => crate::metrics::RecordingLevel::Info,
+            Some("DEBUG") => crate::metrics::RecordingLevel::Debug,
+            Some("TRACE") => crate::metrics::RecordingLevel::Trace,
+            Some(other) => {
+                return Err(StreamsError::config(
+                    METRICS_RECORDING_LEVEL,
+                    format!("`{other}` is not one of INFO, DEBUG, TRACE"),
+                ))
+            }
         };
         let http_forward_timeout =
             Duration::from_millis(self.parse(HTTP_FORWARD_TIMEOUT_MS, 5_000u64)?);
@@ -444,6 +459,7 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_millis(purge_ms),
             http_listen,
             http_forward_timeout,
+            recording_level,
             assignment,
             security,
             group_instance_id,
@@ -629,6 +645,7 @@ fn is_streams_property(key: &str) -> bool {
         APPLICATION_SERVER,
         HTTP_LISTEN,
         HTTP_FORWARD_TIMEOUT_MS,
+        METRICS_RECORDING_LEVEL,
         ENSURE_EXPLICIT_NAMING,
         TASK_TIMEOUT_MS,
         REPARTITION_PURGE_INTERVAL_MS,

@@ -379,3 +379,52 @@ fn exactly_once_v2_reads_committed_data_and_commits_every_100_ms() {
         assert!(e.contains(named), "{k}: {e}");
     }
 }
+
+#[test]
+fn metrics_recording_level_is_read_and_checked() {
+    let r = StreamsConfig::new("a", "b:9092")
+        .set("metrics.recording.level", "DEBUG")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.recording_level, crate::metrics::RecordingLevel::Debug);
+    let e = StreamsConfig::new("a", "b:9092")
+        .set("metrics.recording.level", "verbose")
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("metrics.recording.level") && e.contains("verbose"),
+        "{e}"
+    );
+}
+
+#[test]
+fn http_listen_becomes_the_application_server_unless_it_cannot_be_reached() {
+    let r = StreamsConfig::new("a", "b:9092")
+        .set("http.listen", "127.0.0.1:8080")
+        .resolve()
+        .unwrap();
+    let host = r.application_server.unwrap();
+    assert_eq!((host.host.as_str(), host.port), ("127.0.0.1", 8080));
+    for (listen, why) in [
+        ("0.0.0.0:8080", "application.server"),
+        ("127.0.0.1:0", "port"),
+        ("localhost", "ip:port"),
+    ] {
+        let e = StreamsConfig::new("a", "b:9092")
+            .set("http.listen", listen)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http.listen") && e.contains(why),
+            "{listen}: {e}"
+        );
+    }
+    let r = StreamsConfig::new("a", "b:9092")
+        .set("http.listen", "0.0.0.0:8080")
+        .set("application.server", "host1:8080")
+        .resolve()
+        .unwrap();
+    assert_eq!(r.application_server.unwrap().host, "host1");
+}

@@ -42,6 +42,8 @@ pub(crate) struct HostedStore {
 
 struct HostedTask {
     role: Role,
+    /// The stream thread (0-based) that runs the task.
+    thread: usize,
     position: Position,
     stores: Vec<(String, RawStore, Arc<dyn Any + Send + Sync>)>,
 }
@@ -59,8 +61,8 @@ impl HostedStores {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Task `id` now holds `stores`, in `role`.
-    pub(crate) fn add(&self, id: TaskId, role: Role, stores: &[TaskStore]) {
+    /// Task `id`, run by stream thread `thread`, now holds `stores`, in `role`.
+    pub(crate) fn add(&self, id: TaskId, thread: usize, role: Role, stores: &[TaskStore]) {
         let stores = stores
             .iter()
             .map(|s| (s.name.clone(), s.raw.clone(), s.handle.clone()))
@@ -69,6 +71,7 @@ impl HostedStores {
             id,
             HostedTask {
                 role,
+                thread,
                 position: Position::empty(),
                 stores,
             },
@@ -92,6 +95,30 @@ impl HostedStores {
     /// Task `id` is gone (closed, or moving away).
     pub(crate) fn remove(&self, id: TaskId) {
         self.lock().remove(&id);
+    }
+
+    /// Every hosted store with its thread and task, whether it is persistent, and its
+    /// estimated number of keys (for the metrics). A store that fails to answer is left out.
+    pub(crate) fn key_estimates(&self) -> Vec<(usize, TaskId, String, bool, u64)> {
+        let stores: Vec<(usize, TaskId, String, RawStore)> = self
+            .lock()
+            .iter()
+            .flat_map(|(id, t)| {
+                t.stores
+                    .iter()
+                    .map(move |(name, raw, _)| (t.thread, *id, name.clone(), raw.clone()))
+            })
+            .collect();
+        stores
+            .into_iter()
+            .filter_map(|(thread, id, name, raw)| {
+                let (persistent, keys) = raw
+                    .cell()
+                    .with_stack(|s| Ok((s.persistent(), s.approximate_num_entries()?)))
+                    .ok()?;
+                Some((thread, id, name, persistent, keys))
+            })
+            .collect()
     }
 
     /// Every hosted partition of `store`.

@@ -80,12 +80,16 @@ impl TaskManager {
         tracing::debug!(task = %id, from = ?prev, to = ?next, "task state");
         // Queries follow the task: a closing task's stores leave before they close.
         let hosted = &self.shared.hosted;
+        let now = self.shared.now_ms();
         match next {
-            TaskState::Created => {}
+            TaskState::Created => self.sensors.task_created.record(1.0, now),
             TaskState::Restoring => hosted.set_role(id, Role::Restoring),
             TaskState::Running => hosted.set_role(id, Role::Running),
             TaskState::Standby => hosted.set_role(id, Role::Standby),
-            TaskState::Closed => hosted.remove(id),
+            TaskState::Closed => {
+                hosted.remove(id);
+                self.sensors.task_closed.record(1.0, now);
+            }
         }
         if next == TaskState::Closed {
             self.states.remove(&id);
@@ -240,7 +244,9 @@ impl TaskManager {
                     let sub = &self.layout.subtopologies[id.subtopology as usize];
                     let t = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
                     self.become_(id, TaskState::Created)?;
-                    self.shared.hosted.add(id, Role::Restoring, t.stores());
+                    self.shared
+                        .hosted
+                        .add(id, self.index, Role::Restoring, t.stores());
                     t
                 }
             };
@@ -262,7 +268,9 @@ impl TaskManager {
             let sub = &self.layout.subtopologies[id.subtopology as usize];
             let task = StreamTask::new(self.topology.clone(), sub, id.partition, &self.env)?;
             self.become_(id, TaskState::Created)?;
-            self.shared.hosted.add(id, Role::Standby, task.stores());
+            self.shared
+                .hosted
+                .add(id, self.index, Role::Standby, task.stores());
             self.become_(id, TaskState::Standby)?;
             // Filled by the next standby update, between polls.
             self.standby.insert(id, task);

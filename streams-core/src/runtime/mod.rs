@@ -16,6 +16,7 @@ mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
 mod metadata;
+mod metrics;
 mod multi_driver;
 mod restore;
 mod sim;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use state_store::{RocksDbConfig, StateDirectory};
 
 pub use metadata::{KeyQueryMetadata, StreamsMetadata};
+pub use metrics::StreamsMetrics;
 pub use multi_driver::MultiInstanceTestDriver;
 
 use crate::config::{ResolvedConfig, StreamsConfig};
@@ -142,13 +144,20 @@ pub(crate) struct Shared {
     standbys: Mutex<Vec<BTreeMap<TaskId, Option<u64>>>>,
     /// The stores of the tasks the threads hold, for interactive queries.
     pub(crate) hosted: HostedStores,
+    /// The origin of the metrics' clock.
+    epoch: Instant,
+    /// Stream threads running, and those that ended with an error.
+    alive_threads: std::sync::atomic::AtomicUsize,
+    failed_threads: std::sync::atomic::AtomicUsize,
 }
 
-/// Counters of one stream thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters and metrics of one stream thread.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ThreadMetrics {
     pub(crate) tasks: TaskMetrics,
     pub(crate) commits: u64,
+    pub(crate) sensors: crate::metrics::ThreadSensors,
+    pub(crate) task_sensors: Vec<(TaskId, crate::metrics::TaskSensors)>,
 }
 
 impl Shared {
@@ -166,7 +175,27 @@ impl Shared {
             tasks: Mutex::new(vec![Vec::new(); threads]),
             standbys: Mutex::new(vec![BTreeMap::new(); threads]),
             hosted: HostedStores::default(),
+            epoch: Instant::now(),
+            alive_threads: Default::default(),
+            failed_threads: Default::default(),
         }
+    }
+
+    pub(crate) fn thread_started(&self) {
+        self.alive_threads.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A stream thread ended, `failed` or not.
+    pub(crate) fn thread_ended(&self, failed: bool) {
+        self.alive_threads.fetch_sub(1, Ordering::AcqRel);
+        if failed {
+            self.failed_threads.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Milliseconds since the instance was made: the clock the metrics' windows run on.
+    pub(crate) fn now_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     pub(crate) fn state(&self) -> State {
@@ -245,20 +274,6 @@ impl Shared {
     }
 }
 
-/// Metrics of a running application, summed over its stream threads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StreamsMetrics {
-    /// Records processed.
-    pub processed: u64,
-    /// Records skipped by the deserialization handler.
-    pub dropped: u64,
-    /// Records restored into stores from changelogs.
-    pub restored: u64,
-    /// Commits completed.
-    pub commits: u64,
-}
-
 /// A streams application instance: runs a [`Topology`] on a Kafka cluster.
 ///
 /// ```no_run
@@ -279,6 +294,9 @@ pub struct KafkaStreams {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Set by `start`: the group member's state and the topology's layout, for metadata.
     group: Option<Arc<group::GroupShared>>,
+    /// Kafka Streams' client id, `<application.id>-<process id>` once started: the
+    /// `client-id` of the client metrics.
+    client_id: String,
     /// Pages the HTTP server serves besides the query endpoints.
     pages: Vec<http::HttpPage>,
     /// The HTTP server, started with the instance when `http.listen` is set.
@@ -292,6 +310,7 @@ impl KafkaStreams {
         topology.validate(config.ensure_explicit_naming)?;
         let threads = config.num_stream_threads;
         Ok(KafkaStreams {
+            client_id: config.application_id.clone(),
             topology: Arc::new(topology),
             config: Arc::new(config),
             shared: Arc::new(Shared::new(threads)),
@@ -361,6 +380,7 @@ impl KafkaStreams {
         );
         let rocksdb = Arc::new(RocksDbConfig::default());
         let process = group::process_id(state_dir.app_dir());
+        self.client_id = format!("{}-{process}", self.config.application_id);
         let group = Arc::new(group::GroupShared::new(
             &self.config.application_id,
             &format!("{}-{process}", self.config.application_id),
@@ -434,6 +454,8 @@ impl KafkaStreams {
                 shared: self.shared.clone(),
                 topology: self.topology.clone(),
                 group: self.group.clone().expect("set above"),
+                config: self.config.clone(),
+                client_id: self.client_id.clone(),
                 own,
                 client: reqwest::Client::new(),
                 forward_timeout: self.config.http_forward_timeout,
@@ -488,22 +510,6 @@ impl KafkaStreams {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-    }
-
-    /// Metrics summed over the stream threads.
-    pub fn metrics(&self) -> StreamsMetrics {
-        let m = self
-            .shared
-            .metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        m.iter().fold(StreamsMetrics::default(), |mut acc, t| {
-            acc.processed += t.tasks.processed;
-            acc.dropped += t.tasks.dropped;
-            acc.restored += t.tasks.restored;
-            acc.commits += t.commits;
-            acc
-        })
     }
 
     /// The tasks each stream thread runs now.
@@ -610,6 +616,7 @@ impl KafkaStreams {
             shared,
             threads,
             group: self.group.clone(),
+            client_id: self.client_id.clone(),
             pages: Vec::new(),
             http: self.http.take(),
         };

@@ -136,6 +136,8 @@ impl MultiInstanceTestDriver {
             topics: HashMap::new(),
             closed_totals: TaskMetrics::default(),
             commits: 0,
+            sensors: Default::default(),
+            task_sensors: BTreeMap::new(),
             shared: Arc::new(Shared::new(1)),
             index: 0,
             admin: None,

@@ -19,6 +19,7 @@ use super::topics::Layout;
 use super::{Shared, ThreadMetrics};
 use crate::config::ResolvedConfig;
 use crate::error::Result;
+use crate::metrics::{TaskSensors, ThreadSensors};
 use crate::record::RecordBytes;
 use crate::task::{StreamTask, TaskEnv, TaskMetrics};
 use crate::task_id::TaskId;
@@ -58,6 +59,10 @@ pub(super) struct TaskManager {
     pub(super) topics: HashMap<String, Arc<str>>,
     pub(super) closed_totals: TaskMetrics,
     pub(super) commits: u64,
+    /// The thread's own metrics (Kafka Streams' `stream-thread-metrics`).
+    pub(super) sensors: ThreadSensors,
+    /// Per task: its counts at the last publication, and its metrics.
+    pub(super) task_sensors: BTreeMap<TaskId, (TaskMetrics, TaskSensors)>,
     pub(super) shared: Arc<Shared>,
     /// The stream thread's index (0-based), under which it publishes its tasks and metrics.
     pub(super) index: usize,
@@ -211,11 +216,13 @@ impl TaskManager {
         }
     }
 
-    pub(super) fn punctuate(&mut self) -> Result<()> {
+    /// Fires the wall-clock punctuations that are due; returns whether any fired.
+    pub(super) fn punctuate(&mut self) -> Result<bool> {
+        let mut fired = false;
         for t in self.active.values_mut() {
-            t.punctuate_wall_clock()?;
+            fired |= t.punctuate_wall_clock()?;
         }
-        Ok(())
+        Ok(fired)
     }
 
     /// The commit: flush caches and stores, wait for every produced record to be acknowledged,
@@ -307,12 +314,19 @@ impl TaskManager {
             .map_or(0, StreamTask::changelog_offset_sum)
     }
 
-    pub(super) fn publish(&self, index: usize) {
+    pub(super) fn publish(&mut self, index: usize) {
+        self.record_task_metrics();
         self.shared.publish(
             index,
             ThreadMetrics {
                 tasks: self.totals(),
                 commits: self.commits,
+                sensors: self.sensors,
+                task_sensors: self
+                    .task_sensors
+                    .iter()
+                    .map(|(id, (_, s))| (*id, *s))
+                    .collect(),
             },
             self.active.keys().copied().collect(),
             self.standby
@@ -322,7 +336,34 @@ impl TaskManager {
         );
     }
 
-    pub(super) fn publish_tasks(&self) {
+    pub(super) fn publish_tasks(&mut self) {
         self.publish(self.index);
+    }
+
+    /// Records what each active and restoring task did since the last publication into its
+    /// sensors; forgets the tasks that are gone.
+    fn record_task_metrics(&mut self) {
+        let now = self.shared.now_ms();
+        let tasks = self
+            .active
+            .iter()
+            .chain(self.restoring.iter().map(|r| (&r.id, &r.task)));
+        let mut seen = Vec::new();
+        for (id, t) in tasks {
+            let (last, sensors) = self.task_sensors.entry(*id).or_default();
+            let m = t.metrics;
+            for (sensor, now_count, then) in [
+                (&mut sensors.process, m.processed, last.processed),
+                (&mut sensors.dropped, m.dropped, last.dropped),
+                (&mut sensors.restore, m.restored, last.restored),
+            ] {
+                if now_count > then {
+                    sensor.record((now_count - then) as f64, now);
+                }
+            }
+            *last = m;
+            seen.push(*id);
+        }
+        self.task_sensors.retain(|id, _| seen.contains(id));
     }
 }

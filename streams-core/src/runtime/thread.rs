@@ -69,9 +69,12 @@ pub(crate) fn run(setup: ThreadSetup) {
     let index = setup.index;
     let span = tracing::info_span!("stream_thread", thread = index + 1);
     let _g = span.enter();
+    shared.thread_started();
     // A panic in user code (a DSL closure, a processor) must not leave the instance looking
     // alive: it becomes an error like any other, naming the thread.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(setup))) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(setup)));
+    shared.thread_ended(!matches!(outcome, Ok(Ok(()))));
+    match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => shared.fail(e),
         Err(panic) => {
@@ -137,6 +140,8 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         topics: HashMap::new(),
         closed_totals: TaskMetrics::default(),
         commits: 0,
+        sensors: Default::default(),
+        task_sensors: BTreeMap::new(),
         shared: setup.shared.clone(),
         index: setup.index,
         restoring: Default::default(),
@@ -228,6 +233,11 @@ fn apply(
     Ok(())
 }
 
+/// Milliseconds since `start`, fractional: what latency metrics record.
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
 fn poll_loop(
     client: &mut KafkaThreadClient,
     tm: &mut TaskManager,
@@ -241,6 +251,7 @@ fn poll_loop(
     let mut stalled = false;
     while !setup.shared.shutdown_requested() {
         setup.group.alive(setup.index);
+        let poll_start = Instant::now();
         if let Some((seq, directive)) = setup.group.take(setup.index) {
             apply(seq, directive, client, tm, setup)?;
         }
@@ -284,10 +295,30 @@ fn poll_loop(
                 }
             }
         }
-        stalled = tm.process()? == 0 && tm.buffered() > 0;
-        tm.punctuate()?;
+        let now = setup.shared.now_ms();
+        tm.sensors.poll.record(ms_since(poll_start), now);
+        tm.sensors.poll_records.record(polled as f64, now);
+        let process_start = Instant::now();
+        let processed = tm.process()?;
+        if processed > 0 {
+            let sensors = &mut tm.sensors;
+            sensors
+                .process
+                .record_many(processed as u64, ms_since(process_start), now);
+            sensors.process_records.record(processed as f64, now);
+        }
+        stalled = processed == 0 && tm.buffered() > 0;
+        let punctuate_start = Instant::now();
+        if tm.punctuate()? {
+            tm.sensors.punctuate.record(ms_since(punctuate_start), now);
+        }
         if last_commit.elapsed() >= config.commit_interval {
+            let (commit_start, commits) = (Instant::now(), tm.commits);
             tm.commit(client)?;
+            // As in Kafka Streams, a commit is counted when it committed something.
+            if tm.commits > commits {
+                tm.sensors.commit.record(ms_since(commit_start), now);
+            }
             tm.update_standbys(client, true)?;
             last_commit = Instant::now();
             last_standby_read = last_commit;

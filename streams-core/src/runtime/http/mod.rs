@@ -32,6 +32,9 @@ pub(crate) struct HttpContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) topology: Arc<Topology>,
     pub(crate) group: Arc<GroupShared>,
+    pub(crate) config: Arc<crate::config::ResolvedConfig>,
+    /// Kafka Streams' client id (the client metrics' tag).
+    pub(crate) client_id: String,
     /// This instance's `application.server`, as other instances reach it.
     pub(crate) own: String,
     pub(crate) client: reqwest::Client,

@@ -34,7 +34,8 @@ pub(super) fn router(ctx: Arc<HttpContext>, pages: Vec<HttpPage>) -> Router {
         .route("/v1/stores/{store}/windows", get(windows))
         .route("/v1/stores/{store}/windows/{key}", get(windows_of_key))
         .route("/v1/stores/{store}/sessions/{key}", get(sessions))
-        .route("/v1/metadata", get(metadata_of_group));
+        .route("/v1/metadata", get(metadata_of_group))
+        .route("/metrics", get(prometheus_metrics));
     for page in pages {
         let (content_type, body) = (page.content_type, page.body);
         router = router.route(
@@ -599,4 +600,22 @@ async fn metadata_of_group(State(ctx): Ctx) -> Json<Value> {
         })
         .collect();
     Json(json!({ "self": ctx.own, "state": format!("{:?}", ctx.shared.state()), "hosts": hosts }))
+}
+
+/// The metrics in Prometheus' text format (OpenMetrics), named as the Prometheus JMX exporter
+/// names Kafka Streams' beans.
+async fn prometheus_metrics(State(ctx): Ctx) -> Answer {
+    let text = blocking(move || {
+        let values = crate::runtime::metrics::collect(&ctx.shared, &ctx.config, &ctx.client_id);
+        Ok(crate::metrics::render_prometheus(values))
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }

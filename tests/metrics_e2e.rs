@@ -1,0 +1,165 @@
+//! Metrics end to end on both brokers: `GET /metrics` scraped while the word count runs and
+//! parsed with a Prometheus text parser; the processed, committed and restored totals match
+//! what the test produced (and what the Rust API and the restore listener say), and every
+//! series the shipped Grafana dashboard queries exists in the scrape.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::*;
+use streams::KafkaStreams;
+
+on_both_brokers!(the_scrape_counts_what_was_processed_committed_and_restored);
+
+/// Every sample of a scrape: name -> (labels, value).
+type Samples = BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>;
+
+fn scrape(port: u16) -> Samples {
+    let body = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .expect("GET /metrics");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for s in parsed.samples {
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            other => panic!("{}: unexpected {other:?}", s.metric),
+        };
+        let labels = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.entry(s.metric).or_default().push((labels, value));
+    }
+    out
+}
+
+fn sum(s: &Samples, name: &str) -> f64 {
+    s.get(name)
+        .unwrap_or_else(|| panic!("no {name} in the scrape"))
+        .iter()
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The metric names a Grafana dashboard's queries use.
+fn dashboard_series() -> BTreeSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/streams-dashboard.json"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = BTreeSet::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if token.starts_with("kafka_streams_") {
+                    names.insert(token.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn start(
+    wc: &WordCount,
+    dir: &std::path::Path,
+    port: u16,
+) -> (KafkaStreams, std::sync::Arc<RestoreCounter>) {
+    let (app, restores) = wc.start_with(
+        dir,
+        &[
+            ("http.listen", &format!("127.0.0.1:{port}")),
+            ("metrics.recording.level", "DEBUG"),
+        ],
+    );
+    wait_running(&app);
+    (app, restores)
+}
+
+fn the_scrape_counts_what_was_processed_committed_and_restored(bootstrap: &str) {
+    let wc = WordCount::new(bootstrap, 2);
+    let input = lines(17, 400);
+    let words: usize = input.iter().map(|l| wordcount::split_words(l).len()).sum();
+    let expected = expected_counts(&input);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut app, _) = start(&wc, dir.path(), port);
+    produce_lines(bootstrap, &wc.input, &input);
+    read_counts(bootstrap, &wc.output, &expected);
+
+    // Every line is processed once, and every word once more after the repartition.
+    let processed = (input.len() + words) as f64;
+    wait_until(
+        "the threads report every record processed",
+        Duration::from_secs(60),
+        || {
+            sum(
+                &scrape(port),
+                "kafka_streams_stream_thread_metrics_process_total",
+            ) == processed
+        },
+    );
+    let before = app.metrics().commits;
+    let s = scrape(port);
+    let after = app.metrics().commits;
+    assert_eq!(
+        sum(&s, "kafka_streams_stream_task_metrics_process_total"),
+        processed
+    );
+    let commits = sum(&s, "kafka_streams_stream_thread_metrics_commit_total") as u64;
+    assert!(
+        commits >= 1 && (before..=after).contains(&commits),
+        "{before} <= {commits} <= {after}"
+    );
+    assert_eq!(
+        sum(&s, "kafka_streams_stream_metrics_alive_stream_threads"),
+        1.0
+    );
+    assert_eq!(
+        sum(&s, "kafka_streams_stream_metrics_client_state"),
+        2.0,
+        "RUNNING"
+    );
+    let tasks = &s["kafka_streams_stream_task_metrics_process_total"];
+    assert_eq!(
+        tasks.len(),
+        4,
+        "two sub-topologies of two partitions: {tasks:?}"
+    );
+    for series in dashboard_series() {
+        assert!(
+            s.contains_key(&series),
+            "the dashboard queries {series}, which the scrape lacks"
+        );
+    }
+    app.close().unwrap();
+    app.cleanup().unwrap();
+
+    // A restart without local state restores the counts from the changelog: the task metrics
+    // count each restored record, as the restore listener does.
+    let port = free_port();
+    let (mut app, restores) = start(&wc, dir.path(), port);
+    assert!(restores.total() > 0);
+    wait_until(
+        "the tasks report what they restored",
+        Duration::from_secs(30),
+        || {
+            sum(
+                &scrape(port),
+                "kafka_streams_stream_task_metrics_restore_total",
+            ) == restores.total() as f64
+        },
+    );
+    app.close().unwrap();
+}
