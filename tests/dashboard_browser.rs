@@ -119,12 +119,27 @@ fn the_dashboard_shows_the_expected_counts_in_headless_chromium() {
                 .sum::<i64>()
         })
     };
+    // Each store is filled by its own sub-topology: wait for all three.
+    let tagged: i64 = minutes.values().flat_map(|m| m.values()).sum();
+    let windowed = || {
+        let url = format!("{base}/v1/stores/hashtag-counts-1m-store/windows?limit=100000");
+        let (status, body) = http_get(&url);
+        (status == 200).then(|| {
+            body["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["value"].as_i64().unwrap())
+                .sum::<i64>()
+        })
+    };
     wait_until(
         "the example counts every tweet",
         Duration::from_secs(120),
         || {
             total("user-tweet-counts-store") == Some(N as i64)
                 && total("country-tweet-counts-store") == Some(N as i64)
+                && windowed() == Some(tagged)
         },
     );
 

@@ -50,40 +50,13 @@ impl KeyValueStoreStack {
     ///
     /// A cached value replaces the engine's for its key and a cached delete hides it.
     pub fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<KeyValue>> {
-        let stored = self.engine.range(from, to)?;
-        let Some(cache) = &self.cache else {
-            return Ok(stored);
-        };
-        let mut cached = cache.range(from, to).peekable();
-        let mut stored = stored.into_iter().peekable();
-        let mut merged = Vec::new();
-        loop {
-            let take_cached = match (cached.peek(), stored.peek()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((cached_key, _)), Some((stored_key, _))) => {
-                    match cached_key.as_slice().cmp(stored_key) {
-                        Ordering::Less => true,
-                        Ordering::Greater => false,
-                        Ordering::Equal => {
-                            // The cache holds the newer write of this key.
-                            stored.next();
-                            true
-                        }
-                    }
-                }
-            };
-            if take_cached {
-                let (key, entry) = cached.next().expect("peeked");
-                if let Some(value) = &entry.value {
-                    merged.push((key.clone(), value.clone()));
-                }
-            } else {
-                merged.push(stored.next().expect("peeked"));
-            }
+        fn bound(b: Option<&[u8]>) -> Bound<&[u8]> {
+            b.map_or(Bound::Unbounded, Bound::Included)
         }
-        Ok(merged)
+        // One page as large as the whole range.
+        Ok(self
+            .scan(bound(from), bound(to), false, usize::MAX)?
+            .entries)
     }
 
     /// One page of the merged view within `(from, to)`: at most about `limit` entries from

@@ -95,6 +95,20 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
+impl RawScan {
+    /// The entries `pick` keeps, turned into what it returns; an error reading the store is
+    /// passed on (and ends the scan).
+    pub(crate) fn select<T>(
+        self,
+        mut pick: impl FnMut(Vec<u8>, Vec<u8>) -> Option<Result<T>> + Send,
+    ) -> impl Iterator<Item = Result<T>> + Send {
+        self.filter_map(move |e| match e {
+            Ok((k, v)) => pick(k, v),
+            Err(e) => Some(Err(e)),
+        })
+    }
+}
+
 impl Iterator for RawScan {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -175,11 +189,7 @@ impl RawStore {
                 Bound::Included(hi),
                 false,
             )
-            .filter_map(move |e| {
-                let (ek, v) = match e {
-                    Ok(e) => e,
-                    Err(e) => return Some(Err(e)),
-                };
+            .select(move |ek, v| {
                 // A longer key starting with this key's bytes can sort inside the range.
                 if ek.len() != SEGMENT_PREFIX + key.len() + 12
                     || ek[SEGMENT_PREFIX..][..key.len()] != key[..]
@@ -210,11 +220,7 @@ impl RawStore {
                 Bound::Excluded(hi),
                 false,
             )
-            .filter_map(move |e| {
-                let (ek, v) = match e {
-                    Ok(e) => e,
-                    Err(e) => return Some(Err(e)),
-                };
+            .select(move |ek, v| {
                 if ek.len() < SEGMENT_PREFIX + 12 {
                     return Some(Err(corrupt(&cell2, &ek)));
                 }
@@ -247,11 +253,7 @@ impl RawStore {
                 Bound::Included(hi),
                 false,
             )
-            .filter_map(move |e| {
-                let (ek, v) = match e {
-                    Ok(e) => e,
-                    Err(e) => return Some(Err(e)),
-                };
+            .select(move |ek, v| {
                 if ek.len() != SEGMENT_PREFIX + key.len() + 16 {
                     return None;
                 }
@@ -305,11 +307,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> KeyValueStore<K, V> {
 
     fn typed(&self, scan: RawScan) -> StoreIterator<(K, V)> {
         let this = self.clone();
-        StoreIterator::new(scan.filter_map(move |e| {
-            let (k, v) = match e {
-                Ok(e) => e,
-                Err(e) => return Some(Err(e)),
-            };
+        StoreIterator::new(scan.select(move |k, v| {
             match (this.decode_key(&k), this.decode_value(Some(&v))) {
                 (Ok(k), Ok(Some(v))) => Some(Ok((k, v))),
                 (Ok(_), Ok(None)) => None,

@@ -300,6 +300,18 @@ async fn key(
     .await
 }
 
+/// Windows or sessions of one key as `[{"start", "end", "value", "served_by"}]`.
+fn spans(entries: Vec<(i64, i64, Vec<u8>)>, format: SerdeFormat, own: &str) -> Value {
+    entries
+        .into_iter()
+        .map(|(start, end, v)| {
+            let mut e = json!({ "start": start, "end": end, "served_by": own });
+            put_json(&mut e, "value", format, &v);
+            e
+        })
+        .collect()
+}
+
 async fn windows_of_key(
     State(ctx): Ctx,
     Path((store, key)): Path<(String, String)>,
@@ -314,16 +326,7 @@ async fn windows_of_key(
     let own = ctx.own.clone();
     keyed(ctx, store, key, p, "windows", move |part, bytes| {
         let (entries, _) = part.windows_of(bytes, from, to, limit)?;
-        Ok(Value::Array(
-            entries
-                .into_iter()
-                .map(|(start, end, v)| {
-                    let mut e = json!({ "start": start, "end": end, "served_by": own });
-                    put_json(&mut e, "value", shape.value, &v);
-                    e
-                })
-                .collect(),
-        ))
+        Ok(spans(entries, shape.value, &own))
     })
     .await
 }
@@ -338,16 +341,7 @@ async fn sessions(
     let own = ctx.own.clone();
     keyed(ctx, store, key, p, "sessions", move |part, bytes| {
         let (entries, _) = part.sessions(bytes, limit)?;
-        Ok(Value::Array(
-            entries
-                .into_iter()
-                .map(|(start, end, v)| {
-                    let mut e = json!({ "start": start, "end": end, "served_by": own });
-                    put_json(&mut e, "value", shape.value, &v);
-                    e
-                })
-                .collect(),
-        ))
+        Ok(spans(entries, shape.value, &own))
     })
     .await
 }
