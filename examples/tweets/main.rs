@@ -2,9 +2,14 @@
 //!
 //! Shows: JSON values with a user type, event time taken from a field (`timestamp_ms`), one
 //! input feeding several aggregations through named repartition topics, a stream-table left
-//! join (tweets re-keyed by user, joined with the `users` table), and the deserialization
-//! policy for malformed records (`--config deserialization.exception.handler=log-and-continue`
-//! skips and counts them; the default stops with an error naming topic, partition and offset).
+//! join (tweets re-keyed by user, joined with the `users` table), and what happens to bad
+//! records: malformed JSON (the deserialization handler), a tweet without a user (a fallible
+//! `try_map_values` and the processing handler) and a record too large to send (the production
+//! handler). By default each stops the application with an error naming topic, partition and
+//! offset; with `--config deserialization.exception.handler=log-and-continue` (and likewise
+//! `processing.exception.handler`, `production.exception.handler`) they are skipped and counted,
+//! and `--config errors.dead.letter.queue.topic.name=tweets-dlq` writes them, with headers
+//! saying what failed, to that topic.
 //!
 //! Run it:
 //! - `cargo run --example tweets` starts the bundled broker in-process, generates 1000 tweets

@@ -69,6 +69,18 @@ pub struct Tweet {
     pub lang: String,
 }
 
+impl Tweet {
+    /// Whether the tweet can be counted: one without an author cannot be (it would count under
+    /// an empty user). The topology checks every tweet with `try_filter`, so a bad one goes to
+    /// the processing exception handler, which is told its topic, partition and offset.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.user.trim().is_empty() {
+            return Err(format!("tweet `{}` has no user", self.id));
+        }
+        Ok(())
+    }
+}
+
 /// The distinct hashtags of `text`, lower-cased, without `#`, in alphabetical order.
 pub fn hashtags(text: &str) -> Vec<String> {
     let mut tags = BTreeSet::new();
@@ -153,11 +165,14 @@ fn add_counts(
     user_topic: &str,
     minute_topic: &str,
 ) -> KStream<Option<String>, Tweet> {
-    let tweets = builder.stream_with::<Option<String>, Tweet>(
-        &[input],
-        Consumed::with(Serdes::nullable(Serdes::string()), Serdes::json::<Tweet>())
-            .with_timestamp_extractor(|r, _| r.value.timestamp_ms),
-    );
+    let tweets = builder
+        .stream_with::<Option<String>, Tweet>(
+            &[input],
+            Consumed::with(Serdes::nullable(Serdes::string()), Serdes::json::<Tweet>())
+                .with_timestamp_extractor(|r, _| r.value.timestamp_ms),
+        )
+        .named("check-tweets")
+        .try_filter(|_, t| t.check().map(|()| true));
     let counts = Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64()));
     tweets
         .flat_map_values(|t: Tweet| hashtags(&t.text))

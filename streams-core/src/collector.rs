@@ -21,6 +21,12 @@ pub(crate) trait RecordCollector: Send + Sync {
         headers: &Headers,
     ) -> Result<()>;
 
+    /// Says which task the next records are sent for, so that a failed delivery report names
+    /// it to the production handler.
+    fn set_task(&self, task: crate::task_id::TaskId) {
+        let _ = task;
+    }
+
     /// Records an error found where it cannot be returned (a changelog write inside a store);
     /// the task raises it at its next check.
     fn fail(&self, error: StreamsError);

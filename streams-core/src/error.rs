@@ -1,6 +1,27 @@
 //! The one error type of streams-core: [`StreamsError`], whose messages name what was involved.
 
+use std::fmt;
+
+use crate::record::RecordMetadata;
 use crate::task_id::TaskId;
+
+/// The input record an error happened on, for messages: ` on the record at topic `t` partition
+/// p offset o`, or nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordOrigin(pub Option<RecordMetadata>);
+
+impl fmt::Display for RecordOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(m) => write!(
+                f,
+                " on the record at topic `{}` partition {} offset {}",
+                m.topic, m.partition, m.offset
+            ),
+            None => Ok(()),
+        }
+    }
+}
 
 /// A failure while building, starting or running a streams application.
 ///
@@ -78,15 +99,26 @@ pub enum StreamsError {
         /// The serde's error.
         source: crate::serde::SerdeError,
     },
-    /// A processor failed while processing a record or a punctuation.
-    #[error("processor `{processor}` of task {task} failed: {message}")]
+    /// A processor failed while processing a record or a punctuation, and the processing
+    /// exception handler chose to fail.
+    #[error("processor `{processor}` of task {task} failed{record}: {message}")]
     Processing {
         /// The task the processor runs in.
         task: TaskId,
         /// The processor node's name.
         processor: String,
+        /// The input record being processed (none in a punctuation).
+        record: RecordOrigin,
         /// What the processor reported.
         message: String,
+    },
+    /// User code panicked (caught at the processor node it ran in).
+    #[error("panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Panic {
+        /// The panic's message.
+        message: String,
+        /// Where it panicked (`file:line:column`), when known.
+        location: Option<String>,
     },
     /// A user processor reported an error (wrapped with its task and processor on the way out).
     #[error("{0}")]
@@ -116,6 +148,9 @@ pub enum StreamsError {
         topic: String,
         /// The producer's error.
         message: String,
+        /// Whether the cluster may accept the record if it is sent again (a timeout, a leader
+        /// moving), as opposed to a record that is too large or a topic that does not exist.
+        retriable: bool,
     },
     /// A Kafka client operation failed.
     #[error("{operation} failed: {source}")]
@@ -166,6 +201,42 @@ impl StreamsError {
     /// The runtime adds the task and the processor's name when the error leaves the topology.
     pub fn user(message: impl std::fmt::Display) -> Self {
         StreamsError::User(message.to_string())
+    }
+
+    /// The variant's name, for dead-letter records (`__streams.errors.exception`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamsError::Config { .. } => "Config",
+            StreamsError::Topology(_) => "Topology",
+            StreamsError::MissingSourceTopic { .. } => "MissingSourceTopic",
+            StreamsError::InternalTopic { .. } => "InternalTopic",
+            StreamsError::CoPartitioning { .. } => "CoPartitioning",
+            StreamsError::Deserialization { .. } => "Deserialization",
+            StreamsError::InvalidTimestamp { .. } => "InvalidTimestamp",
+            StreamsError::Serialization { .. } => "Serialization",
+            StreamsError::Processing { .. } => "Processing",
+            StreamsError::Panic { .. } => "Panic",
+            StreamsError::User(_) => "User",
+            StreamsError::Store { .. } => "Store",
+            StreamsError::StoreAccess { .. } => "StoreAccess",
+            StreamsError::Production { .. } => "Production",
+            StreamsError::Kafka { .. } => "Kafka",
+            StreamsError::Restore { .. } => "Restore",
+            StreamsError::Group { .. } => "Group",
+            StreamsError::IllegalState(_) => "IllegalState",
+            StreamsError::Io { .. } => "Io",
+        }
+    }
+
+    /// Whether trying again may succeed (a send the cluster may accept later).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            StreamsError::Production {
+                retriable: true,
+                ..
+            }
+        )
     }
 
     pub(crate) fn config(property: &str, message: impl std::fmt::Display) -> Self {

@@ -6,7 +6,7 @@
 //!
 //! ## Map
 //! One line per module. The public API is what this list names: the items re-exported at the
-//! crate root, and the public modules [`config`], [`serde`] and [`window`] (plus the hidden
+//! crate root, and the public modules [`config`], [`handlers`], [`serde`] and [`window`] (plus the hidden
 //! [`internals`], for `streams-dsl`). Everything else is `pub(crate)`.
 //! - `metrics`: Kafka Streams' metrics: [`Sensor`]s with Kafka's windowed rates, averages and maxima, [`ThreadSensors`] and [`TaskSensors`], and [`MetricValue`]s named as Kafka Streams names them (exposed as Prometheus text by the runtime).
 //! - `record`: [`Record`] (typed, what processors see), [`RecordMetadata`], [`Change`], [`Headers`]; internally the raw records consumed from topics.
@@ -16,6 +16,7 @@
 //! - [`window`]: [`Window`] and [`Windowed`] keys; time, sliding and session windows.
 //! - [`serde`]: the [`Serde`](serde::Serde) trait, Kafka-compatible [`Serdes`](serde::Serdes) (windowed keys too), [`DefaultSerde`](serde::DefaultSerde).
 //! - `error`: [`StreamsError`], whose messages name what was involved, and [`Result`].
+//! - [`handlers`]: the deserialization, processing and production exception handlers ([`ProcessingExceptionHandler`]..., with Kafka Streams' built-ins), the context they are given, panics caught at a node, and dead-letter records.
 //! - [`config`]: [`StreamsConfig`] with Kafka Streams' property names and defaults.
 //! - `collector`: the record collector a task's records (sinks, changelogs) leave through; internal.
 //! - `state`: typed stores ([`KeyValueStore`], [`WindowStore`], [`SessionStore`]) declared with [`StoreBuilder`] / [`Stores`], their caches ([`CachedStore`], [`CacheFlush`]), and the global stores.
@@ -33,16 +34,17 @@
 //! processor context and the engine that runs a task's nodes, is inside `processor`.
 //! 1. `metrics`, `record`, `task_id`, `time`, `window`: leaves, using no other module.
 //! 2. `serde`: may use `window` (windowed keys). `assignment`: may use `task_id`.
-//! 3. `error`: may use `serde`, `task_id`.
-//! 4. `config`: may use `error`, `assignment` (the assignor's settings). `collector`: may use
-//!    `error`, `record`.
-//! 5. `state`: may use the lines above.
-//! 6. `processor`: may use the lines above. It reads the topology it runs through its
+//! 3. `error`: may use `serde`, `record`, `task_id`.
+//! 4. `handlers`: may use `error`, `record`, `task_id`.
+//! 5. `config`: may use the lines above (the assignor's settings, the handlers). `collector`:
+//!    may use `error`, `record`, `task_id`.
+//! 6. `state`: may use the lines above.
+//! 7. `processor`: may use the lines above. It reads the topology it runs through its
 //!    `NodeGraph` trait, which `Topology` implements, instead of using `topology`.
-//! 7. `topology`: may use the lines above (its nodes come from `processor`, its stores from `state`).
-//! 8. `task`: may use the lines above.
-//! 9. `query`: may use the lines above.
-//! 10. `runtime`, `test_driver`, `internals`: may use the lines above, not one another.
+//! 8. `topology`: may use the lines above (its nodes come from `processor`, its stores from `state`).
+//! 9. `task`: may use the lines above.
+//! 10. `query`: may use the lines above.
+//! 11. `runtime`, `test_driver`, `internals`: may use the lines above, not one another.
 //!
 //! ## Guarantees
 //! Topology, processor and task code is synchronous and deterministic; only the runtime does
@@ -65,6 +67,8 @@ mod assignment;
 
 mod error;
 
+pub mod handlers;
+
 mod collector;
 pub mod config;
 
@@ -84,7 +88,12 @@ mod runtime;
 mod test_driver;
 
 pub use config::StreamsConfig;
-pub use error::{Result, StreamsError};
+pub use error::{RecordOrigin, Result, StreamsError};
+pub use handlers::{
+    DefaultProductionExceptionHandler, DeserializationExceptionHandler, ErrorHandlerContext,
+    HandlerResponse, LogAndContinue, LogAndFail, ProcessingExceptionHandler, ProducedRecord,
+    ProductionExceptionHandler, ProductionResponse, SerializationOrigin,
+};
 pub use metrics::{MetricValue, RecordingLevel, Sensor, TaskSensors, ThreadSensors};
 pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
 pub use query::{

@@ -111,6 +111,15 @@ pub(crate) struct RecordBytes<'a> {
     pub(crate) headers: Headers,
 }
 
+/// What the exception handlers see of a source record beyond its coordinates: its headers and,
+/// when a dead-letter topic is set, its bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SourceBytes {
+    pub(crate) headers: Headers,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
+}
+
 /// Where the record being processed came from: Kafka Streams' record context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordMetadata {

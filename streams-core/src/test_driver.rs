@@ -36,10 +36,12 @@ struct Sent {
     headers: Headers,
 }
 
-#[derive(Default)]
 struct CapturingCollector {
     sent: Mutex<Vec<Sent>>,
     error: Mutex<Option<String>>,
+    /// The producer's `message.max.bytes`: a larger record is refused at send, as librdkafka
+    /// refuses it, so that production handlers can be tested.
+    max_message_bytes: usize,
 }
 
 impl RecordCollector for CapturingCollector {
@@ -52,6 +54,23 @@ impl RecordCollector for CapturingCollector {
         timestamp: i64,
         headers: &Headers,
     ) -> Result<()> {
+        let size = key.map_or(0, <[u8]>::len)
+            + value.map_or(0, <[u8]>::len)
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        if size > self.max_message_bytes {
+            return Err(StreamsError::Production {
+                topic: topic.to_string(),
+                message: format!(
+                    "Message production error: MessageSizeTooLarge (Broker: Message size too large): \
+                     {size} bytes, more than message.max.bytes {}",
+                    self.max_message_bytes
+                ),
+                retriable: false,
+            });
+        }
         self.sent.lock().expect("collector lock").push(Sent {
             topic: topic.to_string(),
             key: key.map(<[u8]>::to_vec),
@@ -72,6 +91,7 @@ impl RecordCollector for CapturingCollector {
             Some(e) => Err(StreamsError::Production {
                 topic: "<test driver>".into(),
                 message: e.clone(),
+                retriable: false,
             }),
             None => Ok(()),
         }
@@ -130,7 +150,17 @@ impl TopologyTestDriver {
         let config = config.resolve()?;
         topology.validate(config.ensure_explicit_naming)?;
         let topology = Arc::new(topology);
-        let collector = Arc::new(CapturingCollector::default());
+        let max_message_bytes = match config.producer.get("message.max.bytes") {
+            Some(v) => v.trim().parse().map_err(|e| {
+                StreamsError::config("message.max.bytes", format!("`{v}` is not valid: {e}"))
+            })?,
+            None => 1_000_000,
+        };
+        let collector = Arc::new(CapturingCollector {
+            sent: Mutex::default(),
+            error: Mutex::default(),
+            max_message_bytes,
+        });
         let clock = ManualClock::new(wall_clock_ms);
         let globals = Arc::new(topology.open_global_stores());
         let env = TaskEnv {
@@ -141,7 +171,7 @@ impl TopologyTestDriver {
             cache_budget: (config.cache_max_bytes > 0)
                 .then(|| CacheBudget::new(config.cache_max_bytes)),
             rocksdb: Arc::new(RocksDbConfig::default()),
-            deserialization_handler: config.deserialization_handler,
+            handlers: config.handlers.clone(),
             lock_timeout: Duration::from_secs(1),
             globals: globals.clone(),
             exactly_once: false,

@@ -9,6 +9,7 @@ const LEVELS: &[&[&str]] = &[
     &["metrics", "record", "task_id", "time", "window"],
     &["serde", "assignment"],
     &["error"],
+    &["handlers"],
     &["config", "collector"],
     &["state"],
     &["processor"],

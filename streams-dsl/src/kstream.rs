@@ -40,7 +40,7 @@ impl<K, V> Clone for KStream<K, V> {
 }
 
 /// The processor a DSL closure operation runs.
-type Body<K, V, KO, VO> =
+pub(crate) type Body<K, V, KO, VO> =
     dyn Fn(&mut ProcessorContext<'_, KO, VO>, Record<K, V>) -> Result<()> + Send + Sync;
 
 impl<K: Data, V: Data> KStream<K, V> {
@@ -82,7 +82,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    fn add<KO: Data, VO: Data>(&self, prefix: &str, body: Arc<Body<K, V, KO, VO>>) -> String {
+    pub(crate) fn add<KO: Data, VO: Data>(
+        &self,
+        prefix: &str,
+        body: Arc<Body<K, V, KO, VO>>,
+    ) -> String {
         let name = self.node_name(prefix);
         let parent = self.node.clone();
         let n = name.clone();
@@ -97,7 +101,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         name
     }
 
-    fn derive<K2: Data, V2: Data>(
+    pub(crate) fn derive<K2: Data, V2: Data>(
         &self,
         node: String,
         k: Option<SerdeRef<K2>>,

@@ -18,7 +18,8 @@
 //! - [`fk_join`]: foreign-key table joins, [`TableJoined`].
 //! - [`options`]: [`Consumed`], [`Produced`], [`Grouped`], [`Materialized`], [`Repartitioned`].
 //!
-//! Inside: `aggregation` is the one path every count, reduce and aggregate is built through,
+//! Inside: `fallible` adds the `try_*` operators to [`KStream`] (closures returning `Result`,
+//! whose errors go to the processing exception handler); `aggregation` is the one path every count, reduce and aggregate is built through,
 //! `processors` holds the processors behind stateless operations, tables and key-value
 //! aggregations.
 //!
@@ -32,6 +33,7 @@
 
 mod aggregation;
 pub mod builder;
+mod fallible;
 pub mod fk_join;
 pub mod grouped;
 pub mod join;

@@ -6,11 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::assignment::{AssignmentConfig, HostInfo};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{
+    DeserializationExceptionHandler, ErrorHandlers, ProcessingExceptionHandler,
+    ProductionExceptionHandler, UserHandlers,
+};
 
+mod handlers;
 mod security;
 pub(crate) use security::{Mechanism, Pem, Sasl, Security, Tls};
 
@@ -28,8 +34,18 @@ pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
 pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
 /// `statestore.cache.max.bytes` (default 10485760), shared by the stream threads.
 pub const STATESTORE_CACHE_MAX_BYTES: &str = "statestore.cache.max.bytes";
-/// `deserialization.exception.handler`: log-and-fail (default) or log-and-continue.
+/// `deserialization.exception.handler`: log-and-fail (default) or log-and-continue (or Kafka's
+/// class names); a handler of your own is set with
+/// [`StreamsConfig::with_deserialization_exception_handler`].
 pub const DESERIALIZATION_EXCEPTION_HANDLER: &str = "deserialization.exception.handler";
+/// `processing.exception.handler` (KIP-1033): log-and-fail (default) or log-and-continue.
+pub const PROCESSING_EXCEPTION_HANDLER: &str = "processing.exception.handler";
+/// `production.exception.handler`: default (fail; retry what may succeed later), log-and-fail
+/// or log-and-continue.
+pub const PRODUCTION_EXCEPTION_HANDLER: &str = "production.exception.handler";
+/// `errors.dead.letter.queue.topic.name` (KIP-1034, default none): where the records a handler
+/// continues past are written, with headers saying what failed; created when missing.
+pub const DEAD_LETTER_QUEUE_TOPIC_NAME: &str = "errors.dead.letter.queue.topic.name";
 /// `max.task.idle.ms` (default 0).
 pub const MAX_TASK_IDLE_MS: &str = "max.task.idle.ms";
 /// `buffered.records.per.partition` (default 1000).
@@ -84,21 +100,10 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "topology.optimization",
     "windowstore.changelog.additional.retention.ms",
     "state.cleanup.delay.ms",
-    "processing.exception.handler",
-    "production.exception.handler",
     "default.key.serde",
     "default.value.serde",
     "client.id",
 ];
-
-/// How a record that cannot be deserialized is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeserializationHandler {
-    /// Stop the application with an error naming the record (Kafka Streams' default).
-    LogAndFail,
-    /// Log it, count it in `dropped_records`, and go on.
-    LogAndContinue,
-}
 
 /// The configuration of a streams application: a map of Kafka Streams properties.
 ///
@@ -117,6 +122,7 @@ pub enum DeserializationHandler {
 #[derive(Debug, Clone, Default)]
 pub struct StreamsConfig {
     props: BTreeMap<String, String>,
+    handlers: UserHandlers,
 }
 
 /// A checked configuration, as the runtime uses it.
@@ -137,8 +143,8 @@ pub struct ResolvedConfig {
     pub exactly_once: bool,
     /// `statestore.cache.max.bytes`.
     pub cache_max_bytes: usize,
-    /// `deserialization.exception.handler`.
-    pub deserialization_handler: DeserializationHandler,
+    /// The exception handlers and the dead-letter topic.
+    pub(crate) handlers: ErrorHandlers,
     /// `max.task.idle.ms`.
     pub max_task_idle_ms: i64,
     /// `buffered.records.per.partition`.
@@ -190,6 +196,36 @@ impl StreamsConfig {
     /// Sets a property (Kafka Streams' name, or a prefixed client property).
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.props.insert(key.into(), value.into());
+        self
+    }
+
+    /// Runs `handler` for records that do not deserialize (instead of the property
+    /// `deserialization.exception.handler`, which must then not be set).
+    pub fn with_deserialization_exception_handler(
+        mut self,
+        handler: impl DeserializationExceptionHandler,
+    ) -> Self {
+        self.handlers.deserialization = Some(Arc::new(handler));
+        self
+    }
+
+    /// Runs `handler` for records a processor fails on (instead of the property
+    /// `processing.exception.handler`, which must then not be set).
+    pub fn with_processing_exception_handler(
+        mut self,
+        handler: impl ProcessingExceptionHandler,
+    ) -> Self {
+        self.handlers.processing = Some(Arc::new(handler));
+        self
+    }
+
+    /// Runs `handler` for records that cannot be sent (instead of the property
+    /// `production.exception.handler`, which must then not be set).
+    pub fn with_production_exception_handler(
+        mut self,
+        handler: impl ProductionExceptionHandler,
+    ) -> Self {
+        self.handlers.production = Some(Arc::new(handler));
         self
     }
 
@@ -282,25 +318,7 @@ impl StreamsConfig {
             Some(_) => self.parse(STATESTORE_CACHE_MAX_BYTES, 0)?,
             None => self.parse("cache.max.bytes.buffering", 10_485_760)?,
         };
-        let handler_key = if self.get(DESERIALIZATION_EXCEPTION_HANDLER).is_some() {
-            DESERIALIZATION_EXCEPTION_HANDLER
-        } else {
-            "default.deserialization.exception.handler"
-        };
-        let deserialization_handler = match self.get(handler_key).map(|h| h.rsplit('.').next().unwrap_or(h)) {
-            None | Some("LogAndFailExceptionHandler") | Some("log-and-fail") => {
-                DeserializationHandler::LogAndFail
-            }
-            Some("LogAndContinueExceptionHandler") | Some("log-and-continue") => {
-                DeserializationHandler::LogAndContinue
-            }
-            Some(other) => {
-                return Err(StreamsError::config(
-                    handler_key,
-                    format!("`{other}` is not one of log-and-fail (LogAndFailExceptionHandler), log-and-continue (LogAndContinueExceptionHandler)"),
-                ))
-            }
-        };
+        let handlers = self.error_handlers()?;
         let max_task_idle_ms: i64 = self.parse(MAX_TASK_IDLE_MS, 0)?;
         let buffered_records_per_partition: usize =
             self.parse(BUFFERED_RECORDS_PER_PARTITION, 1000)?;
@@ -449,7 +467,7 @@ impl StreamsConfig {
             commit_interval: Duration::from_millis(commit_ms),
             exactly_once,
             cache_max_bytes,
-            deserialization_handler,
+            handlers,
             max_task_idle_ms,
             buffered_records_per_partition,
             replication_factor,
@@ -633,6 +651,10 @@ fn is_streams_property(key: &str) -> bool {
         "cache.max.bytes.buffering",
         DESERIALIZATION_EXCEPTION_HANDLER,
         "default.deserialization.exception.handler",
+        PROCESSING_EXCEPTION_HANDLER,
+        PRODUCTION_EXCEPTION_HANDLER,
+        "default.production.exception.handler",
+        DEAD_LETTER_QUEUE_TOPIC_NAME,
         MAX_TASK_IDLE_MS,
         BUFFERED_RECORDS_PER_PARTITION,
         REPLICATION_FACTOR,

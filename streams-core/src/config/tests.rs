@@ -2,16 +2,47 @@
 
 use super::security::ClientCert;
 use super::*;
+use crate::handlers::HandlerResponse;
+
+fn context(headers: &crate::record::Headers) -> crate::handlers::ErrorHandlerContext<'_> {
+    crate::handlers::ErrorHandlerContext {
+        topic: Some("t"),
+        partition: Some(0),
+        offset: Some(1),
+        timestamp: 2,
+        headers,
+        processor_node_id: "KSTREAM-SOURCE-0000000000",
+        task_id: crate::TaskId {
+            subtopology: 0,
+            partition: 0,
+        },
+        source_raw_key: None,
+        source_raw_value: None,
+    }
+}
+
+fn deserialization_response(r: &ResolvedConfig) -> HandlerResponse {
+    let h = Vec::new();
+    r.handlers
+        .deserialization
+        .handle(&context(&h), &StreamsError::user("x"))
+}
+
+fn processing_response(r: &ResolvedConfig) -> HandlerResponse {
+    let h = Vec::new();
+    r.handlers
+        .processing
+        .handle(&context(&h), &StreamsError::user("x"))
+}
 
 #[test]
 fn defaults_match_kafka_streams() {
     let r = StreamsConfig::new("app", "h:1").resolve().unwrap();
     assert_eq!(r.commit_interval, Duration::from_secs(30));
     assert_eq!(r.cache_max_bytes, 10 * 1024 * 1024);
-    assert_eq!(
-        r.deserialization_handler,
-        DeserializationHandler::LogAndFail
-    );
+    assert_eq!(deserialization_response(&r), HandlerResponse::Fail);
+    assert_eq!(processing_response(&r), HandlerResponse::Fail);
+    assert!(r.handlers.dead_letter_topic.is_none());
     assert_eq!(r.replication_factor, -1);
     assert_eq!(r.consumer["group.id"], "app");
     assert_eq!(r.consumer["auto.offset.reset"], "earliest");
@@ -182,10 +213,7 @@ fn prefixes_route_client_properties() {
     assert_eq!(r.topic["min.insync.replicas"], "1");
     assert_eq!(r.consumer["socket.timeout.ms"], "2000");
     assert_eq!(r.producer["socket.timeout.ms"], "2000");
-    assert_eq!(
-        r.deserialization_handler,
-        DeserializationHandler::LogAndContinue
-    );
+    assert_eq!(deserialization_response(&r), HandlerResponse::Continue);
     assert!(!r.consumer.contains_key(COMMIT_INTERVAL_MS));
 }
 

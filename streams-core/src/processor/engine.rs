@@ -13,8 +13,12 @@ use state_store::FlushedEntry;
 
 use super::{ErasedProcessor, NodeContext, PunctuationType};
 use crate::collector::RecordCollector;
-use crate::error::{Result, StreamsError};
-use crate::record::RecordMetadata;
+use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::handlers::{
+    catch_panic, dead_letter_record, ErrorHandlerContext, ErrorHandlers, HandlerResponse,
+    ProducedRecord, ProductionResponse, SerializationOrigin,
+};
+use crate::record::{RecordMetadata, SourceBytes};
 use crate::state::{GlobalStores, KeyMapper, RawStore, StoreCell};
 use crate::task_id::TaskId;
 use crate::time::Clock;
@@ -91,9 +95,21 @@ pub(crate) struct TaskCore {
     pub(crate) collector: Arc<dyn RecordCollector>,
     pub(crate) punctuations: Vec<Punctuation>,
     pub(crate) globals: Arc<GlobalStores>,
-    /// Records processors dropped (late for their window, null join keys...) since the task
-    /// last counted them.
+    /// Records processors dropped (late for their window, null join keys...) or handlers
+    /// skipped since the task last counted them.
     pub(crate) dropped: u64,
+    pub(crate) handlers: ErrorHandlers,
+    /// The headers and bytes of the input record being processed, when kept (see
+    /// [`ErrorHandlerContext`]).
+    pub(crate) source: Option<Box<SourceBytes>>,
+}
+
+/// A failed send, for [`TaskCore::production_failed`].
+pub(crate) enum ProductionFailure<'a> {
+    /// The sink's key or value serde failed.
+    Serialization(SerializationOrigin),
+    /// The producer refused the record.
+    Send(ProducedRecord<'a>),
 }
 
 impl TaskCore {
@@ -190,28 +206,162 @@ impl TaskCore {
                     self.id
                 ))
             })?;
-        let r = p.process(
-            &mut NodeContext {
-                task: self,
-                node: idx,
-            },
-            record,
-        );
+        // A panic in user code is caught at the node it happened in, so that the handler sees
+        // the node and the record, and the nodes before it are not unwound through.
+        let r = catch_panic(|| {
+            p.process(
+                &mut NodeContext {
+                    task: self,
+                    node: idx,
+                },
+                record,
+            )
+        });
         if let Some(n) = self.nodes[idx].as_mut() {
             n.processor = Some(p);
         }
-        r.map_err(|e| self.attribute(idx, e))
+        match r {
+            Ok(r) => r.or_else(|e| self.processing_failed(idx, e, None)),
+            Err(panic) => self.processing_failed(
+                idx,
+                StreamsError::Panic {
+                    message: panic.message,
+                    location: panic.location,
+                },
+                panic.backtrace.as_deref(),
+            ),
+        }
     }
 
     /// Names the task and processor on errors that user code raised.
     fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
         match e {
-            StreamsError::User(message) => StreamsError::Processing {
+            StreamsError::User(_) | StreamsError::Panic { .. } => StreamsError::Processing {
                 task: self.id,
                 processor: self.node_name(idx).to_string(),
-                message,
+                record: RecordOrigin(self.meta.clone()),
+                message: e.to_string(),
             },
             other => other,
+        }
+    }
+
+    /// What the handlers are told about the record being processed at `node`.
+    fn handler_context<'a>(
+        &'a self,
+        node: usize,
+        no_headers: &'a crate::record::Headers,
+    ) -> ErrorHandlerContext<'a> {
+        let source = self.source.as_deref();
+        ErrorHandlerContext {
+            topic: self.meta.as_ref().map(|m| &*m.topic),
+            partition: self.meta.as_ref().map(|m| m.partition),
+            offset: self.meta.as_ref().map(|m| m.offset),
+            timestamp: self.current_timestamp(),
+            headers: source.map_or(no_headers, |s| &s.headers),
+            processor_node_id: self.node_name(node),
+            task_id: self.id,
+            source_raw_key: source.and_then(|s| s.key.as_deref()),
+            source_raw_value: source.and_then(|s| s.value.as_deref()),
+        }
+    }
+
+    /// Writes the source record to the dead-letter topic, if one is set.
+    fn dead_letter(
+        &self,
+        context: &ErrorHandlerContext<'_>,
+        error: &StreamsError,
+        backtrace: Option<&str>,
+    ) -> Result<()> {
+        let Some(topic) = &self.handlers.dead_letter_topic else {
+            return Ok(());
+        };
+        let headers = dead_letter_record(context, error, backtrace);
+        self.collector.send(
+            topic,
+            None,
+            context.source_raw_key,
+            context.source_raw_value,
+            context.timestamp,
+            &headers,
+        )
+    }
+
+    /// An error from node `node`'s processor or punctuation: one that user code raised goes to
+    /// the processing exception handler, which skips the record (`Ok`) or fails with the task,
+    /// node and record named; any other (a store failing, an error already handled below this
+    /// node) passes through.
+    fn processing_failed(
+        &mut self,
+        node: usize,
+        error: StreamsError,
+        backtrace: Option<&str>,
+    ) -> Result<()> {
+        if !matches!(error, StreamsError::User(_) | StreamsError::Panic { .. }) {
+            return Err(error);
+        }
+        let no_headers = Vec::new();
+        let context = self.handler_context(node, &no_headers);
+        match self.handlers.processing.handle(&context, &error) {
+            HandlerResponse::Continue => {
+                self.dead_letter(&context, &error, backtrace)?;
+                self.dropped += 1;
+                Ok(())
+            }
+            HandlerResponse::Fail => {
+                if let Some(b) = backtrace {
+                    tracing::error!(task = %self.id, node = self.node_name(node), backtrace = b, "a processor panicked");
+                }
+                Err(self.attribute(node, error))
+            }
+        }
+    }
+
+    /// A sink at `node` could not serialize or send a record: the production exception handler
+    /// drops it (`Ok(false)`), asks for another try (`Ok(true)`, only for an error that may go
+    /// away), or fails.
+    pub(crate) fn production_failed(
+        &mut self,
+        node: usize,
+        topic: &str,
+        failure: ProductionFailure<'_>,
+        error: StreamsError,
+    ) -> Result<bool> {
+        let no_headers = Vec::new();
+        let context = self.handler_context(node, &no_headers);
+        let response = match &failure {
+            ProductionFailure::Serialization(origin) => self
+                .handlers
+                .production
+                .handle_serialization(&context, topic, &error, *origin),
+            ProductionFailure::Send(record) => {
+                self.handlers.production.handle(&context, record, &error)
+            }
+        };
+        match response {
+            ProductionResponse::Continue => {
+                self.dead_letter(&context, &error, None)?;
+                self.dropped += 1;
+                Ok(false)
+            }
+            ProductionResponse::Retry if error.is_retriable() => Ok(true),
+            ProductionResponse::Retry | ProductionResponse::Fail => Err(match error {
+                StreamsError::Production {
+                    topic,
+                    message,
+                    retriable,
+                } => StreamsError::Production {
+                    topic,
+                    message: format!(
+                        "{message} (sink `{}` of task {}{})",
+                        self.node_name(node),
+                        self.id,
+                        RecordOrigin(self.meta.clone())
+                    ),
+                    retriable,
+                },
+                other => other,
+            }),
         }
     }
 
@@ -242,11 +392,26 @@ impl TaskCore {
                 let saved_meta = self.meta.take();
                 let saved_ts = self.current_timestamp();
                 self.set_timestamp(now);
-                let r = cb(&mut NodeContext { task: self, node }, now);
+                let saved_source = self.source.take();
+                let r = catch_panic(|| cb(&mut NodeContext { task: self, node }, now));
                 self.punctuations[i].callback = Some(cb);
+                // A punctuation's error goes to the processing handler too (KIP-1033), without
+                // source coordinates.
+                let r = match r {
+                    Ok(r) => r.or_else(|e| self.processing_failed(node, e, None)),
+                    Err(panic) => self.processing_failed(
+                        node,
+                        StreamsError::Panic {
+                            message: panic.message,
+                            location: panic.location,
+                        },
+                        panic.backtrace.as_deref(),
+                    ),
+                };
                 self.meta = saved_meta;
+                self.source = saved_source;
                 self.set_timestamp(saved_ts);
-                r.map_err(|e| self.attribute(node, e))?;
+                r?;
                 self.forward_evicted()?;
                 fired = true;
             }

@@ -7,8 +7,10 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::engine::ProductionFailure;
 use super::{NodeContext, Processor, ProcessorContext};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{ProducedRecord, SerializationOrigin};
 use crate::record::Record;
 use crate::serde::SerdeRef;
 
@@ -101,7 +103,11 @@ impl<K, V> Clone for TopicChooser<K, V> {
     }
 }
 
-/// A sink node: serializes and hands the record to the collector.
+/// How often a sink sends a record the production handler asks to retry.
+const MAX_SEND_ATTEMPTS: u32 = 10;
+
+/// A sink node: serializes and hands the record to the collector; what cannot be serialized or
+/// sent goes to the production exception handler.
 pub(crate) struct SinkProcessor<K, V> {
     chooser: TopicChooser<K, V>,
     /// The fixed topic as named on the cluster (repartition topics get the application id prefix).
@@ -153,26 +159,73 @@ impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, 
                 &chosen
             }
         };
+        let node = ctx.node;
         let ser = |e| StreamsError::Serialization {
             target: topic.to_string(),
             source: e,
         };
-        let key = self
+        let key = match self
             .key_serde
             .serialize_into(topic, &record.key, &mut self.key_buf)
-            .map_err(ser)?;
-        let value = self
+        {
+            Ok(k) => k,
+            Err(e) => {
+                let failure = ProductionFailure::Serialization(SerializationOrigin::Key);
+                ctx.task.production_failed(node, topic, failure, ser(e))?;
+                return Ok(());
+            }
+        };
+        let value = match self
             .value_serde
             .serialize_into(topic, &record.value, &mut self.value_buf)
-            .map_err(ser)?;
-        ctx.collector().send(
-            topic,
-            None,
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let failure = ProductionFailure::Serialization(SerializationOrigin::Value);
+                ctx.task.production_failed(node, topic, failure, ser(e))?;
+                return Ok(());
+            }
+        };
+        let (key, value) = (
             key.then_some(&self.key_buf[..]),
             value.then_some(&self.value_buf[..]),
-            record.timestamp,
-            &record.headers,
-        )
+        );
+        // A refused send goes to the production handler; a retry it asks for is bounded, so a
+        // record the cluster keeps refusing fails the thread instead of spinning.
+        let mut attempts = 0;
+        loop {
+            let sent =
+                ctx.collector()
+                    .send(topic, None, key, value, record.timestamp, &record.headers);
+            let error = match sent {
+                Ok(()) => return Ok(()),
+                Err(e @ StreamsError::Production { .. }) => e,
+                Err(other) => return Err(other),
+            };
+            let failure = ProductionFailure::Send(ProducedRecord {
+                topic,
+                partition: None,
+                key,
+                value,
+                timestamp: record.timestamp,
+            });
+            attempts += 1;
+            let retry = ctx.task.production_failed(node, topic, failure, error)?;
+            if !retry {
+                return Ok(());
+            }
+            if attempts >= MAX_SEND_ATTEMPTS {
+                return Err(StreamsError::Production {
+                    topic: topic.to_string(),
+                    message: format!(
+                        "still refused after {attempts} attempts (sink `{}` of task {})",
+                        ctx.node_name(),
+                        ctx.task.id
+                    ),
+                    retriable: false,
+                });
+            }
+        }
     }
     fn close(&mut self) {}
 }

@@ -13,10 +13,27 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::collector::RecordCollector;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
+use crate::handlers::{
+    dead_letter_record, ErrorHandlerContext, ErrorHandlers, ProducedRecord, ProductionResponse,
+};
 use crate::record::Headers;
+use crate::task_id::TaskId;
+
+/// A record the stream thread sends at its next check: a retry, or a dead-letter record of a
+/// send that failed after its task moved on (the delivery report's thread cannot send).
+struct Resend {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    headers: Headers,
+}
 
 /// Delivery reports, filled by the producer's polling thread.
 pub(crate) struct Deliveries {
@@ -24,14 +41,123 @@ pub(crate) struct Deliveries {
     /// then partition (so that a delivery report looks up a topic without allocating).
     acked: Mutex<HashMap<String, HashMap<i32, i64>>>,
     error: Mutex<Option<String>>,
+    handlers: ErrorHandlers,
+    resend: Mutex<Vec<Resend>>,
+}
+
+/// Whether the cluster may take a record it refused if it is sent again.
+pub(crate) fn retriable(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageTimedOut
+                | RequestTimedOut
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+                | NetworkException
+                | BrokerNotAvailable
+                | AllBrokersDown
+                | BrokerTransportFailure
+                | QueueFull
+        )
+    )
+}
+
+/// The task a record was sent for, carried through the producer as the delivery opaque.
+fn task_opaque(task: TaskId) -> usize {
+    ((task.subtopology as u64) << 32 | task.partition as u32 as u64) as usize
+}
+
+fn opaque_task(opaque: usize) -> TaskId {
+    let v = opaque as u64;
+    TaskId {
+        subtopology: (v >> 32) as u32 as _,
+        partition: v as u32 as i32,
+    }
+}
+
+impl Deliveries {
+    fn fail(&self, message: String) {
+        let mut err = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        err.get_or_insert(message);
+    }
+
+    /// A sink record the cluster refused: the production handler drops it (dead-lettering it),
+    /// has it sent again, or fails the thread. Changelog and dead-letter writes always fail.
+    fn refused(&self, e: &KafkaError, m: &rdkafka::message::BorrowedMessage<'_>, task: TaskId) {
+        let topic = m.topic();
+        let failed = || format!("topic `{topic}` partition {}: {e}", m.partition());
+        if topic.ends_with("-changelog")
+            || self.handlers.dead_letter_topic.as_deref() == Some(topic)
+        {
+            return self.fail(failed());
+        }
+        let headers: Headers = m
+            .headers()
+            .map(|h| {
+                rdkafka::message::Headers::iter(h)
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let error = StreamsError::Production {
+            topic: topic.to_string(),
+            message: format!("partition {}: {e}", m.partition()),
+            retriable: retriable(e),
+        };
+        let context = ErrorHandlerContext {
+            topic: None,
+            partition: None,
+            offset: None,
+            timestamp,
+            headers: &headers,
+            processor_node_id: "",
+            task_id: task,
+            source_raw_key: None,
+            source_raw_value: None,
+        };
+        let record = ProducedRecord {
+            topic,
+            partition: Some(m.partition()),
+            key: m.key(),
+            value: m.payload(),
+            timestamp,
+        };
+        let again = |topic: &str, headers: Headers| Resend {
+            topic: topic.to_string(),
+            partition: None,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            timestamp,
+            headers,
+        };
+        let mut resend = self.resend.lock().unwrap_or_else(|e| e.into_inner());
+        match self.handlers.production.handle(&context, &record, &error) {
+            ProductionResponse::Continue => {
+                if let Some(dlq) = &self.handlers.dead_letter_topic {
+                    resend.push(again(dlq, dead_letter_record(&context, &error, None)));
+                }
+            }
+            ProductionResponse::Retry if error.is_retriable() => {
+                let mut r = again(topic, headers.clone());
+                r.partition = Some(m.partition());
+                resend.push(r);
+            }
+            ProductionResponse::Retry | ProductionResponse::Fail => self.fail(failed()),
+        }
+    }
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, task: usize) {
         match result {
             Ok(m) => {
                 if m.topic().ends_with("-changelog") {
@@ -44,12 +170,7 @@ impl ProducerContext for Deliveries {
                     *next = (*next).max(m.offset() + 1);
                 }
             }
-            Err((e, m)) => {
-                let mut err = self.error.lock().unwrap_or_else(|e| e.into_inner());
-                err.get_or_insert_with(|| {
-                    format!("topic `{}` partition {}: {e}", m.topic(), m.partition())
-                });
-            }
+            Err((e, m)) => self.refused(e, m, opaque_task(task)),
         }
     }
 }
@@ -60,6 +181,8 @@ pub(crate) struct KafkaCollector {
     flush_timeout: Duration,
     /// Under exactly-once: the producer's `transactional.id`; a transaction is always open.
     transactional_id: Option<String>,
+    /// The task whose records are being sent (see `RecordCollector::set_task`).
+    current_task: AtomicU64,
 }
 
 /// How an exactly-once commit ended.
@@ -93,12 +216,15 @@ impl KafkaCollector {
             .create_with_context(Deliveries {
                 acked: Mutex::new(HashMap::new()),
                 error: Mutex::new(None),
+                handlers: config.handlers.clone(),
+                resend: Mutex::new(Vec::new()),
             })
             .map_err(|e| StreamsError::kafka("creating the producer", e))?;
         let collector = KafkaCollector {
             producer,
             flush_timeout: config.task_timeout,
             transactional_id,
+            current_task: AtomicU64::new(0),
         };
         if let Some(id) = &collector.transactional_id {
             // Fences an older producer with the same id (a zombie of this thread) and aborts
@@ -154,6 +280,7 @@ impl KafkaCollector {
                     return Err(StreamsError::Production {
                         topic: format!("<transaction `{id}`>"),
                         message: format!("sending the input offsets: {e}"),
+                        retriable: false,
                     });
                 }
                 return self.abort(format!("sending the input offsets: {e}"));
@@ -191,16 +318,46 @@ impl KafkaCollector {
         // The aborted records' delivery reports (purged) are not failures of the next one.
         ctx.error.lock().unwrap_or_else(|e| e.into_inner()).take();
         ctx.acked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        ctx.resend.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.begin()?;
         Ok(TxnOutcome::Aborted(why))
     }
 
-    /// Waits until every record sent so far is acknowledged (or failed).
+    /// Waits until every record sent so far is acknowledged (or failed), the retries and
+    /// dead-letter records that failures asked for included.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.producer
-            .flush(self.flush_timeout)
-            .map_err(|e| StreamsError::kafka("flushing the producer", e))?;
-        self.check()
+        loop {
+            self.producer
+                .flush(self.flush_timeout)
+                .map_err(|e| StreamsError::kafka("flushing the producer", e))?;
+            if !self.send_pending()? {
+                return self.check();
+            }
+        }
+    }
+
+    /// Sends what delivery reports asked to send; whether there was anything.
+    fn send_pending(&self) -> Result<bool> {
+        let pending = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .resend
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let any = !pending.is_empty();
+        for r in pending {
+            self.send(
+                &r.topic,
+                r.partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.timestamp,
+                &r.headers,
+            )?;
+        }
+        Ok(any)
     }
 
     /// Changelog offsets acknowledged since the last call.
@@ -231,7 +388,9 @@ impl RecordCollector for KafkaCollector {
         timestamp: i64,
         headers: &Headers,
     ) -> Result<()> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(timestamp);
+        let task = self.current_task.load(Ordering::Relaxed) as usize;
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, task).timestamp(timestamp);
         if let Some(p) = partition {
             record = record.partition(p);
         }
@@ -264,23 +423,24 @@ impl RecordCollector for KafkaCollector {
                     return Err(StreamsError::Production {
                         topic: topic.to_string(),
                         message: e.to_string(),
+                        retriable: retriable(&e),
                     })
                 }
             }
         }
     }
 
+    fn set_task(&self, task: TaskId) {
+        self.current_task
+            .store(task_opaque(task) as u64, Ordering::Relaxed);
+    }
+
     fn fail(&self, error: StreamsError) {
-        let mut err = self
-            .producer
-            .context()
-            .error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        err.get_or_insert_with(|| error.to_string());
+        self.producer.context().fail(error.to_string());
     }
 
     fn check(&self) -> Result<()> {
+        self.send_pending()?;
         match &*self
             .producer
             .context()
@@ -291,6 +451,7 @@ impl RecordCollector for KafkaCollector {
             Some(e) => Err(StreamsError::Production {
                 topic: "<delivery report>".into(),
                 message: e.clone(),
+                retriable: false,
             }),
             None => Ok(()),
         }

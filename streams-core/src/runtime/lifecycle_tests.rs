@@ -15,7 +15,7 @@ use super::task_manager::TaskManager;
 use super::topics::Layout;
 use super::Shared;
 use crate::collector::NullCollector;
-use crate::config::{DeserializationHandler, StreamsConfig};
+use crate::config::StreamsConfig;
 use crate::error::Result;
 use crate::processor::{Processor, ProcessorContext};
 use crate::record::{Record, RecordBytes};
@@ -181,7 +181,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
             state_dir: None,
             cache_budget: None,
             rocksdb: Arc::new(RocksDbConfig::default()),
-            deserialization_handler: DeserializationHandler::LogAndFail,
+            handlers: crate::handlers::ErrorHandlers::default(),
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
             exactly_once: false,

@@ -120,7 +120,7 @@ impl MultiInstanceTestDriver {
                 state_dir: None,
                 cache_budget: None,
                 rocksdb: Arc::new(RocksDbConfig::default()),
-                deserialization_handler: config.deserialization_handler,
+                handlers: config.handlers.clone(),
                 lock_timeout: Duration::from_secs(1),
                 globals: Arc::default(),
                 exactly_once: false,

@@ -69,6 +69,7 @@ impl Cluster {
             return Err(StreamsError::Production {
                 topic: topic.to_string(),
                 message: format!("partition {p} does not exist (the topic has {n})"),
+                retriable: false,
             });
         };
         log.push(r);

@@ -120,7 +120,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         state_dir: Some(setup.state_dir.clone()),
         cache_budget: (cache_bytes > 0).then(|| CacheBudget::new(cache_bytes)),
         rocksdb: setup.rocksdb.clone(),
-        deserialization_handler: config.deserialization_handler,
+        handlers: config.handlers.clone(),
         lock_timeout: Duration::from_secs(60),
         globals: setup.globals.clone(),
         exactly_once: config.exactly_once,

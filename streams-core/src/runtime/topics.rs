@@ -238,6 +238,17 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
         }
     }
 
+    // The dead-letter topic is created when missing, with as many partitions as the widest
+    // input; one that exists is used whatever its shape (it is the user's, not internal).
+    if let Some(dlq) = &config.handlers.dead_letter_topic {
+        if !existing.contains_key(&**dlq) {
+            let mut cfg = config.topic.clone();
+            cfg.insert("cleanup.policy".into(), "delete".into());
+            let n = counts.values().copied().max().unwrap_or(1);
+            wanted.insert(dlq.to_string(), (n, cfg));
+        }
+    }
+
     let missing: Vec<(&String, &TopicSpec)> = wanted
         .iter()
         .filter(|(t, _)| !existing.contains_key(*t))

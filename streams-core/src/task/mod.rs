@@ -23,8 +23,8 @@ use std::time::Duration;
 use state_store::{CacheBudget, Checkpoint, RocksDbConfig, StateDirectory, TaskDirLock};
 
 use crate::collector::RecordCollector;
-use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
+use crate::handlers::{dead_letter_record, ErrorHandlerContext, ErrorHandlers};
 use crate::processor::{PunctuationType, TaskCore, TaskNode};
 use crate::record::{RawRecord, RecordBytes, RecordMetadata};
 use crate::state::GlobalStores;
@@ -43,7 +43,8 @@ pub(crate) struct TaskEnv {
     /// `None`: caching is off whatever the stores ask for (statestore.cache.max.bytes = 0).
     pub(crate) cache_budget: Option<Arc<CacheBudget>>,
     pub(crate) rocksdb: Arc<RocksDbConfig>,
-    pub(crate) deserialization_handler: DeserializationHandler,
+    /// The exception handlers and the dead-letter topic.
+    pub(crate) handlers: ErrorHandlers,
     pub(crate) lock_timeout: Duration,
     /// The instance's global stores, which every task can read.
     pub(crate) globals: Arc<GlobalStores>,
@@ -57,7 +58,8 @@ pub(crate) struct TaskEnv {
 pub struct TaskMetrics {
     /// Records processed.
     pub processed: u64,
-    /// Records skipped by the deserialization handler (Kafka Streams' dropped-records).
+    /// Records dropped: skipped by an exception handler, or dropped by a processor (late for
+    /// their window, null join keys...): Kafka Streams' dropped-records.
     pub dropped: u64,
     /// Records restored into the task's stores from their changelogs.
     pub restored: u64,
@@ -78,7 +80,6 @@ pub(crate) struct StreamTask {
     pub(crate) id: TaskId,
     core: TaskCore,
     queues: PartitionGroup,
-    handler: DeserializationHandler,
     /// Changelog offsets to checkpoint: the next offset to restore from, per changelog partition.
     changelog_offsets: BTreeMap<(String, i32), i64>,
     checkpoint_path: Option<PathBuf>,
@@ -161,7 +162,13 @@ impl StreamTask {
             }
         }
 
-        let queues = PartitionGroup::new(&topology, subtopology, partition, &env.application_id);
+        let queues = PartitionGroup::new(
+            &topology,
+            subtopology,
+            partition,
+            &env.application_id,
+            env.handlers.dead_letter_topic.is_some(),
+        );
         let core = TaskCore {
             id,
             application_id: env.application_id.clone(),
@@ -176,12 +183,13 @@ impl StreamTask {
             punctuations: Vec::new(),
             globals: env.globals.clone(),
             dropped: 0,
+            handlers: env.handlers.clone(),
+            source: None,
         };
         Ok(StreamTask {
             id,
             core,
             queues,
-            handler: env.deserialization_handler,
             changelog_offsets,
             checkpoint_path,
             metrics: TaskMetrics::default(),
@@ -226,12 +234,7 @@ impl StreamTask {
 
     /// Decodes and queues one record, as [`Self::add_records`] does.
     pub(crate) fn add_record(&mut self, raw: RecordBytes<'_>) -> Result<()> {
-        if let Some(skipped) = self.queues.add(raw, self.handler)? {
-            self.metrics.dropped += 1;
-            tracing::warn!(task = %self.id, topic = %skipped.topic, partition = skipped.partition,
-                offset = skipped.offset, error = %skipped.error, "skipping a record that failed to deserialize (log-and-continue)");
-        }
-        Ok(())
+        self.queues.add(raw, &self.core.handlers)
     }
 
     /// Records queued and not yet processed.
@@ -300,6 +303,7 @@ impl StreamTask {
     /// Processes up to `max` queued records whose timestamps are at most `until`, smallest
     /// timestamp first across partitions.
     pub(crate) fn process_until(&mut self, max: usize, until: i64) -> Result<usize> {
+        self.core.collector.set_task(self.id);
         let mut n = 0;
         while n < max {
             // Checked per record: a partition catching up can run dry in the middle of a batch.
@@ -314,6 +318,17 @@ impl StreamTask {
             };
             n += 1;
             let Some(payload) = next.payload else {
+                if let Some(error) = next.skipped {
+                    self.dead_letter_skipped(
+                        &next.topic,
+                        next.partition,
+                        next.offset,
+                        next.timestamp,
+                        next.source.as_deref(),
+                        &error,
+                        next.source_node,
+                    )?;
+                }
                 continue;
             };
             self.core.meta = Some(RecordMetadata {
@@ -321,6 +336,7 @@ impl StreamTask {
                 partition: next.partition,
                 offset: next.offset,
             });
+            self.core.source = next.source;
             self.core.set_timestamp(next.timestamp);
             if next.timestamp > self.core.stream_time {
                 self.core.stream_time = next.timestamp;
@@ -331,15 +347,57 @@ impl StreamTask {
             self.metrics.dropped += std::mem::take(&mut self.core.dropped);
             let st = self.core.stream_time;
             self.core.meta = None;
+            self.core.source = None;
             self.core.punctuate(PunctuationType::StreamTime, st)?;
         }
         self.core.collector.check()?;
         Ok(n)
     }
 
+    /// Counts a record the deserialization handler skipped, now that its turn has come, and
+    /// writes it to the dead-letter topic if one is set.
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter_skipped(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp: i64,
+        source: Option<&crate::record::SourceBytes>,
+        error: &StreamsError,
+        source_node: usize,
+    ) -> Result<()> {
+        self.metrics.dropped += 1;
+        let Some(dlq) = self.core.handlers.dead_letter_topic.clone() else {
+            return Ok(());
+        };
+        let no_headers = Vec::new();
+        let context = ErrorHandlerContext {
+            topic: Some(topic),
+            partition: Some(partition),
+            offset: Some(offset),
+            timestamp,
+            headers: source.map_or(&no_headers, |s| &s.headers),
+            processor_node_id: self.core.node_name(source_node),
+            task_id: self.id,
+            source_raw_key: source.and_then(|s| s.key.as_deref()),
+            source_raw_value: source.and_then(|s| s.value.as_deref()),
+        };
+        let headers = dead_letter_record(&context, error, None);
+        self.core.collector.send(
+            &dlq,
+            None,
+            context.source_raw_key,
+            context.source_raw_value,
+            timestamp,
+            &headers,
+        )
+    }
+
     /// Fires wall-clock punctuations due at the clock's current time.
     pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool> {
         let now = self.core.clock.now_ms();
+        self.core.collector.set_task(self.id);
         let fired = self.core.punctuate(PunctuationType::WallClockTime, now);
         self.metrics.dropped += std::mem::take(&mut self.core.dropped);
         fired
@@ -349,6 +407,7 @@ impl StreamTask {
     /// first) and make the stores durable. The caller then waits for the producer, checkpoints
     /// and commits [`Self::committable_offsets`].
     pub(crate) fn flush(&mut self) -> Result<()> {
+        self.core.collector.set_task(self.id);
         for i in 0..self.core.stores.len() {
             let entries = self.core.stores[i].cell.with_stack(|s| s.flush_cache())?;
             if !entries.is_empty() {
@@ -426,7 +485,7 @@ mod tests {
             state_dir: None,
             cache_budget: None,
             rocksdb: Arc::new(RocksDbConfig::default()),
-            deserialization_handler: DeserializationHandler::LogAndFail,
+            handlers: crate::handlers::ErrorHandlers::default(),
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
             exactly_once: false,

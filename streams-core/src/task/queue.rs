@@ -4,9 +4,10 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::config::DeserializationHandler;
 use crate::error::{Result, StreamsError};
-use crate::record::RecordBytes;
+use crate::handlers::{ErrorHandlerContext, ErrorHandlers, HandlerResponse};
+use crate::record::{RecordBytes, SourceBytes};
+use crate::task_id::TaskId;
 use crate::topology::{DecodeError, NodeKind, SourceDecoder, Subtopology, Topology};
 
 struct Queued {
@@ -14,12 +15,18 @@ struct Queued {
     payload: Option<Box<dyn Any + Send>>,
     timestamp: i64,
     offset: i64,
+    /// The record's headers and (with a dead-letter topic) bytes, for the exception handlers;
+    /// `None` for a record without headers when no dead-letter topic is set.
+    source: Option<Box<SourceBytes>>,
+    /// Why the deserialization handler skipped it.
+    skipped: Option<Box<StreamsError>>,
 }
 
 struct RecordQueue {
     topic: Arc<str>,
     partition: i32,
     source_node: usize,
+    source_name: Arc<str>,
     decoder: SourceDecoder,
     records: VecDeque<Queued>,
     /// Largest timestamp queued so far in this partition.
@@ -36,20 +43,18 @@ pub(crate) struct Next {
     pub(crate) timestamp: i64,
     pub(crate) payload: Option<Box<dyn Any + Send>>,
     pub(crate) source_node: usize,
-}
-
-/// A record the log-and-continue handler skipped.
-pub(crate) struct Skipped {
-    pub(crate) topic: Arc<str>,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) error: StreamsError,
+    pub(crate) source: Option<Box<SourceBytes>>,
+    /// Set when the deserialization handler skipped the record (`payload` is `None`).
+    pub(crate) skipped: Option<Box<StreamsError>>,
 }
 
 /// The input queues of one task, one per source topic partition.
 pub(crate) struct PartitionGroup {
     queues: Vec<RecordQueue>,
     total: usize,
+    task: TaskId,
+    /// Keep each record's bytes (a dead-letter topic is set).
+    keep_bytes: bool,
 }
 
 impl PartitionGroup {
@@ -58,6 +63,7 @@ impl PartitionGroup {
         sub: &Subtopology,
         partition: i32,
         application_id: &str,
+        keep_bytes: bool,
     ) -> Self {
         let mut queues = Vec::new();
         for &i in &sub.nodes {
@@ -67,6 +73,7 @@ impl PartitionGroup {
                         topic: topology.physical_topic(application_id, t).into(),
                         partition,
                         source_node: i,
+                        source_name: topology.nodes[i].name.as_str().into(),
                         decoder: decoder.clone(),
                         records: VecDeque::new(),
                         partition_time: -1,
@@ -75,7 +82,15 @@ impl PartitionGroup {
                 }
             }
         }
-        PartitionGroup { queues, total: 0 }
+        PartitionGroup {
+            queues,
+            total: 0,
+            task: TaskId {
+                subtopology: sub.id,
+                partition,
+            },
+            keep_bytes,
+        }
     }
 
     pub(crate) fn partitions(&self) -> Vec<(String, i32)> {
@@ -108,12 +123,10 @@ impl PartitionGroup {
         Some((!q.records.is_empty(), next))
     }
 
-    /// Decodes and queues one record; `Ok(Some(_))` when the handler chose to skip it.
-    pub(crate) fn add(
-        &mut self,
-        raw: RecordBytes<'_>,
-        handler: DeserializationHandler,
-    ) -> Result<Option<Skipped>> {
+    /// Decodes and queues one record. One that does not decode fails here, or is queued as
+    /// skipped when the deserialization handler continues (so that offsets move past it in
+    /// order, and it is dead-lettered and counted when its turn comes).
+    pub(crate) fn add(&mut self, raw: RecordBytes<'_>, handlers: &ErrorHandlers) -> Result<()> {
         let q = self
             .queues
             .iter_mut()
@@ -125,7 +138,17 @@ impl PartitionGroup {
                 ))
             })?;
         self.total += 1;
-        let (topic, partition, offset) = (raw.topic, raw.partition, raw.offset);
+        let (topic, partition, offset, raw_ts) =
+            (raw.topic, raw.partition, raw.offset, raw.timestamp);
+        // Copied only when a handler may need them: headers are usually absent, and the bytes
+        // are kept only for a dead-letter topic.
+        let source = (self.keep_bytes || !raw.headers.is_empty()).then(|| {
+            Box::new(SourceBytes {
+                headers: raw.headers.clone(),
+                key: raw.key.filter(|_| self.keep_bytes).map(<[u8]>::to_vec),
+                value: raw.value.filter(|_| self.keep_bytes).map(<[u8]>::to_vec),
+            })
+        });
         match (q.decoder)(raw, q.partition_time) {
             Ok((payload, ts)) => {
                 if ts < 0 {
@@ -141,11 +164,13 @@ impl PartitionGroup {
                     payload: Some(payload),
                     timestamp: ts,
                     offset,
+                    source,
+                    skipped: None,
                 });
-                Ok(None)
+                Ok(())
             }
             Err(e) => {
-                let (part, source) = match e {
+                let (part, source_error) = match e {
                     DecodeError::Key(s) => ("key", s),
                     DecodeError::Value(s) => ("value", s),
                 };
@@ -154,22 +179,31 @@ impl PartitionGroup {
                     topic: topic.to_string(),
                     partition,
                     offset,
-                    source,
+                    source: source_error,
                 };
-                match handler {
-                    DeserializationHandler::LogAndFail => Err(error),
-                    DeserializationHandler::LogAndContinue => {
+                let no_headers = Vec::new();
+                let context = ErrorHandlerContext {
+                    topic: Some(topic),
+                    partition: Some(partition),
+                    offset: Some(offset),
+                    timestamp: raw_ts,
+                    headers: source.as_ref().map_or(&no_headers, |s| &s.headers),
+                    processor_node_id: &q.source_name,
+                    task_id: self.task,
+                    source_raw_key: source.as_ref().and_then(|s| s.key.as_deref()),
+                    source_raw_value: source.as_ref().and_then(|s| s.value.as_deref()),
+                };
+                match handlers.deserialization.handle(&context, &error) {
+                    HandlerResponse::Fail => Err(error),
+                    HandlerResponse::Continue => {
                         q.records.push_back(Queued {
                             payload: None,
                             timestamp: q.partition_time.max(0),
                             offset,
+                            source,
+                            skipped: Some(Box::new(error)),
                         });
-                        Ok(Some(Skipped {
-                            topic: q.topic.clone(),
-                            partition,
-                            offset,
-                            error,
-                        }))
+                        Ok(())
                     }
                 }
             }
@@ -211,6 +245,8 @@ impl PartitionGroup {
             timestamp: r.timestamp,
             payload: r.payload,
             source_node: q.source_node,
+            source: r.source,
+            skipped: r.skipped,
         })
     }
 }
