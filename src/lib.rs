@@ -37,6 +37,11 @@ pub use state_store as store;
 pub use streams_core as core;
 pub use streams_dsl as dsl;
 
+pub use streams_core::handlers::{
+    DefaultProductionExceptionHandler, DeserializationExceptionHandler, ErrorHandlerContext,
+    HandlerResponse, LogAndContinue, LogAndFail, ProcessingExceptionHandler, ProducedRecord,
+    ProductionExceptionHandler, ProductionResponse, SerializationOrigin,
+};
 pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
     ApproximateCountQuery, Change, FailureReason, KafkaStreams, KeyQuery, KeyQueryMetadata,

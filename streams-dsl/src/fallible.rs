@@ -30,11 +30,11 @@ impl<K: Data, V: Data> KStream<K, V> {
     ///     .set("processing.exception.handler", "log-and-continue");
     /// let mut driver = TopologyTestDriver::new(b.build().unwrap(), config).unwrap();
     /// let input = driver.create_input_topic("in", Serdes::string(), Serdes::string());
-    /// input.pipe("a", "7").unwrap();
-    /// input.pipe("b", "seven").unwrap(); // not a number: skipped by the handler
-    /// input.pipe("c", "-1").unwrap();
+    /// input.pipe_input("a".into(), "7".into());
+    /// input.pipe_input("b".into(), "seven".into()); // not a number: skipped by the handler
+    /// input.pipe_input("c".into(), "-1".into());
     /// let out = driver.create_output_topic("out", Serdes::string(), Serdes::string());
-    /// assert_eq!(out.read_key_values().unwrap(), vec![("a".to_string(), "7".to_string())]);
+    /// assert_eq!(out.read_key_values_to_list(), vec![("a".to_string(), "7".to_string())]);
     /// ```
     pub fn try_filter<E: Display>(
         &self,
