@@ -68,35 +68,83 @@ impl StateDirectory {
     /// The lock is per open file, so it also excludes other threads of this process.
     pub fn lock_task(&self, task_id: &str, timeout: Duration) -> Result<TaskDirLock> {
         let dir = self.task_dir(task_id);
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io("create task directory", &dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io("open lock file", &lock_path, e))?;
-
         let deadline = Instant::now() + timeout;
         loop {
-            match file.try_lock_exclusive() {
-                Ok(()) => break,
-                Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(StoreError::TaskDirLocked { dir, timeout });
+            fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::io("create task directory", &dir, e))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| StoreError::io("open lock file", &lock_path, e))?;
+            loop {
+                match file.try_lock_exclusive() {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return Err(StoreError::TaskDirLocked { dir, timeout });
+                        }
+                        std::thread::sleep(LOCK_RETRY_INTERVAL.min(deadline - now));
                     }
-                    std::thread::sleep(LOCK_RETRY_INTERVAL.min(deadline - now));
+                    Err(e) => return Err(StoreError::io("lock", &lock_path, e)),
                 }
-                Err(e) => return Err(StoreError::io("lock", &lock_path, e)),
             }
+            // The holder we waited for may have been the cleaner, deleting the directory with
+            // its lock file: then this lock is on a file that is gone, and we start over.
+            if !lock_path.is_file() {
+                continue;
+            }
+            tracing::debug!(task = task_id, dir = %dir.display(), "locked task directory");
+            return Ok(TaskDirLock {
+                task_id: task_id.to_string(),
+                dir,
+                file,
+            });
         }
-        tracing::debug!(task = task_id, dir = %dir.display(), "locked task directory");
-        Ok(TaskDirLock {
-            task_id: task_id.to_string(),
-            dir,
-            file,
-        })
+    }
+
+    /// Deletes the directories of tasks nobody holds whose contents have not changed for
+    /// `unused_for` (Kafka Streams' `state.cleanup.delay.ms`): the state of tasks that moved to
+    /// other instances. Returns the task ids deleted.
+    pub fn clean_unused(&self, unused_for: Duration) -> Result<Vec<String>> {
+        let app = &self.app_dir;
+        let entries =
+            fs::read_dir(app).map_err(|e| StoreError::io("list state directory", app, e))?;
+        let mut deleted = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list state directory", app, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_task = name.split_once('_').is_some_and(|(a, b)| {
+                [a, b]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+            });
+            let path = entry.path();
+            if !is_task || !path.is_dir() {
+                continue;
+            }
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(|e| StoreError::io("inspect", &path, e))?;
+            if modified.elapsed().unwrap_or_default() < unused_for {
+                continue;
+            }
+            let lock = match self.lock_task(&name, Duration::ZERO) {
+                Ok(lock) => lock,
+                Err(StoreError::TaskDirLocked { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            fs::remove_dir_all(&path)
+                .map_err(|e| StoreError::io("delete unused task state", &path, e))?;
+            drop(lock);
+            tracing::info!(task = %name, dir = %path.display(), "deleted the state of a task this instance no longer runs");
+            deleted.push(name);
+        }
+        deleted.sort();
+        Ok(deleted)
     }
 
     /// Deletes a task's state (caller holds the lock): everything in the directory but the lock
@@ -214,6 +262,36 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         drop(lock);
         waiter.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn cleaning_deletes_unused_task_directories_and_keeps_held_and_recent_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = StateDirectory::new(root.path(), "app").unwrap();
+        let held = dirs.lock_task("0_0", Duration::ZERO).unwrap();
+        drop(dirs.lock_task("0_1", Duration::ZERO).unwrap());
+        drop(dirs.lock_task("1_0", Duration::ZERO).unwrap());
+        fs::write(dirs.task_dir("1_0").join(crate::CHECKPOINT_FILE), b"0\n0\n").unwrap();
+        fs::write(dirs.app_dir().join("process.id"), b"x").unwrap();
+        fs::create_dir_all(dirs.app_dir().join("not-a-task")).unwrap();
+
+        // Recently changed: kept.
+        assert!(dirs
+            .clean_unused(Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        // Unused for long enough (here: at all): deleted, unless held.
+        assert_eq!(
+            dirs.clean_unused(Duration::ZERO).unwrap(),
+            vec!["0_1", "1_0"]
+        );
+        assert!(held.dir().join(LOCK_FILE).is_file());
+        assert!(!dirs.task_dir("0_1").exists() && !dirs.task_dir("1_0").exists());
+        assert!(dirs.app_dir().join("process.id").is_file());
+        assert!(dirs.app_dir().join("not-a-task").is_dir());
+        // A task that comes back gets a fresh directory.
+        let again = dirs.lock_task("0_1", Duration::ZERO).unwrap();
+        assert!(again.dir().join(LOCK_FILE).is_file());
     }
 
     #[test]

@@ -95,14 +95,32 @@ pub const TASK_TIMEOUT_MS: &str = "task.timeout.ms";
 /// every subscription.
 const MAX_CLIENT_TAGS: usize = 5;
 
-/// Kafka Streams properties accepted for compatibility that this runtime does not use yet.
-const ACCEPTED_UNUSED: &[&str] = &[
-    "topology.optimization",
-    "windowstore.changelog.additional.retention.ms",
-    "state.cleanup.delay.ms",
-    "default.key.serde",
-    "default.value.serde",
-    "client.id",
+/// `topology.optimization` (default `none`): only `none` is accepted until the optimizations
+/// are implemented; any other value is refused rather than silently not applied.
+pub const TOPOLOGY_OPTIMIZATION: &str = "topology.optimization";
+/// `windowstore.changelog.additional.retention.ms` (default 86400000, one day): how much longer
+/// than its store a windowed changelog keeps records.
+pub const WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS: &str =
+    "windowstore.changelog.additional.retention.ms";
+/// `state.cleanup.delay.ms` (default 600000): how long the state of a task this instance no
+/// longer runs stays on disk, untouched, before it is deleted.
+pub const STATE_CLEANUP_DELAY_MS: &str = "state.cleanup.delay.ms";
+/// `client.id` (default `<application.id>`): the prefix of the Kafka clients' ids and of the
+/// stream threads' names (`<client.id>-StreamThread-<n>`), and the client metrics' tag.
+pub const CLIENT_ID: &str = "client.id";
+
+/// Kafka Streams properties that have no meaning here, refused with the reason.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "default.key.serde",
+        "serdes are chosen by type in Rust: pass them to the operations (Consumed, Produced, \
+         Grouped, Materialized) or register one with StreamsBuilder::with_default_serde",
+    ),
+    (
+        "default.value.serde",
+        "serdes are chosen by type in Rust: pass them to the operations (Consumed, Produced, \
+         Grouped, Materialized) or register one with StreamsBuilder::with_default_serde",
+    ),
 ];
 
 /// The configuration of a streams application: a map of Kafka Streams properties.
@@ -165,6 +183,12 @@ pub struct ResolvedConfig {
     pub recording_level: crate::metrics::RecordingLevel,
     /// `http.forward.timeout.ms`.
     pub http_forward_timeout: Duration,
+    /// `windowstore.changelog.additional.retention.ms`.
+    pub window_changelog_additional_retention_ms: i64,
+    /// `state.cleanup.delay.ms`.
+    pub state_cleanup_delay: Duration,
+    /// `client.id`, if set.
+    pub client_id: Option<String>,
     /// The task assignor's settings.
     pub(crate) assignment: AssignmentConfig,
     /// How the group member connects (the consumers' security settings).
@@ -183,6 +207,13 @@ pub struct ResolvedConfig {
     pub admin: BTreeMap<String, String>,
     /// Configs for the internal topics this application creates (`topic.` prefix removed).
     pub topic: BTreeMap<String, String>,
+}
+
+impl ResolvedConfig {
+    /// The prefix of client ids and thread names: `client.id`, or else `application.id`.
+    pub(crate) fn client_prefix(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(&self.application_id)
+    }
 }
 
 impl StreamsConfig {
@@ -333,6 +364,38 @@ impl StreamsConfig {
         let task_timeout_ms: u64 = self.parse(TASK_TIMEOUT_MS, 300_000)?;
         let ensure_explicit_naming: bool = self.parse(ENSURE_EXPLICIT_NAMING, false)?;
         let purge_ms: u64 = self.parse(REPARTITION_PURGE_INTERVAL_MS, 30_000)?;
+        let window_changelog_additional_retention_ms: i64 =
+            self.parse(WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS, 86_400_000)?;
+        if window_changelog_additional_retention_ms < 0 {
+            return Err(StreamsError::config(
+                WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
+                "must be at least 0",
+            ));
+        }
+        let cleanup_ms: u64 = self.parse(STATE_CLEANUP_DELAY_MS, 600_000)?;
+        match self.get(TOPOLOGY_OPTIMIZATION).map(str::trim) {
+            None | Some("none") | Some("NONE") => {}
+            Some(other) => {
+                return Err(StreamsError::config(
+                    TOPOLOGY_OPTIMIZATION,
+                    format!(
+                        "`{other}` is not applied yet; only `none` is accepted (the topology runs \
+                         as built: no source-topic reuse for tables, no merged repartition topics)"
+                    ),
+                ))
+            }
+        }
+        for (name, why) in REFUSED {
+            if self.get(name).is_some() {
+                return Err(StreamsError::config(name, why));
+            }
+        }
+        let client_id = match self.get(CLIENT_ID).map(str::trim) {
+            Some("") => {
+                return Err(StreamsError::config(CLIENT_ID, "must not be empty"));
+            }
+            other => other.map(str::to_string),
+        };
 
         // Kafka Streams' client overrides come first; the user's settings win over them.
         let mut consumer: BTreeMap<String, String> = [
@@ -477,6 +540,9 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_millis(purge_ms),
             http_listen,
             http_forward_timeout,
+            window_changelog_additional_retention_ms,
+            state_cleanup_delay: Duration::from_millis(cleanup_ms),
+            client_id,
             recording_level,
             assignment,
             security,
@@ -639,42 +705,49 @@ impl StreamsConfig {
     }
 }
 
+/// Every Kafka Streams property this library reads (besides `client.tag.*`); the others go to
+/// the Kafka clients.
+pub(crate) const STREAMS_PROPERTIES: &[&str] = &[
+    APPLICATION_ID,
+    BOOTSTRAP_SERVERS,
+    NUM_STREAM_THREADS,
+    STATE_DIR,
+    PROCESSING_GUARANTEE,
+    COMMIT_INTERVAL_MS,
+    STATESTORE_CACHE_MAX_BYTES,
+    "cache.max.bytes.buffering",
+    DESERIALIZATION_EXCEPTION_HANDLER,
+    "default.deserialization.exception.handler",
+    PROCESSING_EXCEPTION_HANDLER,
+    PRODUCTION_EXCEPTION_HANDLER,
+    "default.production.exception.handler",
+    DEAD_LETTER_QUEUE_TOPIC_NAME,
+    MAX_TASK_IDLE_MS,
+    BUFFERED_RECORDS_PER_PARTITION,
+    REPLICATION_FACTOR,
+    POLL_MS,
+    NUM_STANDBY_REPLICAS,
+    ACCEPTABLE_RECOVERY_LAG,
+    MAX_WARMUP_REPLICAS,
+    PROBING_REBALANCE_INTERVAL_MS,
+    RACK_AWARE_ASSIGNMENT_TAGS,
+    APPLICATION_SERVER,
+    HTTP_LISTEN,
+    HTTP_FORWARD_TIMEOUT_MS,
+    METRICS_RECORDING_LEVEL,
+    ENSURE_EXPLICIT_NAMING,
+    TASK_TIMEOUT_MS,
+    REPARTITION_PURGE_INTERVAL_MS,
+    TOPOLOGY_OPTIMIZATION,
+    WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
+    STATE_CLEANUP_DELAY_MS,
+    CLIENT_ID,
+];
+
 fn is_streams_property(key: &str) -> bool {
-    [
-        APPLICATION_ID,
-        BOOTSTRAP_SERVERS,
-        NUM_STREAM_THREADS,
-        STATE_DIR,
-        PROCESSING_GUARANTEE,
-        COMMIT_INTERVAL_MS,
-        STATESTORE_CACHE_MAX_BYTES,
-        "cache.max.bytes.buffering",
-        DESERIALIZATION_EXCEPTION_HANDLER,
-        "default.deserialization.exception.handler",
-        PROCESSING_EXCEPTION_HANDLER,
-        PRODUCTION_EXCEPTION_HANDLER,
-        "default.production.exception.handler",
-        DEAD_LETTER_QUEUE_TOPIC_NAME,
-        MAX_TASK_IDLE_MS,
-        BUFFERED_RECORDS_PER_PARTITION,
-        REPLICATION_FACTOR,
-        POLL_MS,
-        NUM_STANDBY_REPLICAS,
-        ACCEPTABLE_RECOVERY_LAG,
-        MAX_WARMUP_REPLICAS,
-        PROBING_REBALANCE_INTERVAL_MS,
-        RACK_AWARE_ASSIGNMENT_TAGS,
-        APPLICATION_SERVER,
-        HTTP_LISTEN,
-        HTTP_FORWARD_TIMEOUT_MS,
-        METRICS_RECORDING_LEVEL,
-        ENSURE_EXPLICIT_NAMING,
-        TASK_TIMEOUT_MS,
-        REPARTITION_PURGE_INTERVAL_MS,
-    ]
-    .contains(&key)
+    STREAMS_PROPERTIES.contains(&key)
         || key.starts_with(CLIENT_TAG_PREFIX)
-        || ACCEPTED_UNUSED.contains(&key)
+        || REFUSED.iter().any(|(k, _)| *k == key)
 }
 
 #[cfg(test)]

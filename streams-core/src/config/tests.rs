@@ -456,3 +456,139 @@ fn http_listen_becomes_the_application_server_unless_it_cannot_be_reached() {
         .unwrap();
     assert_eq!(r.application_server.unwrap().host, "host1");
 }
+
+/// Each property this library reads, with a value other than its default (and what it needs
+/// beside it).
+const WALK: &[(&str, &str, &[(&str, &str)])] = &[
+    (APPLICATION_ID, "other-app", &[]),
+    (BOOTSTRAP_SERVERS, "other:9092", &[]),
+    (NUM_STREAM_THREADS, "2", &[]),
+    (STATE_DIR, "relative-state", &[]),
+    (PROCESSING_GUARANTEE, "exactly_once_v2", &[]),
+    (COMMIT_INTERVAL_MS, "1000", &[]),
+    (STATESTORE_CACHE_MAX_BYTES, "0", &[]),
+    ("cache.max.bytes.buffering", "0", &[]),
+    (DESERIALIZATION_EXCEPTION_HANDLER, "log-and-continue", &[]),
+    (
+        "default.deserialization.exception.handler",
+        "log-and-continue",
+        &[],
+    ),
+    (PROCESSING_EXCEPTION_HANDLER, "log-and-continue", &[]),
+    (PRODUCTION_EXCEPTION_HANDLER, "log-and-continue", &[]),
+    (
+        "default.production.exception.handler",
+        "log-and-continue",
+        &[],
+    ),
+    (DEAD_LETTER_QUEUE_TOPIC_NAME, "dead-letters", &[]),
+    (MAX_TASK_IDLE_MS, "100", &[]),
+    (BUFFERED_RECORDS_PER_PARTITION, "10", &[]),
+    (REPLICATION_FACTOR, "3", &[]),
+    (POLL_MS, "10", &[]),
+    (NUM_STANDBY_REPLICAS, "1", &[]),
+    (ACCEPTABLE_RECOVERY_LAG, "5", &[]),
+    (MAX_WARMUP_REPLICAS, "3", &[]),
+    (PROBING_REBALANCE_INTERVAL_MS, "120000", &[]),
+    (
+        RACK_AWARE_ASSIGNMENT_TAGS,
+        "zone",
+        &[("client.tag.zone", "a")],
+    ),
+    (APPLICATION_SERVER, "host:1", &[]),
+    (HTTP_LISTEN, "127.0.0.1:8080", &[]),
+    (HTTP_FORWARD_TIMEOUT_MS, "100", &[]),
+    (METRICS_RECORDING_LEVEL, "DEBUG", &[]),
+    (ENSURE_EXPLICIT_NAMING, "true", &[]),
+    (TASK_TIMEOUT_MS, "1000", &[]),
+    (REPARTITION_PURGE_INTERVAL_MS, "1000", &[]),
+    (TOPOLOGY_OPTIMIZATION, "all", &[]),
+    (WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS, "0", &[]),
+    (STATE_CLEANUP_DELAY_MS, "1000", &[]),
+    (CLIENT_ID, "my-client", &[]),
+    (
+        "default.key.serde",
+        "org.apache.kafka.common.serialization.Serdes$StringSerde",
+        &[],
+    ),
+    (
+        "default.value.serde",
+        "org.apache.kafka.common.serialization.Serdes$StringSerde",
+        &[],
+    ),
+];
+
+/// What a resolved configuration does: its fields, and what its handlers answer.
+fn fingerprint(r: &ResolvedConfig) -> String {
+    let h = Vec::new();
+    let record = crate::handlers::ProducedRecord {
+        topic: "t",
+        partition: None,
+        key: None,
+        value: None,
+        timestamp: 0,
+    };
+    let production = r.handlers.production.handle(
+        &context(&h),
+        &record,
+        &StreamsError::Production {
+            topic: "t".into(),
+            message: "too large".into(),
+            retriable: false,
+        },
+    );
+    format!(
+        "{r:?} {:?} {:?} {production:?}",
+        deserialization_response(r),
+        processing_response(r)
+    )
+}
+
+#[test]
+fn every_property_read_changes_the_configuration_or_is_refused_naming_itself() {
+    // The walk covers every property there is, and no other.
+    let mut walked: Vec<&str> = WALK.iter().map(|(k, _, _)| *k).collect();
+    let mut known: Vec<&str> = STREAMS_PROPERTIES
+        .iter()
+        .copied()
+        .chain(REFUSED.iter().map(|(k, _)| *k))
+        .collect();
+    walked.sort();
+    known.sort();
+    assert_eq!(walked, known);
+
+    let base = StreamsConfig::new("app", "h:1");
+    let baseline = fingerprint(&base.resolve().unwrap());
+    for (key, value, with) in WALK {
+        let mut c = base.clone().set(*key, *value);
+        for (k, v) in *with {
+            c = c.set(*k, *v);
+        }
+        match c.resolve() {
+            Ok(r) => assert_ne!(
+                fingerprint(&r),
+                baseline,
+                "`{key}={value}` is accepted but changes nothing"
+            ),
+            Err(StreamsError::Config { property, .. }) => {
+                assert_eq!(
+                    property, *key,
+                    "`{key}={value}` is refused naming another property"
+                )
+            }
+            Err(e) => panic!("`{key}={value}`: {e}"),
+        }
+    }
+    // What is refused says why.
+    let e = base
+        .clone()
+        .set(TOPOLOGY_OPTIMIZATION, "all")
+        .resolve()
+        .unwrap_err();
+    assert!(e.to_string().contains("only `none` is accepted"), "{e}");
+    let e = base.set("default.value.serde", "x").resolve().unwrap_err();
+    assert!(
+        e.to_string().contains("StreamsBuilder::with_default_serde"),
+        "{e}"
+    );
+}

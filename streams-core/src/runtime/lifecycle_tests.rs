@@ -203,6 +203,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         index: 0,
         admin: None,
         last_purge: Instant::now(),
+        last_cleanup: Instant::now(),
     }
 }
 

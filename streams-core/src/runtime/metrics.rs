@@ -26,7 +26,7 @@ pub(crate) fn collect(
     client_id: &str,
 ) -> Vec<MetricValue> {
     let now = shared.now_ms();
-    let thread_id = |i: usize| format!("{}-StreamThread-{}", config.application_id, i + 1);
+    let thread_id = |i: usize| format!("{}-StreamThread-{}", config.client_prefix(), i + 1);
     let mut out = metrics::client_metrics(
         client_id,
         state_ordinal(shared.state()),

@@ -380,7 +380,11 @@ impl KafkaStreams {
         );
         let rocksdb = Arc::new(RocksDbConfig::default());
         let process = group::process_id(state_dir.app_dir());
-        self.client_id = format!("{}-{process}", self.config.application_id);
+        self.client_id = self
+            .config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{process}", self.config.application_id));
         let group = Arc::new(group::GroupShared::new(
             &self.config.application_id,
             &format!("{}-{process}", self.config.application_id),
@@ -416,7 +420,7 @@ impl KafkaStreams {
                 globals: globals.clone(),
                 process,
             };
-            let name = format!("{}-StreamThread-{}", self.config.application_id, index + 1);
+            let name = format!("{}-StreamThread-{}", self.config.client_prefix(), index + 1);
             let handle = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || thread::run(setup))

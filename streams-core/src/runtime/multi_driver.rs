@@ -142,6 +142,7 @@ impl MultiInstanceTestDriver {
             index: 0,
             admin: None,
             last_purge: Instant::now(),
+            last_cleanup: Instant::now(),
         };
         let client = SimClient::new(self.cluster.clone());
         self.instances.insert(id, Instance { tm, client });

@@ -70,6 +70,8 @@ pub(super) struct TaskManager {
     /// `None` once handed to a background thread at shutdown.
     pub(super) admin: Option<AdminClient<DefaultClientContext>>,
     pub(super) last_purge: Instant,
+    /// When thread 0 last deleted the state of tasks no longer run here.
+    pub(super) last_cleanup: Instant,
 }
 
 impl TaskManager {
@@ -259,6 +261,11 @@ impl TaskManager {
                 self.purge_repartition_topics(&offsets);
                 self.last_purge = Instant::now();
             }
+            // One thread cleans for the instance, as Kafka Streams' state cleaner does.
+            if self.index == 0 && self.last_cleanup.elapsed() >= self.config.state_cleanup_delay {
+                self.clean_unused_state();
+                self.last_cleanup = Instant::now();
+            }
         }
         tracing::debug!(
             tasks = self.active.len(),
@@ -268,6 +275,17 @@ impl TaskManager {
             "committed"
         );
         Ok(outcome)
+    }
+
+    /// Deletes the state directories of tasks no thread here holds that have not changed for
+    /// `state.cleanup.delay.ms`. A failure is logged; it never fails processing.
+    fn clean_unused_state(&self) {
+        let Some(dir) = &self.env.state_dir else {
+            return;
+        };
+        if let Err(e) = dir.clean_unused(self.config.state_cleanup_delay) {
+            tracing::warn!(error = %e, "deleting unused task state failed");
+        }
     }
 
     /// Deletes the repartition records below the offsets just committed, as Kafka Streams does:

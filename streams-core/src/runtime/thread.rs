@@ -96,7 +96,11 @@ pub(crate) fn run(setup: ThreadSetup) {
 
 fn run_loop(setup: ThreadSetup) -> Result<()> {
     let config = setup.config.clone();
-    let client_id = format!("{}-StreamThread-{}", config.application_id, setup.index + 1);
+    let client_id = format!(
+        "{}-StreamThread-{}",
+        config.client_prefix(),
+        setup.index + 1
+    );
     // Kafka Streams' transactional id: a restarted instance (same process id, kept in the
     // state directory) fences its own zombie's thread.
     let transactional_id = config.exactly_once.then(|| {
@@ -154,6 +158,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
                 .map_err(|e| StreamsError::kafka("creating the admin client", e))?
         }),
         last_purge: Instant::now(),
+        last_cleanup: Instant::now(),
     };
     let mut cc = ClientConfig::new();
     cc.set("client.id", format!("{client_id}-consumer"));

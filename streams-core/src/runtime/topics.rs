@@ -230,7 +230,7 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
             }
             let mut cfg = config.topic.clone();
             cfg.insert("cleanup.policy".into(), "compact".into());
-            cfg.extend(f.log_config());
+            cfg.extend(f.log_config(config.window_changelog_additional_retention_ms));
             wanted.insert(
                 changelog_topic(app, store),
                 (task_counts[s.id as usize], cfg),

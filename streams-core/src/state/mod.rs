@@ -64,10 +64,6 @@ enum StoreKind {
     },
 }
 
-/// Kafka Streams' `window.store.change.log.additional.retention.ms` default: how much longer a
-/// windowed changelog keeps records than the store, against clock drift.
-const ADDITIONAL_CHANGELOG_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
-
 /// Kafka Streams' segment interval: half the retention, at least a minute.
 fn segment_interval(retention_ms: i64) -> i64 {
     (retention_ms / 2).max(60_000)
@@ -197,8 +193,10 @@ pub(crate) trait StoreFactory: Send + Sync {
     fn persistent(&self) -> bool;
     fn caching(&self) -> bool;
     fn logging(&self) -> bool;
-    /// Changelog topic configs besides `cleanup.policy=compact`.
-    fn log_config(&self) -> BTreeMap<String, String>;
+    /// Changelog topic configs besides `cleanup.policy=compact`; a windowed changelog keeps
+    /// records `additional_retention_ms` longer than its store
+    /// (`windowstore.changelog.additional.retention.ms`, against clock drift).
+    fn log_config(&self, additional_retention_ms: i64) -> BTreeMap<String, String>;
     /// Bytes of engine-key prefix that changelog keys leave out (segmented stores).
     fn changelog_key_offset(&self) -> usize;
     /// The typed handle processors get over the task's store cell, the bytes view queries
@@ -239,7 +237,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
     fn logging(&self) -> bool {
         self.logging
     }
-    fn log_config(&self) -> BTreeMap<String, String> {
+    fn log_config(&self, additional_retention_ms: i64) -> BTreeMap<String, String> {
         let mut c = BTreeMap::new();
         if let StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms } =
             self.kind
@@ -248,7 +246,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> StoreFactory for StoreB
             c.insert(
                 "retention.ms".to_string(),
                 retention_ms
-                    .saturating_add(ADDITIONAL_CHANGELOG_RETENTION_MS)
+                    .saturating_add(additional_retention_ms)
                     .to_string(),
             );
         }
