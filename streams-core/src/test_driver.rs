@@ -175,6 +175,9 @@ impl TopologyTestDriver {
             lock_timeout: Duration::from_secs(1),
             globals: globals.clone(),
             exactly_once: false,
+            // Piped records are processed at once, as in Kafka Streams' driver: nothing is ever
+            // left to fetch, so no task waits for a partition (KIP-695).
+            max_task_idle_ms: -1,
         };
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();

@@ -50,6 +50,9 @@ pub struct TaskSensors {
     pub dropped: Sensor,
     /// Records restored from changelogs: restore-total, -rate.
     pub restore: Sensor,
+    /// Records processed without waiting any longer for an empty partition with records left
+    /// on the cluster (`max.task.idle.ms` passed): enforced-processing-total, -rate (DEBUG).
+    pub enforced: Sensor,
 }
 
 /// One metric's current value, named as Kafka Streams names it: a group (the JMX bean's
@@ -271,6 +274,22 @@ pub(crate) fn task_metrics(
             s.process.value_rate(now_ms),
             false,
             "records processed per second",
+        ));
+        out.push(metric(
+            group,
+            "enforced-processing-total",
+            tags(),
+            s.enforced.sum_total(),
+            true,
+            "records processed while a partition with unfetched records was empty (max.task.idle.ms passed)",
+        ));
+        out.push(metric(
+            group,
+            "enforced-processing-rate",
+            tags(),
+            s.enforced.value_rate(now_ms),
+            false,
+            "enforced processings per second",
         ));
     }
     out

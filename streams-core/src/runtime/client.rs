@@ -47,6 +47,10 @@ pub(crate) trait ThreadClient {
     /// Per partition: where reading starts (committed offset, or the low watermark) and the
     /// high watermark. Best effort: partitions whose lookup failed are left out.
     fn positions(&mut self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64, i64)>;
+    /// A partition's high watermark as the consumer last saw it (no network), if it has.
+    fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64>;
+    /// Stops fetching the partitions (their queues are full) or fetches them again.
+    fn pause(&mut self, partitions: &[(String, i32)], pause: bool) -> Result<()>;
     /// Waits until every record sent is acknowledged; returns the next changelog offsets
     /// acknowledged since the last call.
     fn flush(&mut self) -> Result<HashMap<(String, i32), i64>>;
@@ -154,6 +158,23 @@ impl ThreadClient for KafkaThreadClient {
         if let Some(c) = &self.restore {
             let _ = c.unassign();
         }
+    }
+
+    fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        super::watermarks::cached_high_watermark(&self.consumer, topic, partition)
+    }
+
+    fn pause(&mut self, partitions: &[(String, i32)], pause: bool) -> Result<()> {
+        let tpl = list(partitions, None)?;
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        r.map_err(|e| {
+            let what = if pause { "pausing" } else { "resuming" };
+            StreamsError::kafka(format!("{what} {} partitions", tpl.count()), e)
+        })
     }
 
     fn positions(&mut self, partitions: &[(String, i32)]) -> Vec<(String, i32, i64, i64)> {

@@ -16,9 +16,6 @@ use crate::query::Role;
 use crate::task::StreamTask;
 use crate::task_id::TaskId;
 
-/// The longest a new task waits for records known to be on the broker before it processes
-/// what it has (a bound against a partition that cannot be fetched).
-const FETCH_WAIT_MAX_MS: i64 = 10_000;
 /// How long one restoration slice reads before the thread goes back to its loop.
 pub(super) const RESTORE_SLICE: Duration = Duration::from_millis(200);
 
@@ -108,6 +105,7 @@ impl TaskManager {
         self.closed_totals.processed += t.metrics.processed;
         self.closed_totals.dropped += t.metrics.dropped;
         self.closed_totals.restored += t.metrics.restored;
+        self.closed_totals.enforced += t.metrics.enforced;
         t.close();
     }
 
@@ -320,12 +318,11 @@ impl TaskManager {
         self.last_partition = None;
         client.assign(&parts)?;
         if parts.len() > 1 {
-            // Kafka Streams' KIP-695: the task's first records are picked in timestamp order
-            // across all its partitions only once what they held at assignment is fetched.
+            // Kafka Streams' KIP-695: the task picks records in timestamp order across its
+            // partitions once it knows what each has left to fetch; where it starts and what the
+            // partitions hold now says so before the first fetch comes back.
             for (topic, p, start, high) in client.positions(&parts) {
-                if start < high {
-                    task.await_fetch(&topic, p, high, FETCH_WAIT_MAX_MS);
-                }
+                task.note_position(&topic, p, Some(start), Some(high));
             }
         }
         tracing::info!(task = %id, "task restored: processing");

@@ -47,6 +47,8 @@ struct Fake {
     unassigned_all: usize,
     /// Transactions aborted (exactly-once).
     aborts: usize,
+    /// Partitions not being fetched.
+    paused: BTreeSet<(String, i32)>,
 }
 
 impl ThreadClient for Fake {
@@ -74,6 +76,19 @@ impl ThreadClient for Fake {
     }
     fn positions(&mut self, _: &[(String, i32)]) -> Vec<(String, i32, i64, i64)> {
         Vec::new()
+    }
+    fn high_watermark(&self, _: &str, _: i32) -> Option<i64> {
+        None
+    }
+    fn pause(&mut self, partitions: &[(String, i32)], pause: bool) -> Result<()> {
+        for p in partitions {
+            if pause {
+                self.paused.insert(p.clone());
+            } else {
+                self.paused.remove(p);
+            }
+        }
+        Ok(())
     }
     fn flush(&mut self) -> Result<HashMap<(String, i32), i64>> {
         Ok(HashMap::new())
@@ -185,6 +200,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
             exactly_once: false,
+            max_task_idle_ms: -1,
         },
         active: BTreeMap::new(),
         restoring: VecDeque::new(),
@@ -204,6 +220,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         admin: None,
         last_purge: Instant::now(),
         last_cleanup: Instant::now(),
+        paused: Default::default(),
     }
 }
 
@@ -458,5 +475,43 @@ fn task_states_move_only_along_their_transitions() {
     assert!(
         tm.become_(task(0), Running).is_err(),
         "a standby restores before it runs"
+    );
+}
+
+/// `buffered.records.per.partition`: a partition whose queue holds more is not fetched until
+/// processing brings it back to the limit; one whose task leaves is fetched again.
+#[test]
+fn a_full_partition_is_paused_until_its_queue_drains() {
+    let (mut tm, mut fake) = (manager(2, false), Fake::default());
+    let mut config = (*tm.config).clone();
+    config.buffered_records_per_partition = 3;
+    tm.config = Arc::new(config);
+    assign(&mut tm, &mut fake, &[0, 1]);
+    let input = |p: i32| ("input".to_string(), p);
+
+    fetched(&mut tm, 0, 0..3);
+    tm.apply_backpressure(&mut fake).unwrap();
+    assert!(
+        fake.paused.is_empty(),
+        "3 records: at the limit, not over it"
+    );
+    fetched(&mut tm, 0, 3..5);
+    fetched(&mut tm, 1, 0..4);
+    tm.apply_backpressure(&mut fake).unwrap();
+    assert_eq!(fake.paused, BTreeSet::from([input(0), input(1)]));
+
+    // Partition 0's last record waits for partition 1 to catch up in time (one record left).
+    assert_eq!(tm.process().unwrap(), 8);
+    tm.apply_backpressure(&mut fake).unwrap();
+    assert!(fake.paused.is_empty(), "drained: fetched again");
+
+    fetched(&mut tm, 1, 4..9);
+    tm.apply_backpressure(&mut fake).unwrap();
+    assert_eq!(fake.paused, BTreeSet::from([input(1)]));
+    assign(&mut tm, &mut fake, &[0]);
+    tm.apply_backpressure(&mut fake).unwrap();
+    assert!(
+        fake.paused.is_empty(),
+        "a revoked partition is not left paused"
     );
 }

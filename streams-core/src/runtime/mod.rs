@@ -24,6 +24,7 @@ mod task_manager;
 mod thread;
 mod topics;
 mod txn;
+mod watermarks;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

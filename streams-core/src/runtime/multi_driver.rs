@@ -124,6 +124,8 @@ impl MultiInstanceTestDriver {
                 lock_timeout: Duration::from_secs(1),
                 globals: Arc::default(),
                 exactly_once: false,
+                // The simulated cluster hands every record over at once: nothing to wait for.
+                max_task_idle_ms: -1,
             },
             active: BTreeMap::new(),
             restoring: VecDeque::new(),
@@ -143,6 +145,7 @@ impl MultiInstanceTestDriver {
             admin: None,
             last_purge: Instant::now(),
             last_cleanup: Instant::now(),
+            paused: Default::default(),
         };
         let client = SimClient::new(self.cluster.clone());
         self.instances.insert(id, Instance { tm, client });

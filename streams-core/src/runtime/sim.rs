@@ -183,6 +183,13 @@ impl ThreadClient for SimClient {
         // Every record is "fetched" at once: nothing to wait for.
         Vec::new()
     }
+    fn high_watermark(&self, topic: &str, p: i32) -> Option<i64> {
+        Some(lock(&self.cluster).len(topic, p))
+    }
+    fn pause(&mut self, _: &[(String, i32)], _: bool) -> Result<()> {
+        // Records are handed over as the driver decides; there is no fetching to pause.
+        Ok(())
+    }
     fn flush(&mut self) -> Result<HashMap<(String, i32), i64>> {
         Ok(HashMap::new())
     }

@@ -3,7 +3,7 @@
 //! It routes polled records to their tasks, picks which task processes next, commits, and turns
 //! an assignment into tasks (resumed, closed, or created and restored).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,9 +72,77 @@ pub(super) struct TaskManager {
     pub(super) last_purge: Instant,
     /// When thread 0 last deleted the state of tasks no longer run here.
     pub(super) last_cleanup: Instant,
+    /// Input partitions not fetched while their queues are full
+    /// (`buffered.records.per.partition`).
+    pub(super) paused: BTreeSet<(Arc<str>, i32)>,
 }
 
 impl TaskManager {
+    /// Gives each task of several partitions their high watermarks as the consumer last saw
+    /// them, for KIP-695's rule (see `StreamTask::note_position`).
+    pub(super) fn note_high_watermarks(&mut self, client: &dyn ThreadClient) {
+        for t in self.active.values_mut() {
+            let parts: Vec<(Arc<str>, i32)> = t
+                .queued_per_partition()
+                .map(|(topic, p, _)| (topic.clone(), p))
+                .collect();
+            if parts.len() < 2 {
+                continue;
+            }
+            for (topic, p) in parts {
+                let high = client.high_watermark(&topic, p);
+                t.note_position(&topic, p, None, high);
+            }
+        }
+    }
+
+    /// `buffered.records.per.partition`: pauses fetching a partition whose queue holds more
+    /// than that, and resumes it once processing brought it back down, so that the records a
+    /// thread holds stay bounded however far ahead the cluster is.
+    pub(super) fn apply_backpressure(&mut self, client: &mut dyn ThreadClient) -> Result<()> {
+        let limit = self.config.buffered_records_per_partition;
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        let mut queued = BTreeMap::new();
+        for t in self.active.values() {
+            for (topic, p, n) in t.queued_per_partition() {
+                queued.insert((topic.clone(), p), n);
+                let paused = self.paused.contains(&(topic.clone(), p));
+                if n > limit && !paused {
+                    pause.push((topic.clone(), p));
+                } else if n <= limit && paused {
+                    resume.push((topic.clone(), p));
+                }
+            }
+        }
+        // A paused partition whose task is gone: fetch it again if it comes back.
+        let gone: Vec<(Arc<str>, i32)> = self
+            .paused
+            .iter()
+            .filter(|tp| !queued.contains_key(*tp))
+            .cloned()
+            .collect();
+        for tp in gone {
+            self.paused.remove(&tp);
+            let _ = client.pause(&[(tp.0.to_string(), tp.1)], false);
+        }
+        let owned = |v: &[(Arc<str>, i32)]| -> Vec<(String, i32)> {
+            v.iter().map(|(t, p)| (t.to_string(), *p)).collect()
+        };
+        if !pause.is_empty() {
+            client.pause(&owned(&pause), true)?;
+            tracing::debug!(partitions = ?pause, "paused full partitions");
+            self.paused.extend(pause);
+        }
+        if !resume.is_empty() {
+            client.pause(&owned(&resume), false)?;
+            tracing::debug!(partitions = ?resume, "resumed partitions");
+            for tp in &resume {
+                self.paused.remove(tp);
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn buffered(&self) -> usize {
         self.active.values().map(StreamTask::buffered).sum()
     }
@@ -321,6 +389,7 @@ impl TaskManager {
                 m.processed += t.metrics.processed;
                 m.dropped += t.metrics.dropped;
                 m.restored += t.metrics.restored;
+                m.enforced += t.metrics.enforced;
                 m
             })
     }
@@ -374,6 +443,7 @@ impl TaskManager {
                 (&mut sensors.process, m.processed, last.processed),
                 (&mut sensors.dropped, m.dropped, last.dropped),
                 (&mut sensors.restore, m.restored, last.restored),
+                (&mut sensors.enforced, m.enforced, last.enforced),
             ] {
                 if now_count > then {
                     sensor.record((now_count - then) as f64, now);

@@ -128,6 +128,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         lock_timeout: Duration::from_secs(60),
         globals: setup.globals.clone(),
         exactly_once: config.exactly_once,
+        max_task_idle_ms: config.max_task_idle_ms,
     };
     let mut tm = TaskManager {
         config: config.clone(),
@@ -159,6 +160,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         }),
         last_purge: Instant::now(),
         last_cleanup: Instant::now(),
+        paused: Default::default(),
     };
     let mut cc = ClientConfig::new();
     cc.set("client.id", format!("{client_id}-consumer"));
@@ -300,6 +302,7 @@ fn poll_loop(
                 }
             }
         }
+        tm.note_high_watermarks(client);
         let now = setup.shared.now_ms();
         tm.sensors.poll.record(ms_since(poll_start), now);
         tm.sensors.poll_records.record(polled as f64, now);
@@ -313,6 +316,7 @@ fn poll_loop(
             sensors.process_records.record(processed as f64, now);
         }
         stalled = processed == 0 && tm.buffered() > 0;
+        tm.apply_backpressure(client)?;
         let punctuate_start = Instant::now();
         if tm.punctuate()? {
             tm.sensors.punctuate.record(ms_since(punctuate_start), now);

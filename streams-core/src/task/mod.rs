@@ -10,7 +10,7 @@
 mod queue;
 mod stores;
 
-use queue::PartitionGroup;
+use queue::{PartitionGroup, Readiness};
 pub(crate) use stores::ChangelogPartition;
 
 use std::any::Any;
@@ -51,6 +51,8 @@ pub(crate) struct TaskEnv {
     /// `exactly_once_v2`: a task's local state is trusted only with a checkpoint, which is
     /// written on clean close and deleted when the task starts processing.
     pub(crate) exactly_once: bool,
+    /// `max.task.idle.ms` (KIP-695).
+    pub(crate) max_task_idle_ms: i64,
 }
 
 /// Metrics of one task.
@@ -63,16 +65,9 @@ pub struct TaskMetrics {
     pub dropped: u64,
     /// Records restored into the task's stores from their changelogs.
     pub restored: u64,
-}
-
-/// A partition a task waits to have fetched up to `end` before it processes (or until
-/// `deadline_ms` on the task's clock).
-#[derive(Debug, Clone)]
-struct PendingFetch {
-    topic: String,
-    partition: i32,
-    end: i64,
-    deadline_ms: i64,
+    /// Records processed while a partition with unfetched records was empty, once
+    /// `max.task.idle.ms` had passed (Kafka Streams' enforced processing).
+    pub enforced: u64,
 }
 
 /// A running task.
@@ -85,9 +80,8 @@ pub(crate) struct StreamTask {
     checkpoint_path: Option<PathBuf>,
     pub(crate) metrics: TaskMetrics,
     initialized: bool,
-    /// Partitions whose records that were on the broker when the task was assigned have not all
-    /// arrived yet: see [`Self::await_fetch`].
-    pending_fetch: Vec<PendingFetch>,
+    /// `max.task.idle.ms`.
+    max_task_idle_ms: i64,
     /// Held for the task's lifetime so no other instance on this machine opens its stores.
     _lock: Option<TaskDirLock>,
 }
@@ -194,7 +188,7 @@ impl StreamTask {
             checkpoint_path,
             metrics: TaskMetrics::default(),
             initialized: false,
-            pending_fetch: Vec::new(),
+            max_task_idle_ms: env.max_task_idle_ms,
             _lock: lock,
         })
     }
@@ -242,47 +236,25 @@ impl StreamTask {
         self.queues.len()
     }
 
-    /// Holds processing back until `topic`/`partition` has been fetched up to `end` (its high
-    /// watermark when the task was assigned), for at most `max_wait_ms` on the task's clock.
-    ///
-    /// As Kafka Streams does (KIP-695), a task does not pick records by timestamp while one of
-    /// its partitions still has records on the broker that it has not fetched: otherwise, at
-    /// start, a stream could run ahead of the table it joins with before the table is loaded.
-    pub(crate) fn await_fetch(&mut self, topic: &str, partition: i32, end: i64, max_wait_ms: i64) {
-        let deadline_ms = self.core.clock.now_ms().saturating_add(max_wait_ms);
-        self.pending_fetch.push(PendingFetch {
-            topic: topic.to_string(),
-            partition,
-            end,
-            deadline_ms,
-        });
+    /// Each input partition with the number of its records queued.
+    pub(crate) fn queued_per_partition(&self) -> impl Iterator<Item = (&Arc<str>, i32, usize)> {
+        self.queues.lengths()
     }
 
-    /// Whether a partition with known unfetched records has nothing queued (so processing now
-    /// could break timestamp order). Forgets partitions fetched far enough or waited for long
-    /// enough.
-    fn waiting_for_fetch(&mut self) -> bool {
-        if self.pending_fetch.is_empty() {
-            return false;
-        }
-        let now = self.core.clock.now_ms();
-        let queues = &self.queues;
-        let mut blocked = false;
-        self.pending_fetch.retain(|p| {
-            let Some((queued, next)) = queues.fetch_state(&p.topic, p.partition) else {
-                return false;
-            };
-            let fetched = next.is_some_and(|n| n >= p.end);
-            if fetched || now >= p.deadline_ms {
-                if !fetched {
-                    tracing::debug!(topic = %p.topic, partition = p.partition, "stopped waiting for records known to be on the broker");
-                }
-                return false;
-            }
-            blocked |= !queued;
-            true
-        });
-        blocked
+    /// What the consumer knows of one of this task's partitions: where reading starts (at
+    /// assignment) and its high watermark. Kafka Streams' KIP-695 rule uses them: while a
+    /// partition with records left on the cluster is empty, the task waits for them (up to
+    /// `max.task.idle.ms`) rather than pick records by timestamp from the others; at start, a
+    /// stream would otherwise run ahead of the table it joins with.
+    pub(crate) fn note_position(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        start: Option<i64>,
+        high_watermark: Option<i64>,
+    ) {
+        self.queues
+            .note_position(topic, partition, start, high_watermark);
     }
 
     /// The timestamp of the record this task would process next, if it has one queued.
@@ -307,9 +279,12 @@ impl StreamTask {
         let mut n = 0;
         while n < max {
             // Checked per record: a partition catching up can run dry in the middle of a batch.
-            if self.waiting_for_fetch() {
-                break;
-            }
+            let now = self.core.clock.now_ms();
+            let enforced = match self.queues.readiness(now, self.max_task_idle_ms) {
+                Readiness::Wait => break,
+                Readiness::Enforced => true,
+                Readiness::Ready => false,
+            };
             if self.queues.head_timestamp().is_none_or(|ts| ts > until) {
                 break;
             }
@@ -344,6 +319,7 @@ impl StreamTask {
             self.core.process_node(next.source_node, payload)?;
             self.core.forward_evicted()?;
             self.metrics.processed += 1;
+            self.metrics.enforced += u64::from(enforced);
             self.metrics.dropped += std::mem::take(&mut self.core.dropped);
             let st = self.core.stream_time;
             self.core.meta = None;
@@ -489,6 +465,7 @@ mod tests {
             lock_timeout: Duration::from_secs(1),
             globals: Arc::default(),
             exactly_once: false,
+            max_task_idle_ms: -1,
         }
     }
 
@@ -540,6 +517,66 @@ mod tests {
         offsets.sort();
         assert_eq!(offsets, vec![("a".into(), 2, 12), ("b".into(), 2, 7)]);
         assert_eq!(task.stream_time(), 400);
+    }
+
+    /// KIP-695 (`max.task.idle.ms`): an empty partition with records left on the cluster, or
+    /// whose lag is not known yet, holds the task back; one fetched to its end does not; past
+    /// `max.task.idle.ms` the task goes on without it and counts enforced processing.
+    #[test]
+    fn an_empty_partition_with_records_left_holds_the_task_back_until_max_task_idle() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut t = Topology::new();
+        t.add_source("src", &["a", "b"], Serdes::string(), Serdes::string())
+            .unwrap();
+        let s2 = seen.clone();
+        t.add_processor("rec", move || Recorder(s2.clone()), &["src"])
+            .unwrap();
+        let t = Arc::new(t);
+        let sub = t.subtopologies().remove(0);
+        let clock = ManualClock::new(1_000);
+        let mut env = env();
+        env.clock = Arc::new(clock.clone());
+        env.max_task_idle_ms = 500;
+        let mut task = StreamTask::new(t.clone(), &sub, 2, &env).unwrap();
+        task.initialize().unwrap();
+        task.add_records([raw("a", 10, 300, "a1")]).unwrap();
+
+        // `b`'s lag is unknown: wait.
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        // `b` is known to hold records 0..4 not fetched: wait, until 500 ms have passed.
+        task.note_position("b", 2, Some(0), Some(4));
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        clock.advance(499);
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        clock.advance(1);
+        assert_eq!(task.process(usize::MAX).unwrap(), 1);
+        assert_eq!(task.metrics.enforced, 1);
+
+        // Once `b`'s records arrive, they are ordered against `a`'s again.
+        task.add_records([raw("a", 11, 500, "a2")]).unwrap();
+        task.add_records([raw("b", 0, 100, "b0"), raw("b", 1, 600, "b1")])
+            .unwrap();
+        assert_eq!(task.process(2).unwrap(), 2);
+        // `b` is empty again but fetched to its end (offset 2 is its high watermark): no wait.
+        task.note_position("b", 2, None, Some(2));
+        task.add_records([raw("a", 12, 700, "a3")]).unwrap();
+        assert_eq!(task.process(usize::MAX).unwrap(), 2);
+        assert_eq!(
+            seen.lock()
+                .unwrap()
+                .iter()
+                .map(|(v, _)| v.as_str())
+                .collect::<Vec<_>>(),
+            vec!["a:a1", "b:b0", "a:a2", "b:b1", "a:a3"]
+        );
+        assert_eq!(task.metrics.enforced, 1);
+
+        // `max.task.idle.ms=-1`: never wait.
+        env.max_task_idle_ms = -1;
+        let mut task = StreamTask::new(t, &sub, 2, &env).unwrap();
+        task.initialize().unwrap();
+        task.add_records([raw("a", 10, 300, "a1")]).unwrap();
+        assert_eq!(task.process(usize::MAX).unwrap(), 1);
     }
 
     #[test]

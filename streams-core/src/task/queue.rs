@@ -33,6 +33,26 @@ struct RecordQueue {
     partition_time: i64,
     /// Next offset to commit: past the last record taken (processed or skipped).
     next_offset: Option<i64>,
+    /// Where reading started, when known (before the first record arrives).
+    start: Option<i64>,
+    /// The partition's high watermark as last seen by the consumer.
+    high_watermark: Option<i64>,
+    /// KIP-695: until when an empty partition known to lag holds the task back.
+    idle_deadline: Option<i64>,
+}
+
+/// Whether a task may take its next record (Kafka Streams' KIP-695).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Every partition has records, or is known to have none to fetch.
+    Ready,
+    /// An empty partition has records on the cluster (or may have: its lag is not known yet),
+    /// and `max.task.idle.ms` has not passed: taking the smallest timestamp now could break
+    /// timestamp order across partitions.
+    Wait,
+    /// As `Wait`, but `max.task.idle.ms` has passed: processing goes on without that partition
+    /// (Kafka Streams' enforced processing).
+    Enforced,
 }
 
 /// The next record a task processes.
@@ -78,6 +98,9 @@ impl PartitionGroup {
                         records: VecDeque::new(),
                         partition_time: -1,
                         next_offset: None,
+                        start: None,
+                        high_watermark: None,
+                        idle_deadline: None,
                     });
                 }
             }
@@ -112,15 +135,72 @@ impl PartitionGroup {
         self.total
     }
 
-    /// For partition (`topic`, `partition`): whether records are queued, and the offset after
-    /// the last record queued or taken (`None` before the first).
-    pub(crate) fn fetch_state(&self, topic: &str, partition: i32) -> Option<(bool, Option<i64>)> {
-        let q = self
-            .queues
+    /// Each partition with the number of records queued.
+    pub(crate) fn lengths(&self) -> impl Iterator<Item = (&Arc<str>, i32, usize)> {
+        self.queues
             .iter()
-            .find(|q| &*q.topic == topic && q.partition == partition)?;
-        let next = q.records.back().map(|r| r.offset + 1).or(q.next_offset);
-        Some((!q.records.is_empty(), next))
+            .map(|q| (&q.topic, q.partition, q.records.len()))
+    }
+
+    /// Notes what the consumer knows of partition (`topic`, `partition`): where reading starts
+    /// (at assignment) and its high watermark.
+    pub(crate) fn note_position(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        start: Option<i64>,
+        high_watermark: Option<i64>,
+    ) {
+        if let Some(q) = self
+            .queues
+            .iter_mut()
+            .find(|q| &*q.topic == topic && q.partition == partition)
+        {
+            q.start = start.or(q.start);
+            q.high_watermark = high_watermark.or(q.high_watermark);
+        }
+    }
+
+    /// Whether the next record may be taken at `now_ms` (KIP-695): an empty partition holds
+    /// the task back while it has records on the cluster that are not fetched (or its lag is
+    /// not known yet), for at most `max_idle_ms` (`-1`: never). A task of one partition never
+    /// waits: it has no order to keep across partitions.
+    pub(crate) fn readiness(&mut self, now_ms: i64, max_idle_ms: i64) -> Readiness {
+        if self.queues.len() < 2 || max_idle_ms < 0 {
+            return Readiness::Ready;
+        }
+        let mut enforced = false;
+        for q in &mut self.queues {
+            if !q.records.is_empty() {
+                q.idle_deadline = None;
+                continue;
+            }
+            let next = q.next_offset.or(q.start);
+            let lag = match (q.high_watermark, next) {
+                (Some(h), Some(n)) => Some(h - n),
+                _ => None,
+            };
+            match lag {
+                // Nothing to fetch: this partition holds nothing back.
+                Some(l) if l <= 0 => q.idle_deadline = None,
+                // Not known yet (no fetch response seen): wait for it, as Kafka Streams does.
+                None => return Readiness::Wait,
+                Some(_) => {
+                    let deadline = *q
+                        .idle_deadline
+                        .get_or_insert(now_ms.saturating_add(max_idle_ms));
+                    if now_ms < deadline {
+                        return Readiness::Wait;
+                    }
+                    enforced = true;
+                }
+            }
+        }
+        if enforced {
+            Readiness::Enforced
+        } else {
+            Readiness::Ready
+        }
     }
 
     /// Decodes and queues one record. One that does not decode fails here, or is queued as
@@ -237,6 +317,7 @@ impl PartitionGroup {
             .min_by_key(|q| q.records.front().map(|r| r.timestamp))?;
         let r = q.records.pop_front()?;
         q.next_offset = Some(r.offset + 1);
+        q.high_watermark = q.high_watermark.map(|h| h.max(r.offset + 1));
         self.total -= 1;
         Some(Next {
             topic: q.topic.clone(),
