@@ -459,7 +459,9 @@ fn http_listen_becomes_the_application_server_unless_it_cannot_be_reached() {
 
 /// Each property this library reads, with a value other than its default (and what it needs
 /// beside it).
-const WALK: &[(&str, &str, &[(&str, &str)])] = &[
+type Walked = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const WALK: &[Walked] = &[
     (APPLICATION_ID, "other-app", &[]),
     (BOOTSTRAP_SERVERS, "other:9092", &[]),
     (NUM_STREAM_THREADS, "2", &[]),
