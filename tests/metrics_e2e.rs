@@ -62,7 +62,7 @@ fn dashboard_series() -> BTreeSet<String> {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if token.starts_with("kafka_streams_") {
+                if token.starts_with("kafka_streams_") || token.starts_with("kafka_consumer_") {
                     names.insert(token.to_string());
                 }
             }
@@ -137,6 +137,46 @@ fn the_scrape_counts_what_was_processed_committed_and_restored(bootstrap: &str) 
         4,
         "two sub-topologies of two partitions: {tasks:?}"
     );
+    // The finer metrics (refreshed each second): every node's records, the sinks' end-to-end
+    // latency, and each input partition's lag, none once everything is processed.
+    // Sources and sinks: generated names, or the repartition topic's `-source` and `-sink`.
+    let is = |node: &str, kind: &str| {
+        node.starts_with(&format!("KSTREAM-{}-", kind.to_uppercase()))
+            || node.ends_with(&format!("-{kind}"))
+    };
+    let by_node = |s: &Samples, name: &str, kind: &str| -> f64 {
+        s.get(name)
+            .into_iter()
+            .flatten()
+            .filter(|(l, _)| is(&l["processor_node_id"], kind))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    wait_until(
+        "the nodes report every record, and no lag",
+        Duration::from_secs(30),
+        || {
+            let s = scrape(port);
+            let lags = s
+                .get("kafka_consumer_consumer_fetch_manager_metrics_records_lag")
+                .cloned()
+                .unwrap_or_default();
+            by_node(
+                &s,
+                "kafka_streams_stream_processor_node_metrics_process_total",
+                "source",
+            ) == processed
+                && lags.len() == 4
+                && lags.iter().all(|(_, v)| *v == 0.0)
+        },
+    );
+    let s = scrape(port);
+    let e2e = &s["kafka_streams_stream_processor_node_metrics_record_e2e_latency_max"];
+    assert_eq!(e2e.len(), 4, "a sink in each of the four tasks: {e2e:?}");
+    for (labels, v) in e2e {
+        assert!(is(&labels["processor_node_id"], "sink"), "{labels:?}");
+        assert!(*v >= 0.0, "{labels:?} {v}");
+    }
     for series in dashboard_series() {
         assert!(
             s.contains_key(&series),

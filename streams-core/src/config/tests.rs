@@ -459,7 +459,11 @@ fn http_listen_becomes_the_application_server_unless_it_cannot_be_reached() {
 
 /// Each property this library reads, with a value other than its default (and what it needs
 /// beside it).
-type Walked = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Walked = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 const WALK: &[Walked] = &[
     (APPLICATION_ID, "other-app", &[]),

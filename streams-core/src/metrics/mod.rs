@@ -2,9 +2,11 @@
 //! the metrics as Kafka Streams names them (group, name, tags), which the runtime exposes
 //! through a Rust call and as Prometheus text.
 
+mod detail;
 mod prometheus;
 mod sensor;
 
+pub(crate) use detail::{lag_metric, node_metrics, restore_remaining};
 pub(crate) use prometheus::render as render_prometheus;
 pub use sensor::Sensor;
 
@@ -85,9 +87,18 @@ impl MetricValue {
     ///     value: 3.0, counter: true, help: "",
     /// };
     /// assert_eq!(m.prometheus_name(), "kafka_streams_stream_thread_metrics_process_total");
+    /// let lag = MetricValue { group: "consumer-fetch-manager-metrics", name: "records-lag", ..m };
+    /// assert_eq!(lag.prometheus_name(), "kafka_consumer_consumer_fetch_manager_metrics_records_lag");
     /// ```
     pub fn prometheus_name(&self) -> String {
-        format!("kafka_streams_{}_{}", self.group, self.name).replace('-', "_")
+        // The consumer's own metrics live under Kafka's consumer domain, as the exporter
+        // renders `kafka.consumer` beans.
+        let domain = if self.group.starts_with("consumer-") {
+            "kafka_consumer"
+        } else {
+            "kafka_streams"
+        };
+        format!("{domain}_{}_{}", self.group, self.name).replace('-', "_")
     }
 }
 

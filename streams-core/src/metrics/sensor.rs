@@ -12,6 +12,7 @@ struct Sample {
     count: u64,
     sum: f64,
     max: f64,
+    min: f64,
 }
 
 impl Default for Sample {
@@ -21,6 +22,7 @@ impl Default for Sample {
             count: 0,
             sum: 0.0,
             max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
         }
     }
 }
@@ -37,6 +39,7 @@ impl Default for Sample {
 /// assert_eq!(s.total(), 2);
 /// assert_eq!(s.avg(2_000), Some(3.0));
 /// assert_eq!(s.max(2_000), Some(4.0));
+/// assert_eq!(s.min(2_000), Some(2.0));
 /// // Two events over the minimum window of 30 s.
 /// assert!((s.rate(2_000) - 2.0 / 30.0).abs() < 1e-9);
 /// // A minute later both samples are obsolete.
@@ -73,8 +76,21 @@ impl Sensor {
         s.sum += sum;
         if count > 0 {
             s.max = s.max.max(sum / count as f64);
+            s.min = s.min.min(sum / count as f64);
         }
         self.samples[self.current] = s;
+    }
+
+    /// `count` events whose values sum to `sum`, the least `min` and the largest `max`
+    /// (values gathered elsewhere since the last call), at `now_ms`.
+    pub fn record_stats(&mut self, count: u64, sum: f64, min: f64, max: f64, now_ms: i64) {
+        if count == 0 {
+            return;
+        }
+        self.record_many(count, sum, now_ms);
+        let s = &mut self.samples[self.current];
+        s.max = s.max.max(max);
+        s.min = s.min.min(min);
     }
 
     /// Events ever recorded.
@@ -121,6 +137,14 @@ impl Sensor {
             .live(now_ms)
             .fold((0u64, 0.0), |(c, s), x| (c + x.count, s + x.sum));
         (count > 0).then(|| sum / count as f64)
+    }
+
+    /// The smallest value over the live samples; `None` when there are none.
+    pub fn min(&self, now_ms: i64) -> Option<f64> {
+        self.live(now_ms)
+            .filter(|s| s.count > 0)
+            .map(|s| s.min)
+            .reduce(f64::min)
     }
 
     /// The largest value over the live samples; `None` when there are none.

@@ -57,6 +57,32 @@ pub(crate) struct Punctuation {
 pub(crate) struct TaskNode {
     pub(crate) processor: Option<Box<dyn ErasedProcessor>>,
     pub(crate) children: Arc<[usize]>,
+    /// Records this node has processed (Kafka Streams' processor-node `process-total`).
+    pub(crate) processed: u64,
+    /// For a sink: how old the records it wrote since the thread last looked were, wall clock
+    /// minus record timestamp (Kafka Streams' `record-e2e-latency`).
+    pub(crate) e2e_latency: Option<Box<Latencies>>,
+}
+
+/// Latencies gathered between two looks by the stream thread, which records them into its
+/// sensors (on its own clock).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Latencies {
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
 }
 
 /// One store of a task.
@@ -219,6 +245,7 @@ impl TaskCore {
         });
         if let Some(n) = self.nodes[idx].as_mut() {
             n.processor = Some(p);
+            n.processed += 1;
         }
         match r {
             Ok(r) => r.or_else(|e| self.processing_failed(idx, e, None)),
@@ -362,6 +389,18 @@ impl TaskCore {
                 },
                 other => other,
             }),
+        }
+    }
+
+    /// A sink at `node` wrote a record stamped `timestamp`: records its end-to-end latency.
+    pub(crate) fn record_e2e_latency(&mut self, node: usize, timestamp: i64) {
+        let latency = (self.clock.now_ms() - timestamp) as f64;
+        if let Some(n) = self.nodes[node].as_mut() {
+            let l = n.e2e_latency.get_or_insert_with(Default::default);
+            l.count += 1;
+            l.sum += latency;
+            l.min = l.min.min(latency);
+            l.max = l.max.max(latency);
         }
     }
 

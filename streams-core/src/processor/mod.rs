@@ -18,7 +18,7 @@ mod nodes;
 
 pub(crate) use context::NodeContext;
 pub use context::{Cancellable, ProcessorContext, PunctuationType};
-pub(crate) use engine::{NodeGraph, TaskCore, TaskNode, TaskStore};
+pub(crate) use engine::{Latencies, NodeGraph, TaskCore, TaskNode, TaskStore};
 pub(crate) use nodes::{
     ErasedProcessor, ProcessorAdapter, SinkProcessor, SourceProcessor, TopicChooser,
 };

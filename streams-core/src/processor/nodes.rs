@@ -198,7 +198,10 @@ impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, 
                 ctx.collector()
                     .send(topic, None, key, value, record.timestamp, &record.headers);
             let error = match sent {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    ctx.task.record_e2e_latency(node, record.timestamp);
+                    return Ok(());
+                }
                 Err(e @ StreamsError::Production { .. }) => e,
                 Err(other) => return Err(other),
             };

@@ -58,7 +58,7 @@ impl TaskState {
 pub(super) struct Restoring {
     pub(super) id: TaskId,
     pub(super) task: StreamTask,
-    job: RestoreJob,
+    pub(super) job: RestoreJob,
 }
 
 impl TaskManager {

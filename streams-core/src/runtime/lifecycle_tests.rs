@@ -221,6 +221,8 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         last_purge: Instant::now(),
         last_cleanup: Instant::now(),
         paused: Default::default(),
+        node_sensors: Default::default(),
+        details: Default::default(),
     }
 }
 
@@ -343,6 +345,8 @@ fn restoration_runs_in_slices_and_the_task_reads_its_partition_once_restored() {
         "one slice does not restore it all"
     );
     assert!(tm.is_restoring());
+    // 10 of 1,000 fetchable: 990 left (restore-remaining-records-total).
+    assert_eq!(tm.collect_details().restore_remaining, vec![(task(0), 990)]);
     assert!(tm.active.is_empty());
     assert!(fake.assigned.is_empty(), "input is read only once restored");
     assert_eq!(

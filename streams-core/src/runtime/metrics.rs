@@ -50,6 +50,29 @@ pub(crate) fn collect(
                 now,
             ));
         }
+        let d = &t.details;
+        for (task, node, process, e2e) in &d.nodes {
+            out.extend(metrics::node_metrics(
+                &id,
+                &task.to_string(),
+                node,
+                process,
+                e2e.as_ref(),
+                config.recording_level,
+                now,
+            ));
+        }
+        let consumer = format!("{id}-consumer");
+        for (topic, p, lag) in &d.lags {
+            out.push(metrics::lag_metric(&consumer, topic, *p, *lag));
+        }
+        for (task, remaining) in &d.restore_remaining {
+            out.push(metrics::restore_remaining(
+                &id,
+                &task.to_string(),
+                *remaining,
+            ));
+        }
     }
     for (thread, task, store, persistent, keys) in shared.hosted.key_estimates() {
         out.push(metrics::store_metrics(

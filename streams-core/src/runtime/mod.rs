@@ -159,6 +159,24 @@ pub(crate) struct ThreadMetrics {
     pub(crate) commits: u64,
     pub(crate) sensors: crate::metrics::ThreadSensors,
     pub(crate) task_sensors: Vec<(TaskId, crate::metrics::TaskSensors)>,
+    /// Refreshed about once a second, not every loop turn: they are many.
+    pub(crate) details: Arc<ThreadDetails>,
+}
+
+/// A stream thread's finer metrics: per processor node, per input partition, per restoring task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ThreadDetails {
+    /// Per task and node: records processed, and a sink's end-to-end latency.
+    pub(crate) nodes: Vec<(
+        TaskId,
+        String,
+        crate::metrics::Sensor,
+        Option<crate::metrics::Sensor>,
+    )>,
+    /// Per input partition with a known end: records on the cluster not yet fetched.
+    pub(crate) lags: Vec<(String, i32, i64)>,
+    /// Per restoring task: records left to restore.
+    pub(crate) restore_remaining: Vec<(TaskId, u64)>,
 }
 
 impl Shared {

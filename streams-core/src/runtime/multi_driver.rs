@@ -146,6 +146,8 @@ impl MultiInstanceTestDriver {
             last_purge: Instant::now(),
             last_cleanup: Instant::now(),
             paused: Default::default(),
+            node_sensors: Default::default(),
+            details: Default::default(),
         };
         let client = SimClient::new(self.cluster.clone());
         self.instances.insert(id, Instance { tm, client });

@@ -66,6 +66,10 @@ pub(super) struct RestoreJob {
     standby: bool,
     /// Records between where each changelog started and its end when it was looked at.
     found_lag: u64,
+    /// Each changelog's (low, high) watermarks, looked up once for all of them at the first
+    /// step, so that the records left to restore are known from the start (for the metric
+    /// only: each changelog's end is looked up again when its turn comes).
+    ranges: Option<std::collections::HashMap<(String, i32), (i64, i64)>>,
 }
 
 /// The changelog partition being read.
@@ -94,7 +98,29 @@ impl RestoreJob {
             timeout,
             standby: false,
             found_lag: 0,
+            ranges: None,
         }
+    }
+
+    /// Records left to restore (Kafka Streams' `restore-remaining-records-total`): from each
+    /// changelog's position (or checkpoint) to its end, once the ends are known.
+    pub(super) fn remaining(&self) -> u64 {
+        let current = self
+            .current
+            .as_ref()
+            .map_or(0, |c| (c.high - c.next).max(0) as u64);
+        let Some(ranges) = &self.ranges else {
+            return current;
+        };
+        let pending: i64 = self
+            .pending
+            .iter()
+            .filter_map(|cl| {
+                let (low, high) = ranges.get(&(cl.topic.clone(), cl.partition))?;
+                Some((high - cl.checkpoint.unwrap_or(*low).max(*low)).max(0))
+            })
+            .sum();
+        current + pending as u64
     }
 
     /// Restores `task` for about `budget`; true once every changelog is at its end. The
@@ -106,6 +132,17 @@ impl RestoreJob {
         budget: Duration,
     ) -> Result<bool> {
         let started = Instant::now();
+        if self.ranges.is_none() && !self.standby {
+            let ranges = self
+                .pending
+                .iter()
+                .filter_map(|cl| {
+                    let r = client.changelog_range(&cl.topic, cl.partition).ok()?;
+                    Some(((cl.topic.clone(), cl.partition), r))
+                })
+                .collect();
+            self.ranges = Some(ranges);
+        }
         loop {
             if self.current.is_none() {
                 let Some(cl) = self.pending.pop_front() else {
@@ -174,6 +211,8 @@ impl RestoreJob {
             changelog: cl.topic.clone(),
             message,
         };
+        // Looked up again, not taken from `ranges`: the end is where this restore stops, and
+        // it must not be an older one.
         let (low, high) = client
             .changelog_range(&cl.topic, cl.partition)
             .map_err(|e| err(format!("reading watermarks: {e}")))?;

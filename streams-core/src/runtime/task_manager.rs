@@ -16,7 +16,7 @@ use super::client::ThreadClient;
 use super::group::CommitOutcome;
 use super::lifecycle::{Restoring, TaskState};
 use super::topics::Layout;
-use super::{Shared, ThreadMetrics};
+use super::{Shared, ThreadDetails, ThreadMetrics};
 use crate::config::ResolvedConfig;
 use crate::error::Result;
 use crate::metrics::{TaskSensors, ThreadSensors};
@@ -75,18 +75,34 @@ pub(super) struct TaskManager {
     /// Input partitions not fetched while their queues are full
     /// (`buffered.records.per.partition`).
     pub(super) paused: BTreeSet<(Arc<str>, i32)>,
+    /// Per task and node: the count last recorded, the node's processing sensor and, for a
+    /// sink, its end-to-end latency sensor.
+    pub(super) node_sensors: BTreeMap<(TaskId, String), NodeSensors>,
+    /// The finer metrics last published, and when.
+    pub(super) details: (Arc<ThreadDetails>, Option<Instant>),
 }
+
+/// A node's count last recorded, its processing sensor, and a sink's end-to-end latency.
+pub(super) type NodeSensors = (u64, crate::metrics::Sensor, Option<crate::metrics::Sensor>);
+
+/// How often the finer metrics (per node, per partition) are brought up to date.
+const DETAILS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl TaskManager {
     /// Gives each task of several partitions their high watermarks as the consumer last saw
     /// them, for KIP-695's rule (see `StreamTask::note_position`).
+    /// Every partition's when the finer metrics are due (the consumer's lag is one).
     pub(super) fn note_high_watermarks(&mut self, client: &dyn ThreadClient) {
+        let all = self
+            .details
+            .1
+            .is_none_or(|at| at.elapsed() >= DETAILS_INTERVAL);
         for t in self.active.values_mut() {
             let parts: Vec<(Arc<str>, i32)> = t
                 .queued_per_partition()
                 .map(|(topic, p, _)| (topic.clone(), p))
                 .collect();
-            if parts.len() < 2 {
+            if parts.len() < 2 && !all {
                 continue;
             }
             for (topic, p) in parts {
@@ -403,6 +419,13 @@ impl TaskManager {
 
     pub(super) fn publish(&mut self, index: usize) {
         self.record_task_metrics();
+        if self
+            .details
+            .1
+            .is_none_or(|at| at.elapsed() >= DETAILS_INTERVAL)
+        {
+            self.details = (Arc::new(self.collect_details()), Some(Instant::now()));
+        }
         self.shared.publish(
             index,
             ThreadMetrics {
@@ -414,6 +437,7 @@ impl TaskManager {
                     .iter()
                     .map(|(id, (_, s))| (*id, *s))
                     .collect(),
+                details: self.details.0.clone(),
             },
             self.active.keys().copied().collect(),
             self.standby
@@ -425,6 +449,39 @@ impl TaskManager {
 
     pub(super) fn publish_tasks(&mut self) {
         self.publish(self.index);
+    }
+
+    /// The finer metrics now: each active task's nodes (their processing recorded into
+    /// their sensors since the last time) and input partitions' lags, and what each restoring
+    /// task has left.
+    pub(super) fn collect_details(&mut self) -> ThreadDetails {
+        let now = self.shared.now_ms();
+        let mut details = ThreadDetails::default();
+        let mut seen = BTreeSet::new();
+        for (id, t) in &mut self.active {
+            for (node, processed, latencies) in t.take_node_metrics() {
+                let key = (*id, node);
+                let (last, sensor, e2e) = self.node_sensors.entry(key.clone()).or_default();
+                if processed > *last {
+                    sensor.record((processed - *last) as f64, now);
+                    *last = processed;
+                }
+                if let Some(l) = latencies {
+                    e2e.get_or_insert_with(Default::default)
+                        .record_stats(l.count, l.sum, l.min, l.max, now);
+                }
+                details.nodes.push((*id, key.1.clone(), *sensor, *e2e));
+                seen.insert(key);
+            }
+            for (topic, p, lag) in t.lags() {
+                details.lags.push((topic.to_string(), p, lag));
+            }
+        }
+        self.node_sensors.retain(|k, _| seen.contains(k));
+        for r in &self.restoring {
+            details.restore_remaining.push((r.id, r.job.remaining()));
+        }
+        details
     }
 
     /// Records what each active and restoring task did since the last publication into its

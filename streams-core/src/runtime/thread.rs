@@ -161,6 +161,8 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         last_purge: Instant::now(),
         last_cleanup: Instant::now(),
         paused: Default::default(),
+        node_sensors: Default::default(),
+        details: Default::default(),
     };
     let mut cc = ClientConfig::new();
     cc.set("client.id", format!("{client_id}-consumer"));

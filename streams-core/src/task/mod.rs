@@ -144,6 +144,8 @@ impl StreamTask {
             nodes[i] = Some(TaskNode {
                 processor: Some((def.factory)()),
                 children: Arc::from(def.children.as_slice()),
+                processed: 0,
+                e2e_latency: None,
             });
         }
 
@@ -234,6 +236,29 @@ impl StreamTask {
     /// Records queued and not yet processed.
     pub(crate) fn buffered(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Each of the task's nodes: its name, the records it processed and, for a sink, its
+    /// records' end-to-end latencies since the last call (taken).
+    pub(crate) fn take_node_metrics(
+        &mut self,
+    ) -> Vec<(String, u64, Option<crate::processor::Latencies>)> {
+        let core = &mut self.core;
+        let mut out = Vec::new();
+        for i in 0..core.nodes.len() {
+            let Some(n) = core.nodes[i].as_mut() else {
+                continue;
+            };
+            let (processed, latencies) = (n.processed, n.e2e_latency.take().map(|l| *l));
+            out.push((core.topology.node_name(i).to_string(), processed, latencies));
+        }
+        out
+    }
+
+    /// Each input partition with the records the cluster holds beyond what was fetched
+    /// (the consumer's `records-lag`), where its end is known.
+    pub(crate) fn lags(&self) -> impl Iterator<Item = (&Arc<str>, i32, i64)> {
+        self.queues.lags()
     }
 
     /// Each input partition with the number of its records queued.

@@ -135,6 +135,20 @@ impl PartitionGroup {
         self.total
     }
 
+    /// Each partition with its lag (high watermark minus the offset after the last record
+    /// fetched), where both are known.
+    pub(crate) fn lags(&self) -> impl Iterator<Item = (&Arc<str>, i32, i64)> {
+        self.queues.iter().filter_map(|q| {
+            let next = q
+                .records
+                .back()
+                .map(|r| r.offset + 1)
+                .or(q.next_offset)
+                .or(q.start)?;
+            Some((&q.topic, q.partition, (q.high_watermark? - next).max(0)))
+        })
+    }
+
     /// Each partition with the number of records queued.
     pub(crate) fn lengths(&self) -> impl Iterator<Item = (&Arc<str>, i32, usize)> {
         self.queues
