@@ -39,8 +39,13 @@ pub enum StreamsError {
         message: String,
     },
     /// The topology is malformed (unknown parent, duplicate name, mismatched types, ...).
-    #[error("invalid topology: {0}")]
-    Topology(String),
+    #[error("invalid topology: {message}")]
+    Topology {
+        /// The node, store or topic involved; empty when it is the topology as a whole.
+        element: String,
+        /// What is wrong, naming it.
+        message: String,
+    },
     /// A source topic the topology reads does not exist on the cluster.
     #[error("source topic `{topic}` does not exist on the cluster (create it before starting the application)")]
     MissingSourceTopic {
@@ -121,8 +126,14 @@ pub enum StreamsError {
         location: Option<String>,
     },
     /// A user processor reported an error (wrapped with its task and processor on the way out).
-    #[error("{0}")]
-    User(String),
+    #[error("{message}")]
+    User {
+        /// What the processor reported.
+        message: String,
+        /// The error behind it, when the processor gave one ([`StreamsError::user_error`]).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A state store failed.
     #[error("state store `{store}` of task {task}: {source}")]
     Store {
@@ -182,9 +193,14 @@ pub enum StreamsError {
         /// What went wrong, naming the broker where one is involved.
         message: String,
     },
-    /// The application is not in a state that allows the call.
-    #[error("illegal state: {0}")]
-    IllegalState(String),
+    /// The application, a task or a test driver is not in a state that allows the call.
+    #[error("illegal state: {message}")]
+    IllegalState {
+        /// What is in the wrong state (the application, a task, a stream thread...).
+        subject: String,
+        /// What was asked and why it cannot be done now.
+        message: String,
+    },
     /// An I/O error on a local file.
     #[error("{path}: {source}")]
     Io {
@@ -200,14 +216,45 @@ impl StreamsError {
     ///
     /// The runtime adds the task and the processor's name when the error leaves the topology.
     pub fn user(message: impl std::fmt::Display) -> Self {
-        StreamsError::User(message.to_string())
+        StreamsError::User {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// An error of user code that keeps the error behind it (its `source`), whose message it
+    /// takes.
+    pub fn user_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StreamsError::User {
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// A malformed topology: what is wrong with `element` (a node, store or topic; empty for
+    /// the whole topology), in a message that names it.
+    pub fn topology(element: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        StreamsError::Topology {
+            element: element.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn illegal_state(
+        subject: impl Into<String>,
+        message: impl std::fmt::Display,
+    ) -> Self {
+        StreamsError::IllegalState {
+            subject: subject.into(),
+            message: message.to_string(),
+        }
     }
 
     /// The variant's name, for dead-letter records (`__streams.errors.exception`).
     pub fn kind(&self) -> &'static str {
         match self {
             StreamsError::Config { .. } => "Config",
-            StreamsError::Topology(_) => "Topology",
+            StreamsError::Topology { .. } => "Topology",
             StreamsError::MissingSourceTopic { .. } => "MissingSourceTopic",
             StreamsError::InternalTopic { .. } => "InternalTopic",
             StreamsError::CoPartitioning { .. } => "CoPartitioning",
@@ -216,14 +263,14 @@ impl StreamsError {
             StreamsError::Serialization { .. } => "Serialization",
             StreamsError::Processing { .. } => "Processing",
             StreamsError::Panic { .. } => "Panic",
-            StreamsError::User(_) => "User",
+            StreamsError::User { .. } => "User",
             StreamsError::Store { .. } => "Store",
             StreamsError::StoreAccess { .. } => "StoreAccess",
             StreamsError::Production { .. } => "Production",
             StreamsError::Kafka { .. } => "Kafka",
             StreamsError::Restore { .. } => "Restore",
             StreamsError::Group { .. } => "Group",
-            StreamsError::IllegalState(_) => "IllegalState",
+            StreamsError::IllegalState { .. } => "IllegalState",
             StreamsError::Io { .. } => "Io",
         }
     }

@@ -386,9 +386,10 @@ impl Inner {
             };
         }
         let Some(&task) = self.readers.get(topic) else {
-            return Err(StreamsError::Topology(format!(
-                "topic `{topic}` is not read by the topology"
-            )));
+            return Err(StreamsError::topology(
+                topic,
+                format!("topic `{topic}` is not read by the topology"),
+            ));
         };
         self.feed(task, topic, key, value, timestamp, headers)?;
         self.settle()?;

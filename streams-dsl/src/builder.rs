@@ -89,7 +89,7 @@ impl BuilderInner {
         if let Some(s) = builtin_serde::<T>() {
             return s;
         }
-        self.fail(StreamsError::Topology(format!(
+        self.fail(StreamsError::topology(what, format!(
             "no serde for {} of {what}: pass one (Consumed, Produced, Grouped, Materialized) or register it with StreamsBuilder::with_default_serde",
             std::any::type_name::<T>()
         )));

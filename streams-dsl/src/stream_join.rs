@@ -215,10 +215,13 @@ impl<K: Data, V: Data> KStream<K, V> {
         let b = self.b.clone();
         if windows.before_ms < 0 || windows.after_ms < 0 || windows.before_ms + windows.after_ms < 0
         {
-            b.borrow_mut().fail(StreamsError::Topology(format!(
-                "join window before ({} ms) and after ({} ms) must not be negative",
-                windows.before_ms, windows.after_ms
-            )));
+            b.borrow_mut().fail(StreamsError::topology(
+                "",
+                format!(
+                    "join window before ({} ms) and after ({} ms) must not be negative",
+                    windows.before_ms, windows.after_ms
+                ),
+            ));
         }
         let this_name = self.node_name("KSTREAM-JOINTHIS-");
         let other_name = b.borrow_mut().new_name("KSTREAM-JOINOTHER-");

@@ -169,7 +169,7 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
         let grace = match inner.window_grace.get(&self.node) {
             Some(g) => *g,
             None => {
-                inner.fail(StreamsError::Topology(format!(
+                inner.fail(StreamsError::topology(self.node.as_str(), format!(
                     "suppress(until_window_closes) at `{node}` needs the table of a windowed aggregation, and `{}` is not one",
                     self.node
                 )));

@@ -110,10 +110,10 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
             .copied()
             .find(|&c| self.inner.task.node_name(c) == child)
             .ok_or_else(|| {
-                StreamsError::Topology(format!(
-                    "`{child}` is not a child of `{}`",
-                    self.inner.node_name()
-                ))
+                StreamsError::topology(
+                    child,
+                    format!("`{child}` is not a child of `{}`", self.inner.node_name()),
+                )
             })?;
         self.inner.process_child(target, Box::new(record))
     }

@@ -226,11 +226,14 @@ impl TaskCore {
             .as_mut()
             .and_then(|n| n.processor.take())
             .ok_or_else(|| {
-                StreamsError::Topology(format!(
-                    "node `{}` is not runnable in task {}",
+                StreamsError::topology(
                     self.node_name(idx),
-                    self.id
-                ))
+                    format!(
+                        "node `{}` is not runnable in task {}",
+                        self.node_name(idx),
+                        self.id
+                    ),
+                )
             })?;
         // A panic in user code is caught at the node it happened in, so that the handler sees
         // the node and the record, and the nodes before it are not unwound through.
@@ -263,7 +266,7 @@ impl TaskCore {
     /// Names the task and processor on errors that user code raised.
     fn attribute(&self, idx: usize, e: StreamsError) -> StreamsError {
         match e {
-            StreamsError::User(_) | StreamsError::Panic { .. } => StreamsError::Processing {
+            StreamsError::User { .. } | StreamsError::Panic { .. } => StreamsError::Processing {
                 task: self.id,
                 processor: self.node_name(idx).to_string(),
                 record: RecordOrigin(self.meta.clone()),
@@ -324,7 +327,10 @@ impl TaskCore {
         error: StreamsError,
         backtrace: Option<&str>,
     ) -> Result<()> {
-        if !matches!(error, StreamsError::User(_) | StreamsError::Panic { .. }) {
+        if !matches!(
+            error,
+            StreamsError::User { .. } | StreamsError::Panic { .. }
+        ) {
             return Err(error);
         }
         let no_headers = Vec::new();

@@ -23,11 +23,14 @@ pub(crate) trait ErasedProcessor: Send {
 
 fn downcast<T: 'static>(ctx: &NodeContext<'_>, payload: Box<dyn Any + Send>) -> Result<T> {
     payload.downcast::<T>().map(|b| *b).map_err(|_| {
-        StreamsError::Topology(format!(
-            "node `{}` received a record that is not {}",
+        StreamsError::topology(
             ctx.node_name(),
-            std::any::type_name::<T>()
-        ))
+            format!(
+                "node `{}` received a record that is not {}",
+                ctx.node_name(),
+                std::any::type_name::<T>()
+            ),
+        )
     })
 }
 

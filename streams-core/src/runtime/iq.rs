@@ -47,9 +47,10 @@ impl KafkaStreams {
                 source,
             })?
             .ok_or_else(|| {
-                StreamsError::IllegalState(format!(
-                    "a null key cannot be located in store `{store}`"
-                ))
+                StreamsError::illegal_state(
+                    store,
+                    format!("a null key cannot be located in store `{store}`"),
+                )
             })?;
         Ok(metadata::for_key(&layout, &g.hosts(), store, &bytes))
     }
@@ -75,10 +76,13 @@ impl KafkaStreams {
     ) -> Result<StateQueryResult<Q::Output>> {
         let state = self.shared.state();
         if !state.is_running_or_rebalancing() {
-            return Err(StreamsError::IllegalState(format!(
+            return Err(StreamsError::illegal_state(
+                "the application",
+                format!(
                 "cannot query store `{}`: the instance is {state:?}, not running or rebalancing",
                 request.store()
-            )));
+            ),
+            ));
         }
         let partitions = self.store_partitions(request.store())?;
         Ok(crate::query::execute(

@@ -70,9 +70,10 @@ impl TaskManager {
             Some(p) => p.can_become(next),
         };
         if !legal {
-            return Err(StreamsError::IllegalState(format!(
-                "task {id}: {prev:?} cannot become {next:?}"
-            )));
+            return Err(StreamsError::illegal_state(
+                format!("task {id}"),
+                format!("task {id}: {prev:?} cannot become {next:?}"),
+            ));
         }
         tracing::debug!(task = %id, from = ?prev, to = ?next, "task state");
         // Queries follow the task: a closing task's stores leave before they close.

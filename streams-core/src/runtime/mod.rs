@@ -373,10 +373,13 @@ impl KafkaStreams {
     /// Blocks only for those admin calls; processing runs on the stream threads.
     pub fn start(&mut self) -> Result<()> {
         if self.shared.state() != State::Created {
-            return Err(StreamsError::IllegalState(format!(
-                "start() called in state {:?}; an instance starts once",
-                self.shared.state()
-            )));
+            return Err(StreamsError::illegal_state(
+                "the application",
+                format!(
+                    "start() called in state {:?}; an instance starts once",
+                    self.shared.state()
+                ),
+            ));
         }
         if let Err(e) = group::check_credentials(&self.config) {
             self.shared.transition(State::Error);
@@ -645,7 +648,9 @@ impl KafkaStreams {
         };
         tokio::task::spawn_blocking(move || this.close())
             .await
-            .map_err(|e| StreamsError::IllegalState(format!("close task failed: {e}")))?
+            .map_err(|e| {
+                StreamsError::illegal_state("the application", format!("close task failed: {e}"))
+            })?
     }
 
     /// Deletes this application's local state directory (`state.dir/<application.id>`), as Kafka
@@ -653,8 +658,9 @@ impl KafkaStreams {
     /// not running.
     pub fn cleanup(&self) -> Result<()> {
         if self.state().is_running_or_rebalancing() {
-            return Err(StreamsError::IllegalState(
-                "cleanup() while running; close first".into(),
+            return Err(StreamsError::illegal_state(
+                "the application",
+                "cleanup() while running; close first",
             ));
         }
         let dir = self.config.state_dir.join(&self.config.application_id);

@@ -82,14 +82,16 @@ impl MultiInstanceTestDriver {
         let config = config.resolve()?;
         topology.validate(config.ensure_explicit_naming)?;
         if !topology.global_topics().is_empty() {
-            return Err(StreamsError::Topology(
-                "the multi-instance test driver does not run global tables yet".into(),
+            return Err(StreamsError::topology(
+                "",
+                "the multi-instance test driver does not run global tables yet",
             ));
         }
         if partitions < 1 {
-            return Err(StreamsError::Topology(format!(
-                "{partitions} partitions: the driver needs at least 1"
-            )));
+            return Err(StreamsError::topology(
+                "",
+                format!("{partitions} partitions: the driver needs at least 1"),
+            ));
         }
         let layout = Layout::uniform(&topology, &config.application_id, partitions);
         Ok(MultiInstanceTestDriver {
@@ -173,9 +175,12 @@ impl MultiInstanceTestDriver {
     }
 
     fn take(&mut self, id: usize) -> Result<Instance> {
-        self.instances
-            .remove(&id)
-            .ok_or_else(|| StreamsError::IllegalState(format!("no running instance {id}")))
+        self.instances.remove(&id).ok_or_else(|| {
+            StreamsError::illegal_state(
+                format!("instance {id}"),
+                format!("no running instance {id}"),
+            )
+        })
     }
 
     /// Appends a record to `topic`, in the partition Kafka's default partitioner gives its key.

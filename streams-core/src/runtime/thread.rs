@@ -83,10 +83,10 @@ pub(crate) fn run(setup: ThreadSetup) {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            shared.fail(StreamsError::IllegalState(format!(
-                "stream thread {} panicked: {what}",
-                index + 1
-            )));
+            shared.fail(StreamsError::illegal_state(
+                format!("stream thread {}", index + 1),
+                format!("stream thread {} panicked: {what}", index + 1),
+            ));
         }
     }
     group.exited(index);

@@ -193,10 +193,13 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<La
     }
     for s in &subs {
         if task_counts[s.id as usize] == 0 {
-            return Err(StreamsError::Topology(format!(
-                "cannot work out the partition count of sub-topology {} (topics {:?})",
-                s.id, s.source_topics
-            )));
+            return Err(StreamsError::topology(
+                format!("sub-topology {}", s.id),
+                format!(
+                    "cannot work out the partition count of sub-topology {} (topics {:?})",
+                    s.id, s.source_topics
+                ),
+            ));
         }
         // A stateful sub-topology's tasks must find partition p of every input on one member.
         let distinct: std::collections::BTreeSet<i32> =

@@ -226,7 +226,7 @@ impl PartitionGroup {
             .iter_mut()
             .find(|q| *q.topic == *raw.topic && q.partition == raw.partition)
             .ok_or_else(|| {
-                StreamsError::IllegalState(format!(
+                StreamsError::illegal_state(format!("task {}", self.task), format!(
                     "record of topic `{}` partition {} offset {} given to a task that does not read it",
                     raw.topic, raw.partition, raw.offset
                 ))

@@ -153,18 +153,19 @@ impl Topology {
         V: Clone + Send + 'static,
     {
         if topics.is_empty() {
-            return Err(StreamsError::Topology(format!(
-                "source `{name}` names no topic"
-            )));
+            return Err(StreamsError::topology(
+                name,
+                format!("source `{name}` names no topic"),
+            ));
         }
         for t in topics {
             if let Some(other) = self.source_of(t) {
-                return Err(StreamsError::Topology(format!(
+                return Err(StreamsError::topology(*t, format!(
                     "topic `{t}` is already read by source `{other}`; a topic can have one source node"
                 )));
             }
             if let Some((store, _)) = self.global_stores.iter().find(|(_, g)| g.topic == *t) {
-                return Err(StreamsError::Topology(format!(
+                return Err(StreamsError::topology(*t, format!(
                     "topic `{t}` backs global store `{store}`; it cannot also be read by source `{name}`"
                 )));
             }
@@ -216,9 +217,10 @@ impl Topology {
         F: Fn() -> P + Send + Sync + 'static,
     {
         if parents.is_empty() {
-            return Err(StreamsError::Topology(format!(
-                "processor `{name}` has no parent"
-            )));
+            return Err(StreamsError::topology(
+                name,
+                format!("processor `{name}` has no parent"),
+            ));
         }
         let factory: ProcessorFactory = Arc::new(move || {
             Box::new(ProcessorAdapter::new(factory())) as Box<dyn ErasedProcessor>
@@ -295,9 +297,10 @@ impl Topology {
         V: Clone + Send + 'static,
     {
         if parents.is_empty() {
-            return Err(StreamsError::Topology(format!(
-                "sink `{name}` has no parent"
-            )));
+            return Err(StreamsError::topology(
+                name,
+                format!("sink `{name}` has no parent"),
+            ));
         }
         let factory: ProcessorFactory = Arc::new(move || {
             Box::new(SinkProcessor::new(
@@ -329,9 +332,10 @@ impl Topology {
     {
         let name = builder.name().to_string();
         if self.stores.contains_key(&name) || self.global_stores.contains_key(&name) {
-            return Err(StreamsError::Topology(format!(
-                "store `{name}` is already added"
-            )));
+            return Err(StreamsError::topology(
+                name.as_str(),
+                format!("store `{name}` is already added"),
+            ));
         }
         self.stores.insert(
             name.clone(),
@@ -364,19 +368,21 @@ impl Topology {
     {
         let name = builder.name().to_string();
         if self.stores.contains_key(&name) || self.global_stores.contains_key(&name) {
-            return Err(StreamsError::Topology(format!(
-                "store `{name}` is already added"
-            )));
+            return Err(StreamsError::topology(
+                name.as_str(),
+                format!("store `{name}` is already added"),
+            ));
         }
         if let Some(other) = self.source_of(topic) {
-            return Err(StreamsError::Topology(format!(
+            return Err(StreamsError::topology(topic, format!(
                 "topic `{topic}` is read by source `{other}`; it cannot also back global store `{name}`"
             )));
         }
         if let Some((other, _)) = self.global_stores.iter().find(|(_, g)| g.topic == topic) {
-            return Err(StreamsError::Topology(format!(
-                "topic `{topic}` already backs global store `{other}`"
-            )));
+            return Err(StreamsError::topology(
+                topic,
+                format!("topic `{topic}` already backs global store `{other}`"),
+            ));
         }
         self.global_stores.insert(
             name,
@@ -404,9 +410,10 @@ impl Topology {
     ) -> Result<&mut Self> {
         let idx = self.index_of(processor)?;
         if !matches!(self.nodes[idx].kind, NodeKind::Processor) {
-            return Err(StreamsError::Topology(format!(
-                "`{processor}` is not a processor; only processors use stores"
-            )));
+            return Err(StreamsError::topology(
+                processor,
+                format!("`{processor}` is not a processor; only processors use stores"),
+            ));
         }
         for s in stores {
             if self.global_stores.contains_key(*s) {
@@ -417,7 +424,7 @@ impl Topology {
                 continue;
             }
             let def = self.stores.get_mut(*s).ok_or_else(|| {
-                StreamsError::Topology(format!("store `{s}` is not added to the topology"))
+                StreamsError::topology(*s, format!("store `{s}` is not added to the topology"))
             })?;
             if !def.processors.contains(&idx) {
                 def.processors.push(idx);
@@ -469,7 +476,7 @@ impl Topology {
         self.by_name
             .get(name)
             .copied()
-            .ok_or_else(|| StreamsError::Topology(format!("no node named `{name}`")))
+            .ok_or_else(|| StreamsError::topology(name, format!("no node named `{name}`")))
     }
 
     fn add_node(
@@ -482,14 +489,13 @@ impl Topology {
         out_type: Option<(TypeId, &'static str)>,
     ) -> Result<usize> {
         if name.is_empty() {
-            return Err(StreamsError::Topology(
-                "a node name must not be empty".into(),
-            ));
+            return Err(StreamsError::topology("", "a node name must not be empty"));
         }
         if self.by_name.contains_key(name) {
-            return Err(StreamsError::Topology(format!(
-                "a node named `{name}` already exists"
-            )));
+            return Err(StreamsError::topology(
+                name,
+                format!("a node named `{name}` already exists"),
+            ));
         }
         let idx = self.nodes.len();
         let mut parent_idx = Vec::with_capacity(parents.len());
@@ -497,16 +503,17 @@ impl Topology {
             let pi = self.index_of(p)?;
             let parent = &self.nodes[pi];
             let Some(out) = parent.out_type else {
-                return Err(StreamsError::Topology(format!(
-                    "sink `{p}` cannot be the parent of `{name}`"
-                )));
+                return Err(StreamsError::topology(
+                    name,
+                    format!("sink `{p}` cannot be the parent of `{name}`"),
+                ));
             };
             if let Some(inp) = in_type {
                 if inp.0 != out.0 {
-                    return Err(StreamsError::Topology(format!(
-                        "`{p}` forwards {} but `{name}` takes {}",
-                        out.1, inp.1
-                    )));
+                    return Err(StreamsError::topology(
+                        name,
+                        format!("`{p}` forwards {} but `{name}` takes {}", out.1, inp.1),
+                    ));
                 }
             }
             parent_idx.push(pi);
@@ -593,9 +600,10 @@ impl Topology {
     pub(crate) fn validate(&self, ensure_explicit_naming: bool) -> Result<()> {
         for (name, def) in &self.stores {
             if def.processors.is_empty() {
-                return Err(StreamsError::Topology(format!(
-                    "store `{name}` is not connected to any processor"
-                )));
+                return Err(StreamsError::topology(
+                    name.as_str(),
+                    format!("store `{name}` is not connected to any processor"),
+                ));
             }
         }
         if ensure_explicit_naming && !self.generated_names.is_empty() {

@@ -45,7 +45,7 @@ fn retention_ms<K, V>(m: &Materialized<K, V>, min: i64, store: &str, b: &mut Bui
         Some(r) => {
             let r = i64::try_from(r.as_millis()).unwrap_or(i64::MAX);
             if r < min {
-                b.fail(StreamsError::Topology(format!(
+                b.fail(StreamsError::topology(store, format!(
                     "retention of store `{store}` ({r} ms) must be at least window size + grace ({min} ms)"
                 )));
             }

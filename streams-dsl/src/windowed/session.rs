@@ -106,7 +106,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 .stream
                 .b
                 .borrow_mut()
-                .fail(StreamsError::Topology(e));
+                .fail(StreamsError::topology("", e));
         }
         let t = self.grouped.target(&m, "KSTREAM-SESSION-WINDOW-AGGREGATE-");
         let (k, store) = (t.key_serde.clone(), t.store.clone());

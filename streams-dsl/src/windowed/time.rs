@@ -151,7 +151,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 .stream
                 .b
                 .borrow_mut()
-                .fail(StreamsError::Topology(e));
+                .fail(StreamsError::topology("", e));
         }
         let prefix = match spec {
             Spec::Time(_) => "KSTREAM-AGGREGATE-",
