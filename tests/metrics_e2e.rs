@@ -177,6 +177,20 @@ fn the_scrape_counts_what_was_processed_committed_and_restored(bootstrap: &str) 
         assert!(is(&labels["processor_node_id"], "sink"), "{labels:?}");
         assert!(*v >= 0.0, "{labels:?} {v}");
     }
+    // The RocksDB store's properties: its memtables hold the counts, its block cache exists.
+    let rocks = |name: &str| -> f64 {
+        s[name]
+            .iter()
+            .filter(|(l, _)| l.get("rocksdb_state_id").map(String::as_str) == Some("counts-store"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(rocks("kafka_streams_stream_state_metrics_size_all_mem_tables") > 0.0);
+    assert!(rocks("kafka_streams_stream_state_metrics_block_cache_capacity") > 0.0);
+    assert_eq!(
+        rocks("kafka_streams_stream_state_metrics_background_errors"),
+        0.0
+    );
     for series in dashboard_series() {
         assert!(
             s.contains_key(&series),

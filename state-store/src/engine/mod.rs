@@ -83,6 +83,13 @@ pub trait KeyValueEngine: Send {
     /// The number of entries, exact for memory and estimated by RocksDB.
     fn approximate_num_entries(&self) -> Result<u64>;
 
+    /// Statistics worth watching (RocksDB's memory, compaction and block cache properties),
+    /// named as RocksDB names them without its `rocksdb.` prefix; none for an engine that has
+    /// none.
+    fn statistics(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(Vec::new())
+    }
+
     /// Apply a batch of restored changelog records atomically-ish (value None = delete). Used by
     /// restoration; bypasses logging and caching.
     ///

@@ -276,6 +276,40 @@ impl KeyValueEngine for RocksDbEngine {
             .unwrap_or(0))
     }
 
+    fn statistics(&self) -> Result<Vec<(&'static str, u64)>> {
+        use rocksdb::properties as p;
+        let db = self.db()?;
+        let mut out = Vec::new();
+        for (name, property) in [
+            ("cur-size-all-mem-tables", p::CUR_SIZE_ALL_MEM_TABLES),
+            ("size-all-mem-tables", p::SIZE_ALL_MEM_TABLES),
+            ("num-immutable-mem-table", p::NUM_IMMUTABLE_MEM_TABLE),
+            ("mem-table-flush-pending", p::MEM_TABLE_FLUSH_PENDING),
+            ("num-running-flushes", p::NUM_RUNNING_FLUSHES),
+            ("compaction-pending", p::COMPACTION_PENDING),
+            ("num-running-compactions", p::NUM_RUNNING_COMPACTIONS),
+            (
+                "estimate-pending-compaction-bytes",
+                p::ESTIMATE_PENDING_COMPACTION_BYTES,
+            ),
+            ("total-sst-files-size", p::TOTAL_SST_FILES_SIZE),
+            ("live-sst-files-size", p::LIVE_SST_FILES_SIZE),
+            ("estimate-table-readers-mem", p::ESTIMATE_TABLE_READERS_MEM),
+            ("block-cache-capacity", p::BLOCK_CACHE_CAPACITY),
+            ("block-cache-usage", p::BLOCK_CACHE_USAGE),
+            ("block-cache-pinned-usage", p::BLOCK_CACHE_PINNED_USAGE),
+            ("background-errors", p::BACKGROUND_ERRORS),
+        ] {
+            let value = db
+                .property_int_value(property)
+                .map_err(self.error("read a property"))?;
+            if let Some(v) = value {
+                out.push((name, v));
+            }
+        }
+        Ok(out)
+    }
+
     fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
         let db = self.db()?;
         let mut write = WriteBatch::default();

@@ -154,4 +154,9 @@ impl KeyValueStoreStack {
     pub fn approximate_num_entries(&self) -> Result<u64> {
         self.engine.approximate_num_entries()
     }
+
+    /// The engine's statistics (RocksDB's memory, compaction and block cache properties).
+    pub fn engine_statistics(&self) -> Result<Vec<(&'static str, u64)>> {
+        self.engine.statistics()
+    }
 }

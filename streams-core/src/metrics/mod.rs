@@ -323,29 +323,47 @@ pub(crate) fn client_metrics(
     ]
 }
 
-/// A store's estimated number of keys (`stream-state-metrics`, `estimate-num-keys`).
+/// A store's metrics (`stream-state-metrics`): its estimated number of keys
+/// (`estimate-num-keys`) and its engine's statistics, RocksDB's memory, compaction and block
+/// cache properties, under RocksDB's names as Kafka Streams reports them (KIP-607:
+/// `size-all-mem-tables`, `estimate-pending-compaction-bytes`, `block-cache-usage`...).
 pub(crate) fn store_metrics(
     thread_id: &str,
     task_id: &str,
     store: &str,
     persistent: bool,
     keys: u64,
-) -> MetricValue {
+    engine: &[(&'static str, u64)],
+) -> Vec<MetricValue> {
     let scope = if persistent {
         "rocksdb-state-id"
     } else {
         "in-memory-state-id"
     };
-    metric(
-        "stream-state-metrics",
-        "estimate-num-keys",
+    let tags = || {
         vec![
             ("thread-id", thread_id.to_string()),
             ("task-id", task_id.to_string()),
             (scope, store.to_string()),
-        ],
+        ]
+    };
+    let mut out = vec![metric(
+        "stream-state-metrics",
+        "estimate-num-keys",
+        tags(),
         keys as f64,
         false,
         "keys in the store, estimated",
-    )
+    )];
+    for (name, value) in engine {
+        out.push(metric(
+            "stream-state-metrics",
+            name,
+            tags(),
+            *value as f64,
+            false,
+            "a RocksDB property of the store (bytes, counts or flags, as RocksDB reports it)",
+        ));
+    }
+    out
 }

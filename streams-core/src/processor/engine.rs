@@ -128,6 +128,10 @@ pub(crate) struct TaskCore {
     /// The headers and bytes of the input record being processed, when kept (see
     /// [`ErrorHandlerContext`]).
     pub(crate) source: Option<Box<SourceBytes>>,
+    /// The wall clock when the current processing round (or flush, or punctuation round)
+    /// began: sinks measure end-to-end latency against it rather than read the clock per
+    /// record. A round lasts milliseconds.
+    pub(crate) round_started_ms: i64,
 }
 
 /// A failed send, for [`TaskCore::production_failed`].
@@ -400,7 +404,7 @@ impl TaskCore {
 
     /// A sink at `node` wrote a record stamped `timestamp`: records its end-to-end latency.
     pub(crate) fn record_e2e_latency(&mut self, node: usize, timestamp: i64) {
-        let latency = (self.clock.now_ms() - timestamp) as f64;
+        let latency = (self.round_started_ms - timestamp) as f64;
         if let Some(n) = self.nodes[node].as_mut() {
             let l = n.e2e_latency.get_or_insert_with(Default::default);
             l.count += 1;

@@ -5,6 +5,18 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// What the metrics read of one hosted store.
+pub(crate) struct StoreStatistics {
+    pub(crate) thread: usize,
+    pub(crate) task: TaskId,
+    pub(crate) store: String,
+    pub(crate) persistent: bool,
+    /// Estimated number of keys.
+    pub(crate) keys: u64,
+    /// The engine's statistics (RocksDB properties).
+    pub(crate) engine: Vec<(&'static str, u64)>,
+}
+
 use super::Position;
 use crate::processor::TaskStore;
 use crate::state::RawStore;
@@ -97,9 +109,10 @@ impl HostedStores {
         self.lock().remove(&id);
     }
 
-    /// Every hosted store with its thread and task, whether it is persistent, and its
-    /// estimated number of keys (for the metrics). A store that fails to answer is left out.
-    pub(crate) fn key_estimates(&self) -> Vec<(usize, TaskId, String, bool, u64)> {
+    /// Every hosted store with its thread and task, whether it is persistent, its estimated
+    /// number of keys and its engine's statistics (for the metrics). A store that fails to
+    /// answer is left out.
+    pub(crate) fn store_statistics(&self) -> Vec<StoreStatistics> {
         let stores: Vec<(usize, TaskId, String, RawStore)> = self
             .lock()
             .iter()
@@ -112,11 +125,24 @@ impl HostedStores {
         stores
             .into_iter()
             .filter_map(|(thread, id, name, raw)| {
-                let (persistent, keys) = raw
+                let (persistent, keys, engine) = raw
                     .cell()
-                    .with_stack(|s| Ok((s.persistent(), s.approximate_num_entries()?)))
+                    .with_stack(|s| {
+                        Ok((
+                            s.persistent(),
+                            s.approximate_num_entries()?,
+                            s.engine_statistics()?,
+                        ))
+                    })
                     .ok()?;
-                Some((thread, id, name, persistent, keys))
+                Some(StoreStatistics {
+                    thread,
+                    task: id,
+                    store: name,
+                    persistent,
+                    keys,
+                    engine,
+                })
             })
             .collect()
     }

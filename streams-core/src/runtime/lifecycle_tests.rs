@@ -482,34 +482,47 @@ fn task_states_move_only_along_their_transitions() {
     );
 }
 
-/// `buffered.records.per.partition`: a partition whose queue holds more is not fetched until
-/// processing brings it back to the limit; one whose task leaves is fetched again.
+/// `buffered.records.per.partition`: past the limit the poll loop stops taking records; a
+/// partition whose queue still runs to four times the limit is not fetched until processing
+/// brings it back to the limit; one whose task leaves is fetched again.
 #[test]
 fn a_full_partition_is_paused_until_its_queue_drains() {
     let (mut tm, mut fake) = (manager(2, false), Fake::default());
     let mut config = (*tm.config).clone();
-    config.buffered_records_per_partition = 3;
+    config.buffered_records_per_partition = 1;
     tm.config = Arc::new(config);
     assign(&mut tm, &mut fake, &[0, 1]);
     let input = |p: i32| ("input".to_string(), p);
-
-    fetched(&mut tm, 0, 0..3);
+    let r = |o: i64| RecordBytes {
+        topic: "input",
+        partition: 0,
+        offset: o,
+        timestamp: 1_000 + o,
+        key: Some(b"k"),
+        value: Some(b"v"),
+        headers: Vec::new(),
+    };
+    assert!(
+        !tm.add_record(r(0)).unwrap(),
+        "at the limit: polling goes on"
+    );
+    assert!(tm.add_record(r(1)).unwrap(), "over it: polling stops");
+    fetched(&mut tm, 0, 2..4);
     tm.apply_backpressure(&mut fake).unwrap();
     assert!(
         fake.paused.is_empty(),
-        "3 records: at the limit, not over it"
+        "4 records: not past four times the limit"
     );
-    fetched(&mut tm, 0, 3..5);
-    fetched(&mut tm, 1, 0..4);
+    fetched(&mut tm, 0, 4..5);
+    fetched(&mut tm, 1, 0..5);
     tm.apply_backpressure(&mut fake).unwrap();
     assert_eq!(fake.paused, BTreeSet::from([input(0), input(1)]));
 
-    // Partition 0's last record waits for partition 1 to catch up in time (one record left).
-    assert_eq!(tm.process().unwrap(), 8);
+    assert_eq!(tm.process().unwrap(), 10);
     tm.apply_backpressure(&mut fake).unwrap();
     assert!(fake.paused.is_empty(), "drained: fetched again");
 
-    fetched(&mut tm, 1, 4..9);
+    fetched(&mut tm, 1, 5..10);
     tm.apply_backpressure(&mut fake).unwrap();
     assert_eq!(fake.paused, BTreeSet::from([input(1)]));
     assign(&mut tm, &mut fake, &[0]);

@@ -74,13 +74,14 @@ pub(crate) fn collect(
             ));
         }
     }
-    for (thread, task, store, persistent, keys) in shared.hosted.key_estimates() {
-        out.push(metrics::store_metrics(
-            &thread_id(thread),
-            &task.to_string(),
-            &store,
-            persistent,
-            keys,
+    for s in shared.hosted.store_statistics() {
+        out.extend(metrics::store_metrics(
+            &thread_id(s.thread),
+            &s.task.to_string(),
+            &s.store,
+            s.persistent,
+            s.keys,
+            &s.engine,
         ));
     }
     out

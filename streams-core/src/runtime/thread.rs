@@ -292,8 +292,18 @@ fn poll_loop(
                     break;
                 }
                 Some(Ok(m)) => {
-                    tm.add_message(&m)?;
+                    let full = tm.add_message(&m)?;
                     polled += 1;
+                    // `buffered.records.per.partition`: no more records this turn once a
+                    // partition holds more than that, unless a task still has none queued (what it
+                    // needs may be behind them), for at most that many records more. The rest
+                    // waits in the consumer's prefetch, which stops fetching when full.
+                    if full
+                        && (!tm.has_idle_task()
+                            || polled >= config.buffered_records_per_partition.max(POLL_BATCH))
+                    {
+                        break;
+                    }
                     // Past the batch, whether a task is still idle is asked every 256 records.
                     if polled >= POLL_BATCH
                         && polled % 256 == 0

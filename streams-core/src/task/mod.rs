@@ -181,6 +181,7 @@ impl StreamTask {
             dropped: 0,
             handlers: env.handlers.clone(),
             source: None,
+            round_started_ms: 0,
         };
         Ok(StreamTask {
             id,
@@ -228,8 +229,9 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Decodes and queues one record, as [`Self::add_records`] does.
-    pub(crate) fn add_record(&mut self, raw: RecordBytes<'_>) -> Result<()> {
+    /// Decodes and queues one record, as [`Self::add_records`] does; returns how many records
+    /// its partition then holds.
+    pub(crate) fn add_record(&mut self, raw: RecordBytes<'_>) -> Result<usize> {
         self.queues.add(raw, &self.core.handlers)
     }
 
@@ -301,11 +303,15 @@ impl StreamTask {
     /// timestamp first across partitions.
     pub(crate) fn process_until(&mut self, max: usize, until: i64) -> Result<usize> {
         self.core.collector.set_task(self.id);
+        self.core.round_started_ms = self.core.clock.now_ms();
         let mut n = 0;
         while n < max {
             // Checked per record: a partition catching up can run dry in the middle of a batch.
-            let now = self.core.clock.now_ms();
-            let enforced = match self.queues.readiness(now, self.max_task_idle_ms) {
+            let clock = &self.core.clock;
+            let enforced = match self
+                .queues
+                .readiness(|| clock.now_ms(), self.max_task_idle_ms)
+            {
                 Readiness::Wait => break,
                 Readiness::Enforced => true,
                 Readiness::Ready => false,
@@ -399,6 +405,7 @@ impl StreamTask {
     pub(crate) fn punctuate_wall_clock(&mut self) -> Result<bool> {
         let now = self.core.clock.now_ms();
         self.core.collector.set_task(self.id);
+        self.core.round_started_ms = now;
         let fired = self.core.punctuate(PunctuationType::WallClockTime, now);
         self.metrics.dropped += std::mem::take(&mut self.core.dropped);
         fired
@@ -409,6 +416,7 @@ impl StreamTask {
     /// and commits [`Self::committable_offsets`].
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.core.collector.set_task(self.id);
+        self.core.round_started_ms = self.core.clock.now_ms();
         for i in 0..self.core.stores.len() {
             let entries = self.core.stores[i].cell.with_stack(|s| s.flush_cache())?;
             if !entries.is_empty() {

@@ -179,10 +179,16 @@ impl PartitionGroup {
     /// the task back while it has records on the cluster that are not fetched (or its lag is
     /// not known yet), for at most `max_idle_ms` (`-1`: never). A task of one partition never
     /// waits: it has no order to keep across partitions.
-    pub(crate) fn readiness(&mut self, now_ms: i64, max_idle_ms: i64) -> Readiness {
+    pub(crate) fn readiness(
+        &mut self,
+        now_ms: impl FnOnce() -> i64,
+        max_idle_ms: i64,
+    ) -> Readiness {
         if self.queues.len() < 2 || max_idle_ms < 0 {
             return Readiness::Ready;
         }
+        // The clock is read only here: the common task of one partition never waits.
+        let now_ms = now_ms();
         let mut enforced = false;
         for q in &mut self.queues {
             if !q.records.is_empty() {
@@ -220,7 +226,8 @@ impl PartitionGroup {
     /// Decodes and queues one record. One that does not decode fails here, or is queued as
     /// skipped when the deserialization handler continues (so that offsets move past it in
     /// order, and it is dead-lettered and counted when its turn comes).
-    pub(crate) fn add(&mut self, raw: RecordBytes<'_>, handlers: &ErrorHandlers) -> Result<()> {
+    /// Returns how many records the partition then holds.
+    pub(crate) fn add(&mut self, raw: RecordBytes<'_>, handlers: &ErrorHandlers) -> Result<usize> {
         let q = self
             .queues
             .iter_mut()
@@ -261,7 +268,7 @@ impl PartitionGroup {
                     source,
                     skipped: None,
                 });
-                Ok(())
+                Ok(q.records.len())
             }
             Err(e) => {
                 let (part, source_error) = match e {
@@ -297,7 +304,7 @@ impl PartitionGroup {
                             source,
                             skipped: Some(Box::new(error)),
                         });
-                        Ok(())
+                        Ok(q.records.len())
                     }
                 }
             }
