@@ -191,6 +191,15 @@ fn the_scrape_counts_what_was_processed_committed_and_restored(bootstrap: &str) 
         rocks("kafka_streams_stream_state_metrics_background_errors"),
         0.0
     );
+    // At DEBUG each operation is timed: the count's gets and puts, in ns.
+    for op in ["get", "put"] {
+        assert!(rocks(&format!("kafka_streams_stream_state_metrics_{op}_rate")) > 0.0);
+        assert!(
+            rocks(&format!(
+                "kafka_streams_stream_state_metrics_{op}_latency_max"
+            )) > 0.0
+        );
+    }
     for series in dashboard_series() {
         assert!(
             s.contains_key(&series),

@@ -178,6 +178,7 @@ impl TopologyTestDriver {
             // Piped records are processed at once, as in Kafka Streams' driver: nothing is ever
             // left to fetch, so no task waits for a partition (KIP-695).
             max_task_idle_ms: -1,
+            time_store_operations: false,
         };
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();

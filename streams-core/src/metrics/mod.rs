@@ -10,6 +10,22 @@ pub(crate) use detail::{lag_metric, node_metrics, restore_remaining};
 pub(crate) use prometheus::render as render_prometheus;
 pub use sensor::Sensor;
 
+/// Milliseconds since the first call, from a monotonic clock shared by the whole process: the
+/// time base of sensors that are recorded where no stream thread's clock is at hand (store
+/// operations) and read when scraped.
+pub(crate) fn process_clock_ms() -> i64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
+/// The store operations timed at DEBUG (Kafka Streams' `put`, `put-if-absent`, `get`,
+/// `delete`, `range`, `flush` store metrics), in the order of a store's sensors.
+pub(crate) const STORE_OPERATIONS: [&str; 6] =
+    ["put", "put-if-absent", "get", "delete", "range", "flush"];
+
 /// `metrics.recording.level`: which metrics are recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum RecordingLevel {
@@ -334,6 +350,7 @@ pub(crate) fn store_metrics(
     persistent: bool,
     keys: u64,
     engine: &[(&'static str, u64)],
+    operations: Option<&[Sensor; 6]>,
 ) -> Vec<MetricValue> {
     let scope = if persistent {
         "rocksdb-state-id"
@@ -364,6 +381,45 @@ pub(crate) fn store_metrics(
             false,
             "a RocksDB property of the store (bytes, counts or flags, as RocksDB reports it)",
         ));
+    }
+    // Operation rates and latencies (ns, as Kafka Streams reports them), timed at DEBUG.
+    let now = process_clock_ms();
+    for (op, sensor) in STORE_OPERATIONS
+        .iter()
+        .zip(operations.into_iter().flatten())
+    {
+        let names: [&'static str; 3] = match *op {
+            "put" => ["put-rate", "put-latency-avg", "put-latency-max"],
+            "put-if-absent" => [
+                "put-if-absent-rate",
+                "put-if-absent-latency-avg",
+                "put-if-absent-latency-max",
+            ],
+            "get" => ["get-rate", "get-latency-avg", "get-latency-max"],
+            "delete" => ["delete-rate", "delete-latency-avg", "delete-latency-max"],
+            "range" => ["range-rate", "range-latency-avg", "range-latency-max"],
+            _ => ["flush-rate", "flush-latency-avg", "flush-latency-max"],
+        };
+        let values = [
+            sensor.rate(now),
+            sensor.avg(now).unwrap_or(f64::NAN),
+            sensor.max(now).unwrap_or(f64::NAN),
+        ];
+        let helps = [
+            "operations per second",
+            "ns per operation, on average",
+            "ns per operation, the most",
+        ];
+        for ((name, value), help) in names.into_iter().zip(values).zip(helps) {
+            out.push(metric(
+                "stream-state-metrics",
+                name,
+                tags(),
+                value,
+                false,
+                help,
+            ));
+        }
     }
     out
 }

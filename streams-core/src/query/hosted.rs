@@ -15,6 +15,8 @@ pub(crate) struct StoreStatistics {
     pub(crate) keys: u64,
     /// The engine's statistics (RocksDB properties).
     pub(crate) engine: Vec<(&'static str, u64)>,
+    /// The operations' sensors, when timed (DEBUG).
+    pub(crate) operations: Option<[crate::metrics::Sensor; 6]>,
 }
 
 use super::Position;
@@ -142,6 +144,7 @@ impl HostedStores {
                     persistent,
                     keys,
                     engine,
+                    operations: raw.cell().operation_sensors(),
                 })
             })
             .collect()

@@ -201,6 +201,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
             globals: Arc::default(),
             exactly_once: false,
             max_task_idle_ms: -1,
+            time_store_operations: false,
         },
         active: BTreeMap::new(),
         restoring: VecDeque::new(),

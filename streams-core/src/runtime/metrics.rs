@@ -82,6 +82,7 @@ pub(crate) fn collect(
             s.persistent,
             s.keys,
             &s.engine,
+            s.operations.as_ref(),
         ));
     }
     out

@@ -128,6 +128,7 @@ impl MultiInstanceTestDriver {
                 exactly_once: false,
                 // The simulated cluster hands every record over at once: nothing to wait for.
                 max_task_idle_ms: -1,
+                time_store_operations: false,
             },
             active: BTreeMap::new(),
             restoring: VecDeque::new(),

@@ -176,6 +176,12 @@ impl TaskManager {
         self.active.len() > 1 && self.active.values().any(|t| t.buffered() == 0)
     }
 
+    /// Whether a task waits for the records of one of its partitions (KIP-695): polling must
+    /// go on to reach them, past a full queue of another partition.
+    pub(super) fn has_waiting_task(&self) -> bool {
+        self.active.values().any(|t| t.waiting)
+    }
+
     /// Decodes a consumed record straight from the consumer's buffer into its task's queue.
     /// Queues a consumed record (see [`Self::add_record`]); true when its partition now holds
     /// more than `buffered.records.per.partition`.

@@ -129,6 +129,7 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         globals: setup.globals.clone(),
         exactly_once: config.exactly_once,
         max_task_idle_ms: config.max_task_idle_ms,
+        time_store_operations: config.recording_level >= crate::metrics::RecordingLevel::Debug,
     };
     let mut tm = TaskManager {
         config: config.clone(),
@@ -295,11 +296,13 @@ fn poll_loop(
                     let full = tm.add_message(&m)?;
                     polled += 1;
                     // `buffered.records.per.partition`: no more records this turn once a
-                    // partition holds more than that, unless a task still has none queued (what it
-                    // needs may be behind them), for at most that many records more. The rest
+                    // partition holds more than that, unless a task has none queued or waits for
+                    // one of its partitions (what it needs may be behind them), and then for at
+                    // most that many records more (a queue that still reaches four times the
+                    // limit is paused, which lets the consumer hand out the others). The rest
                     // waits in the consumer's prefetch, which stops fetching when full.
                     if full
-                        && (!tm.has_idle_task()
+                        && (!(tm.has_idle_task() || tm.has_waiting_task())
                             || polled >= config.buffered_records_per_partition.max(POLL_BATCH))
                     {
                         break;

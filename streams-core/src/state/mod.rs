@@ -337,6 +337,20 @@ pub(crate) struct StoreCell {
 struct StoreInner {
     stack: KeyValueStoreStack,
     evicted: Vec<FlushedEntry>,
+    /// Per operation (`metrics::STORE_OPERATIONS`), its latencies in ns: only with
+    /// `metrics.recording.level=DEBUG`, which costs two clock reads per operation.
+    operations: Option<Box<[crate::metrics::Sensor; 6]>>,
+}
+
+/// A timed store operation: its index in `metrics::STORE_OPERATIONS`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StoreOp {
+    Put = 0,
+    PutIfAbsent = 1,
+    Get = 2,
+    Delete = 3,
+    Range = 4,
+    Flush = 5,
 }
 
 impl StoreCell {
@@ -347,6 +361,7 @@ impl StoreCell {
             inner: Mutex::new(StoreInner {
                 stack,
                 evicted: Vec::new(),
+                operations: None,
             }),
             has_evicted: AtomicBool::new(false),
             current_ts,
@@ -372,6 +387,39 @@ impl StoreCell {
         f: impl FnOnce(&mut KeyValueStoreStack) -> state_store::Result<T>,
     ) -> Result<T> {
         f(&mut self.lock().stack).map_err(|e| self.err(e))
+    }
+
+    /// Times this store's operations from now on (`metrics.recording.level=DEBUG`).
+    pub(crate) fn time_operations(&self) {
+        self.lock().operations.get_or_insert_with(Default::default);
+    }
+
+    /// The operations' sensors, when timed.
+    pub(crate) fn operation_sensors(&self) -> Option<[crate::metrics::Sensor; 6]> {
+        self.lock().operations.as_deref().copied()
+    }
+
+    /// Runs operation `op` on the stack (with the evictions it causes noted), timing it when
+    /// operations are timed.
+    fn op<T>(
+        &self,
+        op: StoreOp,
+        f: impl FnOnce(&mut KeyValueStoreStack) -> state_store::Result<(T, Vec<FlushedEntry>)>,
+    ) -> Result<T> {
+        let mut inner = self.lock();
+        let started = inner.operations.is_some().then(std::time::Instant::now);
+        let (out, evicted) = f(&mut inner.stack).map_err(|e| self.err(e))?;
+        self.note_evicted(&mut inner, evicted);
+        if let (Some(started), Some(sensors)) = (started, inner.operations.as_mut()) {
+            let ns = started.elapsed().as_nanos() as f64;
+            sensors[op as usize].record(ns, crate::metrics::process_clock_ms());
+        }
+        Ok(out)
+    }
+
+    /// The stack's `flush`, timed as `flush`.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.op(StoreOp::Flush, |s| s.flush().map(|()| ((), Vec::new())))
     }
 
     fn note_evicted(&self, inner: &mut StoreInner, evicted: Vec<FlushedEntry>) {
@@ -471,7 +519,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let k = self.key_bytes(key)?;
-        let v = self.cell.with_stack(|s| s.get(&k))?;
+        let v = self
+            .cell
+            .op(StoreOp::Get, |s| s.get(&k).map(|v| (v, Vec::new())))?;
         self.decode_value(v.as_deref())
     }
 
@@ -480,13 +530,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         let k = self.key_bytes(key)?;
         let v = self.value_bytes(value)?;
         let ts = self.cell.current_ts.load(Ordering::Relaxed);
-        let mut inner = self.cell.lock();
-        let evicted = inner
-            .stack
-            .put(&k, v.as_deref(), ts)
-            .map_err(|e| self.cell.err(e))?;
-        self.cell.note_evicted(&mut inner, evicted);
-        Ok(())
+        self.cell.op(StoreOp::Put, |s| {
+            s.put(&k, v.as_deref(), ts).map(|evicted| ((), evicted))
+        })
     }
 
     /// Sets `key` to `value` only when it has no value; returns the existing value.
@@ -496,13 +542,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
             return self.get(key);
         };
         let ts = self.cell.current_ts.load(Ordering::Relaxed);
-        let mut inner = self.cell.lock();
-        let (old, evicted) = inner
-            .stack
-            .put_if_absent(&k, &v, ts)
-            .map_err(|e| self.cell.err(e))?;
-        self.cell.note_evicted(&mut inner, evicted);
-        drop(inner);
+        let old = self
+            .cell
+            .op(StoreOp::PutIfAbsent, |s| s.put_if_absent(&k, &v, ts))?;
         self.decode_value(old.as_deref())
     }
 
@@ -510,23 +552,24 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     pub fn delete(&self, key: &K) -> Result<Option<V>> {
         let k = self.key_bytes(key)?;
         let ts = self.cell.current_ts.load(Ordering::Relaxed);
-        let mut inner = self.cell.lock();
-        let (old, evicted) = inner.stack.delete(&k, ts).map_err(|e| self.cell.err(e))?;
-        self.cell.note_evicted(&mut inner, evicted);
-        drop(inner);
+        let old = self.cell.op(StoreOp::Delete, |s| s.delete(&k, ts))?;
         self.decode_value(old.as_deref())
     }
 
     /// Entries with `from <= key <= to` in serialized-key order.
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
         let (f, t) = (self.key_bytes(from)?, self.key_bytes(to)?);
-        let entries = self.cell.with_stack(|s| s.range(Some(&f), Some(&t)))?;
+        let entries = self.cell.op(StoreOp::Range, |s| {
+            s.range(Some(&f), Some(&t)).map(|e| (e, Vec::new()))
+        })?;
         self.decode_entries(entries)
     }
 
     /// Every entry, in serialized-key order.
     pub fn all(&self) -> Result<Vec<(K, V)>> {
-        let entries = self.cell.with_stack(|s| s.all())?;
+        let entries = self
+            .cell
+            .op(StoreOp::Range, |s| s.all().map(|e| (e, Vec::new())))?;
         self.decode_entries(entries)
     }
 

@@ -53,6 +53,8 @@ pub(crate) struct TaskEnv {
     pub(crate) exactly_once: bool,
     /// `max.task.idle.ms` (KIP-695).
     pub(crate) max_task_idle_ms: i64,
+    /// `metrics.recording.level=DEBUG`: time each store operation.
+    pub(crate) time_store_operations: bool,
 }
 
 /// Metrics of one task.
@@ -82,6 +84,9 @@ pub(crate) struct StreamTask {
     initialized: bool,
     /// `max.task.idle.ms`.
     max_task_idle_ms: i64,
+    /// Whether the last processing round stopped to wait for an empty partition (KIP-695):
+    /// the stream thread then polls on for its records.
+    pub(crate) waiting: bool,
     /// Held for the task's lifetime so no other instance on this machine opens its stores.
     _lock: Option<TaskDirLock>,
 }
@@ -192,6 +197,7 @@ impl StreamTask {
             metrics: TaskMetrics::default(),
             initialized: false,
             max_task_idle_ms: env.max_task_idle_ms,
+            waiting: false,
             _lock: lock,
         })
     }
@@ -302,23 +308,27 @@ impl StreamTask {
     /// Processes up to `max` queued records whose timestamps are at most `until`, smallest
     /// timestamp first across partitions.
     pub(crate) fn process_until(&mut self, max: usize, until: i64) -> Result<usize> {
+        self.waiting = false;
         self.core.collector.set_task(self.id);
         self.core.round_started_ms = self.core.clock.now_ms();
         let mut n = 0;
         while n < max {
+            if self.queues.head_timestamp().is_none_or(|ts| ts > until) {
+                break;
+            }
             // Checked per record: a partition catching up can run dry in the middle of a batch.
             let clock = &self.core.clock;
             let enforced = match self
                 .queues
                 .readiness(|| clock.now_ms(), self.max_task_idle_ms)
             {
-                Readiness::Wait => break,
+                Readiness::Wait => {
+                    self.waiting = true;
+                    break;
+                }
                 Readiness::Enforced => true,
                 Readiness::Ready => false,
             };
-            if self.queues.head_timestamp().is_none_or(|ts| ts > until) {
-                break;
-            }
             let Some(next) = self.queues.next() else {
                 break;
             };
@@ -425,7 +435,7 @@ impl StreamTask {
             self.core.forward_evicted()?;
         }
         for s in &self.core.stores {
-            s.cell.with_stack(|st| st.flush())?;
+            s.cell.flush()?;
         }
         self.core.collector.check()
     }
@@ -499,6 +509,7 @@ mod tests {
             globals: Arc::default(),
             exactly_once: false,
             max_task_idle_ms: -1,
+            time_store_operations: false,
         }
     }
 
@@ -552,11 +563,12 @@ mod tests {
         assert_eq!(task.stream_time(), 400);
     }
 
-    /// KIP-695 (`max.task.idle.ms`): an empty partition with records left on the cluster, or
-    /// whose lag is not known yet, holds the task back; one fetched to its end does not; past
-    /// `max.task.idle.ms` the task goes on without it and counts enforced processing.
+    /// KIP-695 (`max.task.idle.ms`): an empty partition whose lag is not known, or with
+    /// records left on the cluster, holds the task back until they come; one fetched to its end
+    /// holds it back `max.task.idle.ms` longer, then the task goes on and counts enforced
+    /// processing; `-1` never waits.
     #[test]
-    fn an_empty_partition_with_records_left_holds_the_task_back_until_max_task_idle() {
+    fn an_empty_partition_holds_the_task_back_while_its_records_come_and_max_task_idle_after() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut t = Topology::new();
         t.add_source("src", &["a", "b"], Serdes::string(), Serdes::string())
@@ -574,35 +586,51 @@ mod tests {
         task.initialize().unwrap();
         task.add_records([raw("a", 10, 300, "a1")]).unwrap();
 
-        // `b`'s lag is unknown: wait.
+        // `b`'s lag is unknown: wait, however long.
         assert_eq!(task.process(usize::MAX).unwrap(), 0);
-        // `b` is known to hold records 0..4 not fetched: wait, until 500 ms have passed.
-        task.note_position("b", 2, Some(0), Some(4));
+        assert!(task.waiting);
+        // `b` holds records 0..2 not fetched yet: wait for them while they move closer.
+        task.note_position("b", 2, Some(0), Some(2));
         assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        clock.advance(999);
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        // They come: ordered against `a`'s. Then `b` is fetched to its end (2): `a`'s records
+        // wait 500 ms for more of `b`'s.
+        task.add_records([raw("b", 0, 100, "b0"), raw("b", 1, 200, "b1")])
+            .unwrap();
+        assert_eq!(task.process(usize::MAX).unwrap(), 2);
+        task.add_records([raw("a", 11, 500, "a2")]).unwrap();
         clock.advance(499);
         assert_eq!(task.process(usize::MAX).unwrap(), 0);
         clock.advance(1);
-        assert_eq!(task.process(usize::MAX).unwrap(), 1);
-        assert_eq!(task.metrics.enforced, 1);
-
-        // Once `b`'s records arrive, they are ordered against `a`'s again.
-        task.add_records([raw("a", 11, 500, "a2")]).unwrap();
-        task.add_records([raw("b", 0, 100, "b0"), raw("b", 1, 600, "b1")])
-            .unwrap();
-        assert_eq!(task.process(2).unwrap(), 2);
-        // `b` is empty again but fetched to its end (offset 2 is its high watermark): no wait.
-        task.note_position("b", 2, None, Some(2));
-        task.add_records([raw("a", 12, 700, "a3")]).unwrap();
         assert_eq!(task.process(usize::MAX).unwrap(), 2);
+        assert!(!task.waiting);
+        assert_eq!(task.metrics.enforced, 2);
         assert_eq!(
             seen.lock()
                 .unwrap()
                 .iter()
                 .map(|(v, _)| v.as_str())
                 .collect::<Vec<_>>(),
-            vec!["a:a1", "b:b0", "a:a2", "b:b1", "a:a3"]
+            vec!["b:b0", "b:b1", "a:a1", "a:a2"]
         );
-        assert_eq!(task.metrics.enforced, 1);
+
+        // `b`'s log ends with a transaction marker (offset 2): its lag of 1 never moves, and
+        // after a second it counts as fetched to its end.
+        task.note_position("b", 2, None, Some(3));
+        task.add_records([raw("a", 12, 700, "a3")]).unwrap();
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        clock.advance(999);
+        assert_eq!(task.process(usize::MAX).unwrap(), 0);
+        clock.advance(1);
+        assert_eq!(
+            task.process(usize::MAX).unwrap(),
+            0,
+            "then max.task.idle.ms"
+        );
+        clock.advance(500);
+        assert_eq!(task.process(usize::MAX).unwrap(), 1);
+        assert_eq!(task.metrics.enforced, 3);
 
         // `max.task.idle.ms=-1`: never wait.
         env.max_task_idle_ms = -1;

@@ -37,9 +37,19 @@ struct RecordQueue {
     start: Option<i64>,
     /// The partition's high watermark as last seen by the consumer.
     high_watermark: Option<i64>,
-    /// KIP-695: until when an empty partition known to lag holds the task back.
+    /// KIP-695: until when an empty partition fetched to its end holds the task back.
     idle_deadline: Option<i64>,
+    /// An empty partition's lag as first seen (offset after the last record, high watermark)
+    /// and when: a lag that does not move for `STUCK_LAG_MS` is made of transaction markers or
+    /// aborted records, which never reach the queue.
+    lag_seen: Option<(i64, i64, i64)>,
 }
+
+/// How long an empty partition's lag may stay exactly the same before it counts as fetched to
+/// its end. librdkafka hands out no control records (transaction markers), so a partition
+/// whose log ends with one looks one record behind for ever; a real lag moves within a fetch
+/// round trip (`fetch.wait.max.ms`, 500 ms by default).
+const STUCK_LAG_MS: i64 = 1_000;
 
 /// Whether a task may take its next record (Kafka Streams' KIP-695).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +111,7 @@ impl PartitionGroup {
                         start: None,
                         high_watermark: None,
                         idle_deadline: None,
+                        lag_seen: None,
                     });
                 }
             }
@@ -175,10 +186,12 @@ impl PartitionGroup {
         }
     }
 
-    /// Whether the next record may be taken at `now_ms` (KIP-695): an empty partition holds
-    /// the task back while it has records on the cluster that are not fetched (or its lag is
-    /// not known yet), for at most `max_idle_ms` (`-1`: never). A task of one partition never
-    /// waits: it has no order to keep across partitions.
+    /// Whether the next record may be taken at `now_ms`, by Kafka Streams' KIP-695 rule for an
+    /// empty partition: while its lag is not known, or records are known to be on the cluster
+    /// for it, the task waits for them; once it is known to be fetched to its end, the task
+    /// waits `max_idle_ms` more for new records to show up, then goes on without it (enforced
+    /// processing). `-1`: never wait. A task of one partition never waits: it has no order to
+    /// keep across partitions.
     pub(crate) fn readiness(
         &mut self,
         now_ms: impl FnOnce() -> i64,
@@ -193,18 +206,37 @@ impl PartitionGroup {
         for q in &mut self.queues {
             if !q.records.is_empty() {
                 q.idle_deadline = None;
+                q.lag_seen = None;
                 continue;
             }
             let next = q.next_offset.or(q.start);
-            let lag = match (q.high_watermark, next) {
+            let mut lag = match (q.high_watermark, next) {
                 (Some(h), Some(n)) => Some(h - n),
                 _ => None,
             };
+            if let (Some(l), Some(h), Some(n)) = (lag, q.high_watermark, next) {
+                if l > 0 {
+                    match q.lag_seen {
+                        Some((n0, h0, since)) if (n0, h0) == (n, h) => {
+                            if now_ms.saturating_sub(since) >= STUCK_LAG_MS {
+                                lag = Some(0);
+                            }
+                        }
+                        _ => q.lag_seen = Some((n, h, now_ms)),
+                    }
+                }
+            }
             match lag {
-                // Nothing to fetch: this partition holds nothing back.
-                Some(l) if l <= 0 => q.idle_deadline = None,
-                // Not known yet (no fetch response seen): wait for it, as Kafka Streams does.
-                None => return Readiness::Wait,
+                // Not known yet (no fetch response seen), or records on their way: wait.
+                None => {
+                    q.idle_deadline = None;
+                    return Readiness::Wait;
+                }
+                Some(l) if l > 0 => {
+                    q.idle_deadline = None;
+                    return Readiness::Wait;
+                }
+                // Fetched to its end: wait `max.task.idle.ms` for more, then go on.
                 Some(_) => {
                     let deadline = *q
                         .idle_deadline

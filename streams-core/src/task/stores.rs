@@ -84,6 +84,9 @@ pub(super) fn open(
             }
         }
         let cell = Arc::new(StoreCell::new(id, stack, current_ts.clone()));
+        if env.time_store_operations {
+            cell.time_operations();
+        }
         let opened = f.open(cell.clone());
         stores.push(TaskStore {
             name: name.clone(),
