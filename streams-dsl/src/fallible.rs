@@ -3,7 +3,8 @@
 //! task, node and source coordinates, instead of ending the application as a panic would.
 //!
 //! Each is named as its infallible twin (`KSTREAM-MAPVALUES-…`), so that a topology keeps its
-//! node names when an operator becomes fallible.
+//! node names when an operator becomes fallible; the infallible ones are these with an error
+//! that cannot happen (`Infallible`), so the two never drift apart.
 
 use std::fmt::Display;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! [`BranchedKStream`] for `split`.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use streams_core::serde::SerdeRef;
@@ -113,22 +114,7 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Keeps the records for which `pred` holds.
     pub fn filter(&self, pred: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
-        let node = self.add::<K, V>(
-            "KSTREAM-FILTER-",
-            Arc::new(move |ctx, r| {
-                if pred(&r.key, &r.value) {
-                    ctx.forward(r)
-                } else {
-                    Ok(())
-                }
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            self.repartition_required,
-        )
+        self.try_filter(move |k, v| Ok::<_, Infallible>(pred(k, v)))
     }
 
     /// Drops the records for which `pred` holds.
@@ -144,19 +130,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
     ) -> KStream<K2, V2> {
-        let node = self.add::<K2, V2>(
-            "KSTREAM-MAP-",
-            Arc::new(move |ctx, r| {
-                let (k, v) = f(r.key, r.value);
-                ctx.forward(Record {
-                    key: k,
-                    value: v,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
-            }),
-        );
-        self.derive(node, None, None, true)
+        self.try_map(move |k, v| Ok::<_, Infallible>(f(k, v)))
     }
 
     /// Replaces the value; the key stays, so no repartition follows.
@@ -172,24 +146,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
-        let node = self.add::<K, V2>(
-            "KSTREAM-MAPVALUES-",
-            Arc::new(move |ctx, r| {
-                let v = f(&r.key, r.value);
-                ctx.forward(Record {
-                    key: r.key,
-                    value: v,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.try_map_values_with_key(move |k, v| Ok::<_, Infallible>(f(k, v)))
     }
 
     /// Turns each record into any number of records.
@@ -200,21 +157,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         I: IntoIterator<Item = (K2, V2)>,
     {
-        let node = self.add::<K2, V2>(
-            "KSTREAM-FLATMAP-",
-            Arc::new(move |ctx, r| {
-                for (k, v) in f(r.key, r.value) {
-                    ctx.forward(Record {
-                        key: k,
-                        value: v,
-                        timestamp: r.timestamp,
-                        headers: r.headers.clone(),
-                    })?;
-                }
-                Ok(())
-            }),
-        );
-        self.derive(node, None, None, true)
+        self.try_flat_map(move |k, v| Ok::<_, Infallible>(f(k, v)))
     }
 
     /// Turns each value into any number of values with the same key.
@@ -225,26 +168,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         I: IntoIterator<Item = V2>,
     {
-        let node = self.add::<K, V2>(
-            "KSTREAM-FLATMAPVALUES-",
-            Arc::new(move |ctx, r| {
-                for v in f(r.value) {
-                    ctx.forward(Record {
-                        key: r.key.clone(),
-                        value: v,
-                        timestamp: r.timestamp,
-                        headers: r.headers.clone(),
-                    })?;
-                }
-                Ok(())
-            }),
-        );
-        self.derive(
-            node,
-            self.key_serde.clone(),
-            None,
-            self.repartition_required,
-        )
+        self.try_flat_map_values(move |v| Ok::<_, Infallible>(f(v)))
     }
 
     /// Replaces the key.
@@ -281,13 +205,10 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Calls `f` on each record; the stream ends here.
     pub fn foreach(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) {
-        self.add::<(), ()>(
-            "KSTREAM-FOREACH-",
-            Arc::new(move |_ctx, r| {
-                f(&r.key, &r.value);
-                Ok(())
-            }),
-        );
+        self.try_foreach(move |k, v| {
+            f(k, v);
+            Ok::<_, Infallible>(())
+        })
     }
 
     /// Splits the stream by predicates: each record goes to the first branch that takes it.
