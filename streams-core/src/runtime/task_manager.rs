@@ -126,23 +126,24 @@ impl TaskManager {
     pub(super) fn apply_backpressure(&mut self, client: &mut dyn ThreadClient) -> Result<()> {
         let limit = self.config.buffered_records_per_partition;
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
-        let mut queued = BTreeMap::new();
+        // Once per loop turn: no allocation unless something changes.
         for t in self.active.values() {
             for (topic, p, n) in t.queued_per_partition() {
-                queued.insert((topic.clone(), p), n);
-                let paused = self.paused.contains(&(topic.clone(), p));
-                if n > limit.saturating_mul(PAUSE_FACTOR) && !paused {
+                if n > limit.saturating_mul(PAUSE_FACTOR) {
                     pause.push((topic.clone(), p));
-                } else if n <= limit && paused {
+                } else if n <= limit && !self.paused.is_empty() {
                     resume.push((topic.clone(), p));
                 }
             }
         }
-        // A paused partition whose task is gone: fetch it again if it comes back.
+        pause.retain(|tp| !self.paused.contains(tp));
+        resume.retain(|tp| self.paused.contains(tp));
+        // A paused partition whose task is gone (no longer mapped to a running task): fetch it
+        // again if it comes back.
         let gone: Vec<(Arc<str>, i32)> = self
             .paused
             .iter()
-            .filter(|tp| !queued.contains_key(*tp))
+            .filter(|tp| !self.by_partition.contains_key(*tp))
             .cloned()
             .collect();
         for tp in gone {
