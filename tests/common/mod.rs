@@ -326,6 +326,20 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Like [`wait_until`], for a condition that says what it saw when it does not hold: the last
+/// of those is in the failure message.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let Err(saw) = f() else { return };
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last saw: {saw}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A binary of this build's target directory: `parts` joined to `target/<profile>` (this test
 /// runs as `target/<profile>/deps/<test>-<hash>`).
 pub fn target_binary(parts: &[&str]) -> std::path::PathBuf {

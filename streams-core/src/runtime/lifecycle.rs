@@ -382,8 +382,12 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Brings every standby up to its changelogs' ends, and checkpoints it if `checkpoint` (at
-    /// commits). Not while active tasks restore: they hold the restore consumer, and come first.
+    /// Brings the standbys towards their changelogs' ends for about one restoration slice, and
+    /// checkpoints each one updated if `checkpoint` (at commits). A standby far behind (a new
+    /// one, or one whose active wrote much) takes several calls: one that read everything at
+    /// once could keep the thread from polling past `max.poll.interval.ms`. The next call starts
+    /// with the standby after the one cut short, so that each one is served in turn. Not while
+    /// active tasks restore: they hold the restore consumer, and come first.
     pub(super) fn update_standbys(
         &mut self,
         client: &mut dyn ThreadClient,
@@ -392,12 +396,27 @@ impl TaskManager {
         if self.is_restoring() || self.standby.is_empty() {
             return Ok(());
         }
-        let ids: Vec<TaskId> = self.standby.keys().copied().collect();
-        for id in ids {
+        let started = std::time::Instant::now();
+        let first = self.standby_behind.take();
+        let mut ids: Vec<TaskId> = self.standby.keys().copied().collect();
+        if let Some(at) = first.and_then(|f| ids.iter().position(|id| *id == f)) {
+            ids.rotate_left(at);
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            let budget = self.restore_slice.saturating_sub(started.elapsed());
+            if budget.is_zero() {
+                // Out of time before this one was looked at: it goes first next time.
+                self.standby_behind = Some(id);
+                break;
+            }
             let mut t = self.standby.remove(&id).expect("listed above");
-            let lag = restore::update_standby(client, self.config.task_timeout, &mut t);
-            let r = lag.and_then(|lag| {
-                self.standby_lags.insert(id, lag);
+            let update = restore::update_standby(client, self.config.task_timeout, &mut t, budget);
+            let r = update.and_then(|update| {
+                self.standby_lags.insert(id, update.lag);
+                if !update.caught_up {
+                    // The others come first next time, then this one goes on.
+                    self.standby_behind = Some(ids[(i + 1) % ids.len()]);
+                }
                 if checkpoint {
                     t.checkpoint(&HashMap::new())
                 } else {
@@ -406,6 +425,9 @@ impl TaskManager {
             });
             self.standby.insert(id, t);
             r?;
+            if self.standby_behind.is_some() {
+                break;
+            }
         }
         Ok(())
     }

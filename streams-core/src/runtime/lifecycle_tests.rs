@@ -209,6 +209,8 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
         restore_slice: Duration::from_millis(5),
         states: BTreeMap::new(),
         standby_lags: BTreeMap::new(),
+        standby_behind: None,
+        last_position_lookup: None,
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
@@ -532,4 +534,51 @@ fn a_full_partition_is_paused_until_its_queue_drains() {
         fake.paused.is_empty(),
         "a revoked partition is not left paused"
     );
+}
+
+/// Where a standby's changelog is read to (its next offset), as a checkpoint would record it.
+fn standby_position(tm: &TaskManager, p: i32) -> Option<i64> {
+    tm.standby[&task(p)].changelogs()[0].checkpoint
+}
+
+#[test]
+fn a_standby_far_behind_catches_up_in_slices_taking_turns_with_the_others() {
+    let (mut tm, mut fake) = (manager(2, true), Fake::default());
+    // Both far behind, and only ten records of each can be fetched for now.
+    changelog(&mut fake, 0, 1_000, 10);
+    changelog(&mut fake, 1, 1_000, 10);
+    tm.add(&BTreeSet::new(), &tasks(&[0, 1])).unwrap();
+
+    tm.update_standbys(&mut fake, true).unwrap();
+    assert_eq!(standby_position(&tm, 0), Some(10), "read what could be");
+    assert_eq!(standby_position(&tm, 1), None, "not reached in this slice");
+    assert_eq!(tm.standby_behind, Some(task(1)), "0_1 goes first next time");
+    assert_eq!(
+        fake.restoring, None,
+        "the changelog is released between slices"
+    );
+    assert_eq!(tm.standby_lags[&task(0)], 1_000);
+
+    tm.update_standbys(&mut fake, true).unwrap();
+    assert_eq!(standby_position(&tm, 1), Some(10));
+    assert_eq!(standby_position(&tm, 0), Some(10));
+    assert_eq!(tm.standby_behind, Some(task(0)), "then 0_0 again");
+
+    fake.fetchable.clear();
+    let mut calls = 0;
+    while calls == 0 || tm.standby_behind.is_some() {
+        tm.update_standbys(&mut fake, true).unwrap();
+        calls += 1;
+        assert!(calls < 1_000, "the standbys never caught up");
+    }
+    assert_eq!(standby_position(&tm, 0), Some(1_000));
+    assert_eq!(standby_position(&tm, 1), Some(1_000));
+    assert_eq!(fake.restoring, None);
+    // Caught up: the next update finds nothing to read.
+    tm.update_standbys(&mut fake, true).unwrap();
+    assert_eq!(
+        tm.standby_lags,
+        BTreeMap::from([(task(0), 0), (task(1), 0)])
+    );
+    assert_eq!(tm.standby_behind, None);
 }

@@ -135,6 +135,8 @@ impl MultiInstanceTestDriver {
             standby: BTreeMap::new(),
             states: BTreeMap::new(),
             standby_lags: BTreeMap::new(),
+            standby_behind: None,
+            last_position_lookup: None,
             restore_slice: Duration::MAX,
             by_partition: HashMap::new(),
             last_partition: None,

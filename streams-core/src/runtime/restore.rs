@@ -47,11 +47,27 @@ pub(super) fn update_standby(
     client: &mut dyn ThreadClient,
     timeout: Duration,
     task: &mut StreamTask,
-) -> Result<u64> {
+    budget: Duration,
+) -> Result<StandbyUpdate> {
     let mut job = RestoreJob::new(task.changelogs(), None, timeout);
     job.standby = true;
-    while !job.step(client, task, Duration::MAX)? {}
-    Ok(job.found_lag)
+    let caught_up = job.step(client, task, budget)?;
+    if !caught_up {
+        job.suspend(client, task)?;
+    }
+    Ok(StandbyUpdate {
+        lag: job.found_lag,
+        caught_up,
+    })
+}
+
+/// What one slice of a standby's update found and did.
+pub(super) struct StandbyUpdate {
+    /// Records between where the standby's changelogs were and their ends when looked at.
+    pub(super) lag: u64,
+    /// Whether every changelog was read to its end; if not, the next update goes on from
+    /// where this one stopped.
+    pub(super) caught_up: bool,
 }
 
 /// A restoration that runs in slices: [`RestoreJob::step`] reads for a bounded time and
@@ -245,6 +261,31 @@ impl RestoreJob {
             batch: Vec::with_capacity(10_000),
             assigned: start < high,
         });
+        Ok(())
+    }
+
+    /// Stops a standby's update before its end: what was read is written and made durable,
+    /// and the position recorded, so that a later update (or a checkpoint) starts from there.
+    /// The restore consumer is released, as an active task's restoration may need it next.
+    fn suspend(&mut self, client: &mut dyn ThreadClient, task: &mut StreamTask) -> Result<()> {
+        self.write(task)?;
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
+        let err = |message: String| StreamsError::Restore {
+            task: task.id,
+            store: cur.cl.store.clone(),
+            changelog: cur.cl.topic.clone(),
+            message,
+        };
+        if cur.assigned {
+            client.restore_unassign().map_err(err)?;
+        }
+        if cur.total > 0 {
+            // A checkpoint may record this position: what it covers must be on disk first.
+            task.flush_store(&cur.cl.store)?;
+        }
+        task.restored_to(&cur.cl.topic, cur.cl.partition, cur.next);
         Ok(())
     }
 

@@ -47,6 +47,11 @@ pub(super) struct TaskManager {
     pub(super) standby: BTreeMap<TaskId, StreamTask>,
     /// Per standby task, the changelog records its last update found unread.
     pub(super) standby_lags: BTreeMap<TaskId, u64>,
+    /// Set when a standby's update was cut short at the end of a slice (or not reached): the
+    /// standby the next update starts with, which comes soon, as if the thread were restoring.
+    pub(super) standby_behind: Option<TaskId>,
+    /// When positions were last looked up for the lag metric (see `note_high_watermarks`).
+    pub(super) last_position_lookup: Option<Instant>,
     /// Every task's state on this thread (closed ones are gone).
     pub(super) states: BTreeMap<TaskId, TaskState>,
     /// How long one restoration slice reads (tests shorten it).
@@ -91,16 +96,40 @@ const PAUSE_FACTOR: usize = 4;
 
 /// How often the finer metrics (per node, per partition) are brought up to date.
 const DETAILS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often partitions with no known position have it looked up, at most.
+const POSITION_LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
 
 impl TaskManager {
     /// Gives each task of several partitions their high watermarks as the consumer last saw
     /// them, for KIP-695's rule (see `StreamTask::note_position`).
-    /// Every partition's when the finer metrics are due (the consumer's lag is one).
-    pub(super) fn note_high_watermarks(&mut self, client: &dyn ThreadClient) {
+    /// Every partition's when the finer metrics are due (the consumer's lag is one); then a
+    /// partition that no record came from yet has where reading starts looked up (once), so
+    /// that its lag is known too, as Kafka's consumer knows it after its first fetch.
+    pub(super) fn note_high_watermarks(&mut self, client: &mut dyn ThreadClient) {
         let all = self
             .details
             .1
             .is_none_or(|at| at.elapsed() >= DETAILS_INTERVAL);
+        let lookup_due = self
+            .last_position_lookup
+            .is_none_or(|at| at.elapsed() >= POSITION_LOOKUP_INTERVAL);
+        if all && lookup_due {
+            let unpositioned: Vec<(String, i32)> = self
+                .active
+                .values()
+                .flat_map(|t| t.unpositioned().map(|(topic, p)| (topic.to_string(), p)))
+                .collect();
+            if !unpositioned.is_empty() {
+                // Network lookups: not again for a while if some fail (a broker away).
+                self.last_position_lookup = Some(Instant::now());
+                for (topic, p, start, high) in client.positions(&unpositioned) {
+                    let id = self.by_partition.get(&(Arc::from(topic.as_str()), p));
+                    if let Some(t) = id.and_then(|id| self.active.get_mut(id)) {
+                        t.note_position(&topic, p, Some(start), Some(high));
+                    }
+                }
+            }
+        }
         for t in self.active.values_mut() {
             let parts: Vec<(Arc<str>, i32)> = t
                 .queued_per_partition()

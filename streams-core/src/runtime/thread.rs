@@ -141,6 +141,8 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         restore_slice: super::lifecycle::RESTORE_SLICE,
         states: BTreeMap::new(),
         standby_lags: BTreeMap::new(),
+        standby_behind: None,
+        last_position_lookup: None,
         by_partition: HashMap::new(),
         last_partition: None,
         topics: HashMap::new(),
@@ -248,6 +250,19 @@ fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Whether standbys read their changelogs now, between commits. A standby that caught up
+/// reads only when the thread is idle, every `STANDBY_READ_INTERVAL`: active tasks' records
+/// come first, and each read asks the changelogs' ends over the network. One that is behind
+/// reads a slice every loop turn when idle, and shares the thread with active tasks, a slice
+/// every `STANDBY_READ_INTERVAL`, when busy.
+fn standby_read_due(idle: bool, behind: bool, since_last: Duration) -> bool {
+    match (idle, behind) {
+        (true, true) => true,
+        (true, false) | (false, true) => since_last >= STANDBY_READ_INTERVAL,
+        (false, false) => false,
+    }
+}
+
 fn poll_loop(
     client: &mut KafkaThreadClient,
     tm: &mut TaskManager,
@@ -272,6 +287,7 @@ fn poll_loop(
         let mut timeout = match (idle, stalled) {
             // A restoring task has work waiting: the poll must not sleep between its slices.
             _ if tm.is_restoring() => Duration::ZERO,
+            (true, _) if tm.standby_behind.is_some() => Duration::ZERO,
             (true, _) => config.poll,
             (false, true) => STALLED_POLL,
             (false, false) => Duration::ZERO,
@@ -346,9 +362,11 @@ fn poll_loop(
             tm.update_standbys(client, true)?;
             last_commit = Instant::now();
             last_standby_read = last_commit;
-        } else if tm.buffered() == 0 && last_standby_read.elapsed() >= STANDBY_READ_INTERVAL {
-            // Only when idle: active tasks' records come first, and each read asks the
-            // changelogs' ends over the network.
+        } else if standby_read_due(
+            tm.buffered() == 0,
+            tm.standby_behind.is_some(),
+            last_standby_read.elapsed(),
+        ) {
             tm.update_standbys(client, false)?;
             last_standby_read = Instant::now();
         }

@@ -269,6 +269,12 @@ impl StreamTask {
         self.queues.lags()
     }
 
+    /// The input partitions with no record fetched yet and no known start (see
+    /// [`Self::note_position`]).
+    pub(crate) fn unpositioned(&self) -> impl Iterator<Item = (&Arc<str>, i32)> {
+        self.queues.unpositioned()
+    }
+
     /// Each input partition with the number of its records queued.
     pub(crate) fn queued_per_partition(&self) -> impl Iterator<Item = (&Arc<str>, i32, usize)> {
         self.queues.lengths()

@@ -160,6 +160,15 @@ impl PartitionGroup {
         })
     }
 
+    /// The partitions whose position is not known: none of their records was fetched, and
+    /// where reading starts was not looked up.
+    pub(crate) fn unpositioned(&self) -> impl Iterator<Item = (&Arc<str>, i32)> {
+        self.queues
+            .iter()
+            .filter(|q| q.records.is_empty() && q.next_offset.is_none() && q.start.is_none())
+            .map(|q| (&q.topic, q.partition))
+    }
+
     /// Each partition with the number of records queued.
     pub(crate) fn lengths(&self) -> impl Iterator<Item = (&Arc<str>, i32, usize)> {
         self.queues
