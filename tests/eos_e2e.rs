@@ -49,10 +49,28 @@ fn spawn(wc: &WordCount, state_dir: &std::path::Path) -> Child {
         .args(["--config", "consumer.session.timeout.ms=6000"])
         .args(["--config", "consumer.heartbeat.interval.ms=500"])
         .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_file(state_dir))
         .spawn()
         .expect("start the wordcount example")
+}
+
+/// Where an instance's log goes: appended to `instance.log` in its state directory, so
+/// that a failure can show it.
+fn log_file(state_dir: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("instance.log"))
+        .unwrap()
+}
+
+/// The last lines an instance logged.
+fn log_tail(state_dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(state_dir.join("instance.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// Two instances of the `wordcount` example under exactly-once; one of them is killed with
@@ -102,10 +120,15 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
     });
     stop.store(true, Ordering::Relaxed);
     assert_each_update_once(&updates, &expected);
-    for app in [&mut victim, &mut steady] {
+    for (app, dir) in [(&mut victim, d1.path()), (&mut steady, d2.path())] {
         let pid = app.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(app.wait().unwrap().success(), "exits cleanly after SIGTERM");
+        let status = app.wait().unwrap();
+        assert!(
+            status.success(),
+            "exits cleanly after SIGTERM ({status}); its log ends:\n{}",
+            log_tail(dir)
+        );
     }
 }
 

@@ -53,6 +53,17 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// What a store keeps for itself is not what it wrote (its stored changelog offsets).
+    #[error("store `{store}` in {path}: {message}")]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// Its directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A task directory stayed locked for the whole timeout: another instance (or another stream
     /// thread of this one) owns the task.
     #[error("task directory {dir} is still locked after {timeout:?}; another instance or thread owns it")]

@@ -8,7 +8,7 @@
 //!
 //! | module | entry points | purpose |
 //! |---|---|---|
-//! | `engine` | [`KeyValueEngine`], [`InMemoryEngine`], [`RocksDbEngine`], [`RocksDbConfig`], [`rocksdb_dir`] | the bytes store at the bottom of every stack |
+//! | `engine` | [`KeyValueEngine`], [`InMemoryEngine`], [`RocksDbEngine`], [`RocksDbConfig`], [`rocksdb_dir`], [`TransactionalEngine`], [`ChangelogOffsets`] | the bytes store at the bottom of every stack, and the layer that holds writes back until their transaction commits |
 //! | `changelog` | [`ChangelogWriter`] | where logged writes go |
 //! | `cache` | [`CacheBudget`], [`FlushedEntry`], [`CACHE_ENTRY_OVERHEAD`] | the record cache and its per-thread memory budget |
 //! | `stack` | [`KeyValueStoreStack`], [`ScanPage`] | cache -> changelogging -> engine, as Kafka Streams layers stores |
@@ -22,7 +22,8 @@
 //! <state.dir>/<application.id>/<task id>/   StateDirectory::task_dir, locked by StateDirectory::lock_task
 //!     .lock                                 LOCK_FILE
 //!     .checkpoint                           CHECKPOINT_FILE, written by Checkpoint::write
-//!     rocksdb/<store name>/                 rocksdb_dir, opened by RocksDbEngine::open
+//!     rocksdb/<store name>/                 rocksdb_dir, opened by RocksDbEngine::open (its column
+//!                                           family `streams.changelog-offsets`: stored offsets)
 //! ```
 //!
 //! # Guarantees
@@ -37,6 +38,10 @@
 //! * RocksDB writes skip the write-ahead log: what is on disk is what was there at the last
 //!   [`KeyValueEngine::flush`]; the changelog from the [`Checkpoint`]ed offset restores the rest.
 //! * [`Checkpoint::write`] is atomic: a crash leaves the old file or the new one.
+//! * A [`TransactionalEngine`] (exactly-once) writes nothing to disk before its commit, and its
+//!   commit goes through RocksDB's write-ahead log in one batch with the changelog offsets it
+//!   reflects (kept in the store, [`KeyValueEngine::stored_offsets`]): after a crash the store is
+//!   as of a commit, and knows which.
 //! * A task directory is used only under its [`TaskDirLock`], exclusive across processes and
 //!   threads.
 //!
@@ -58,7 +63,10 @@ mod state_dir;
 pub use cache::{CacheBudget, FlushedEntry, CACHE_ENTRY_OVERHEAD};
 pub use changelog::ChangelogWriter;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
-pub use engine::{rocksdb_dir, InMemoryEngine, KeyValueEngine, RocksDbConfig, RocksDbEngine};
+pub use engine::{
+    rocksdb_dir, ChangelogOffsets, InMemoryEngine, KeyValueEngine, RocksDbConfig, RocksDbEngine,
+    TransactionalEngine,
+};
 pub use error::StoreError;
 pub use stack::{KeyValueStoreStack, ScanPage};
 pub use state_dir::{StateDirectory, TaskDirLock, LOCK_FILE};

@@ -5,7 +5,7 @@ use std::ops::Bound::{Excluded, Included, Unbounded};
 use tempfile::TempDir;
 
 use super::rocks::tests::small_config;
-use super::{rocksdb_dir, InMemoryEngine, KeyValueEngine, RocksDbEngine};
+use super::{rocksdb_dir, InMemoryEngine, KeyValueEngine, RocksDbEngine, TransactionalEngine};
 use crate::{KeyValue, StoreError};
 
 /// The name of every engine under test.
@@ -33,6 +33,23 @@ fn open_rocksdb() -> Subject<RocksDbEngine> {
     Subject {
         engine: RocksDbEngine::open(STORE, &path, &small_config()).unwrap(),
         _dir: Some(dir),
+    }
+}
+
+/// The transactional layer with every write held back (none committed): reads come from its
+/// held writes alone.
+fn open_transactional_memory() -> Subject<TransactionalEngine> {
+    Subject {
+        engine: TransactionalEngine::new(Box::new(InMemoryEngine::new(STORE))),
+        _dir: None,
+    }
+}
+
+fn open_transactional_rocksdb() -> Subject<TransactionalEngine> {
+    let Subject { engine, _dir } = open_rocksdb();
+    Subject {
+        engine: TransactionalEngine::new(Box::new(engine)),
+        _dir,
     }
 }
 
@@ -73,6 +90,8 @@ macro_rules! contract_tests {
 
 contract_tests!(memory, open_memory, persistent: false);
 contract_tests!(rocksdb, open_rocksdb, persistent: true);
+contract_tests!(transactional_memory, open_transactional_memory, persistent: false);
+contract_tests!(transactional_rocksdb, open_transactional_rocksdb, persistent: true);
 
 fn kv(k: &str, v: &str) -> KeyValue {
     (k.as_bytes().to_vec(), v.as_bytes().to_vec())

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::ChangelogOffsets;
 use crate::{KeyValue, KeyValueEngine, Result, StoreError};
 
 /// A non-persistent engine keeping every entry in a `BTreeMap`, so ranges come out in key order.
@@ -31,6 +32,7 @@ use crate::{KeyValue, KeyValueEngine, Result, StoreError};
 pub struct InMemoryEngine {
     name: String,
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    offsets: ChangelogOffsets,
     /// Set by `close`, after which the map is dropped and every call fails, as for RocksDB, so
     /// that a use-after-close bug shows up with either engine.
     closed: bool,
@@ -42,6 +44,7 @@ impl InMemoryEngine {
         InMemoryEngine {
             name: name.into(),
             entries: BTreeMap::new(),
+            offsets: ChangelogOffsets::new(),
             closed: false,
         }
     }
@@ -134,6 +137,27 @@ impl KeyValueEngine for InMemoryEngine {
             };
         }
         Ok(())
+    }
+
+    fn write_atomically(
+        &mut self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+        offsets: &ChangelogOffsets,
+    ) -> Result<()> {
+        self.check_open()?;
+        for (from, to) in ranges {
+            self.delete_range(from, to)?;
+        }
+        self.write_batch(batch)?;
+        self.offsets
+            .extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(())
+    }
+
+    fn stored_offsets(&self) -> Result<ChangelogOffsets> {
+        self.check_open()?;
+        Ok(self.offsets.clone())
     }
 
     fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {

@@ -6,16 +6,22 @@
 
 mod memory;
 mod rocks;
+mod txn;
 
 #[cfg(test)]
 mod contract_tests;
 
 pub use memory::InMemoryEngine;
 pub use rocks::{rocksdb_dir, RocksDbConfig, RocksDbEngine};
+pub use txn::TransactionalEngine;
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use crate::{KeyValue, Result};
+
+/// Changelog offsets a store's contents reflect: (topic, partition) -> the next offset to read.
+pub type ChangelogOffsets = HashMap<(String, i32), i64>;
 
 /// Whether `(from, to)` holds no key: an inverted range, or a single key excluded at either end.
 /// (`BTreeMap::range` panics on some of these; every scan treats them as empty.)
@@ -95,6 +101,46 @@ pub trait KeyValueEngine: Send {
     ///
     /// The cache layer also uses it to write a flush in one go. Later records of the same key win.
     fn write_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
+
+    /// Writes restored changelog records (value None = delete). The same as
+    /// [`write_batch`](Self::write_batch) except in a [`TransactionalEngine`], where restored
+    /// records are committed data and go past its uncommitted writes straight to disk.
+    fn restore_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        self.write_batch(batch)
+    }
+
+    /// Removes every entry with `from <= key < to` (`ranges`, first), then writes `batch`, and
+    /// records `offsets` as the changelog offsets the store now reflects, all in one write that
+    /// a crash of the process leaves whole or absent (RocksDB: one batch through its
+    /// write-ahead log). [`stored_offsets`](Self::stored_offsets) then returns them.
+    fn write_atomically(
+        &mut self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+        offsets: &ChangelogOffsets,
+    ) -> Result<()>;
+
+    /// The changelog offsets recorded by the last [`write_atomically`](Self::write_atomically)
+    /// that named each partition (kept across restarts by persistent engines).
+    fn stored_offsets(&self) -> Result<ChangelogOffsets>;
+
+    /// Makes the writes since the last commit part of the store for good, with `offsets`
+    /// recorded alongside them (see [`write_atomically`](Self::write_atomically)). Only a
+    /// [`TransactionalEngine`] holds writes back; any other engine just records the offsets.
+    fn commit(&mut self, offsets: &ChangelogOffsets) -> Result<()> {
+        self.write_atomically(&[], &[], offsets)
+    }
+
+    /// Drops the writes since the last commit (a [`TransactionalEngine`]'s; no other engine
+    /// holds any back).
+    fn abort(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The bytes of writes held back until the next commit.
+    fn uncommitted_bytes(&self) -> usize {
+        0
+    }
 
     /// Removes every entry with `from <= key < to` without logging it: how segmented stores drop
     /// an expired time segment in one cheap operation (RocksDB writes one range tombstone).

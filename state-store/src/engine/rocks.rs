@@ -10,7 +10,14 @@ use rocksdb::{
     LogLevel, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
+use super::ChangelogOffsets;
 use crate::{KeyValue, KeyValueEngine, Result, StoreError};
+
+/// The column family holding the changelog offsets the store reflects (see
+/// [`KeyValueEngine::write_atomically`]): one entry per partition, `<topic>:<partition>` (a
+/// topic name cannot hold `:`) to the next offset as 8 big-endian bytes. A column family of its
+/// own, so that no key a user writes can collide with them.
+const OFFSETS_CF: &str = "streams.changelog-offsets";
 
 /// The RocksDB directory of store `store` in a task directory: `<task dir>/rocksdb/<store>`, as
 /// Kafka Streams lays it out.
@@ -95,6 +102,8 @@ pub struct RocksDbEngine {
     db: Option<DB>,
     /// WAL disabled; built once because every write uses it.
     write_options: WriteOptions,
+    /// WAL enabled: for [`KeyValueEngine::write_atomically`] only.
+    logged_write_options: WriteOptions,
 }
 
 impl std::fmt::Debug for RocksDbEngine {
@@ -141,7 +150,9 @@ impl RocksDbEngine {
         // RocksDB's own info log is noise next to our tracing; keep only its errors.
         options.set_log_level(LogLevel::Error);
 
-        let db = DB::open(&options, dir).map_err(|source| StoreError::RocksDb {
+        options.create_missing_column_families(true);
+        let cfs = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, OFFSETS_CF];
+        let db = DB::open_cf(&options, dir, cfs).map_err(|source| StoreError::RocksDb {
             store: name.clone(),
             path: dir.to_path_buf(),
             operation: "open",
@@ -156,6 +167,10 @@ impl RocksDbEngine {
             path: dir.to_path_buf(),
             db: Some(db),
             write_options,
+            // Through the write-ahead log, not synced: a process crash (kill -9) keeps what the
+            // operating system was handed; a machine crash may lose the last commits, and the
+            // log's checksums still leave a whole prefix of them.
+            logged_write_options: WriteOptions::default(),
         })
     }
 
@@ -323,6 +338,62 @@ impl KeyValueEngine for RocksDbEngine {
             .map_err(self.error("write batch"))
     }
 
+    fn write_atomically(
+        &mut self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+        offsets: &ChangelogOffsets,
+    ) -> Result<()> {
+        let db = self.db()?;
+        let cf = db
+            .cf_handle(OFFSETS_CF)
+            .expect("opened with the offsets column family");
+        let mut write = WriteBatch::default();
+        for (from, to) in ranges {
+            if from < to {
+                write.delete_range(from, to);
+            }
+        }
+        for (key, value) in batch {
+            match value {
+                Some(value) => write.put(key, value),
+                None => write.delete(key),
+            }
+        }
+        for ((topic, partition), offset) in offsets {
+            write.put_cf(cf, format!("{topic}:{partition}"), offset.to_be_bytes());
+        }
+        db.write_opt(write, &self.logged_write_options)
+            .map_err(self.error("write a commit"))
+    }
+
+    fn stored_offsets(&self) -> Result<ChangelogOffsets> {
+        let db = self.db()?;
+        let cf = db
+            .cf_handle(OFFSETS_CF)
+            .expect("opened with the offsets column family");
+        let mut out = ChangelogOffsets::new();
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(self.error("read the stored offsets"))?;
+            let corrupt = |what: &str| StoreError::Corrupt {
+                store: self.name.clone(),
+                path: self.path.clone(),
+                message: format!("stored changelog offset {what}"),
+            };
+            let key = std::str::from_utf8(&k).map_err(|_| corrupt("with a key not UTF-8"))?;
+            let (topic, partition) = key
+                .rsplit_once(':')
+                .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))
+                .ok_or_else(|| corrupt(&format!("`{key}` not <topic>:<partition>")))?;
+            let offset: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt(&format!("of `{key}` not 8 bytes")))?;
+            out.insert((topic.to_string(), partition), i64::from_be_bytes(offset));
+        }
+        Ok(out)
+    }
+
     fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
         if from >= to {
             return Ok(());
@@ -337,7 +408,15 @@ impl KeyValueEngine for RocksDbEngine {
     fn flush(&mut self) -> Result<()> {
         // With the WAL off, memtables are the only copy of recent writes: flushing them to SST
         // files is what makes a commit's checkpoint truthful.
-        self.db()?.flush().map_err(self.error("flush"))
+        let db = self.db()?;
+        db.flush().map_err(self.error("flush"))?;
+        // The stored offsets came through the write-ahead log; flushing them too lets RocksDB
+        // drop log files that only they still needed.
+        let cf = db
+            .cf_handle(OFFSETS_CF)
+            .expect("opened with the offsets column family");
+        db.flush_cf(cf)
+            .map_err(self.error("flush the stored offsets"))
     }
 
     fn close(&mut self) -> Result<()> {

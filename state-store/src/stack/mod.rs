@@ -147,6 +147,33 @@ impl KeyValueStoreStack {
         self.engine.flush()
     }
 
+    /// Makes the engine's writes since the last commit part of the store for good, with the
+    /// changelog `offsets` they reflect (see [`KeyValueEngine::commit`]). The cache must have
+    /// been flushed first.
+    pub fn commit(&mut self, offsets: &crate::ChangelogOffsets) -> Result<()> {
+        self.engine.commit(offsets)
+    }
+
+    /// Drops the cache's dirty entries and the engine's uncommitted writes (an aborted
+    /// transaction's).
+    pub fn abort(&mut self) -> Result<()> {
+        self.missing.borrow_mut().clear();
+        if let Some(cache) = &mut self.cache {
+            cache.clear();
+        }
+        self.engine.abort()
+    }
+
+    /// The bytes of writes the engine holds back until the next commit.
+    pub fn uncommitted_bytes(&self) -> usize {
+        self.engine.uncommitted_bytes()
+    }
+
+    /// The changelog offsets the store recorded with its last commit.
+    pub fn stored_offsets(&self) -> Result<crate::ChangelogOffsets> {
+        self.engine.stored_offsets()
+    }
+
     /// Releases cache budget, closes engine; dirty entries are NOT flushed (caller flushes
     /// first).
     pub fn close(&mut self) -> Result<()> {

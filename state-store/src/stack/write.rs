@@ -63,7 +63,7 @@ impl KeyValueStoreStack {
     /// Cached entries of the restored keys are dropped so that reads see the restored values.
     pub fn restore_batch(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
         self.missing.borrow_mut().clear();
-        self.engine.write_batch(batch)?;
+        self.engine.restore_batch(batch)?;
         if let Some(cache) = &mut self.cache {
             if !cache.is_empty() {
                 for (key, _) in batch {

@@ -34,6 +34,10 @@ pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
 pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
 /// `statestore.cache.max.bytes` (default 10485760), shared by the stream threads.
 pub const STATESTORE_CACHE_MAX_BYTES: &str = "statestore.cache.max.bytes";
+/// `statestore.uncommitted.max.bytes` (KIP-892; default 67108864): under exactly-once, the most
+/// bytes of store writes a stream thread holds in memory until their transaction commits; a
+/// thread that holds more commits early.
+pub const STATESTORE_UNCOMMITTED_MAX_BYTES: &str = "statestore.uncommitted.max.bytes";
 /// `deserialization.exception.handler`: log-and-fail (default) or log-and-continue (or Kafka's
 /// class names); a handler of your own is set with
 /// [`StreamsConfig::with_deserialization_exception_handler`].
@@ -161,6 +165,8 @@ pub struct ResolvedConfig {
     pub exactly_once: bool,
     /// `statestore.cache.max.bytes`.
     pub cache_max_bytes: usize,
+    /// `statestore.uncommitted.max.bytes` (exactly-once only).
+    pub uncommitted_max_bytes: usize,
     /// The exception handlers and the dead-letter topic.
     pub(crate) handlers: ErrorHandlers,
     /// `max.task.idle.ms`.
@@ -349,6 +355,15 @@ impl StreamsConfig {
             Some(_) => self.parse(STATESTORE_CACHE_MAX_BYTES, 0)?,
             None => self.parse("cache.max.bytes.buffering", 10_485_760)?,
         };
+        let uncommitted_max_bytes: usize =
+            self.parse(STATESTORE_UNCOMMITTED_MAX_BYTES, 64 * 1024 * 1024)?;
+        if self.get(STATESTORE_UNCOMMITTED_MAX_BYTES).is_some() && !exactly_once {
+            return Err(StreamsError::config(
+                STATESTORE_UNCOMMITTED_MAX_BYTES,
+                "applies under processing.guarantee=exactly_once_v2 only: \
+                 at-least-once stores write through",
+            ));
+        }
         let handlers = self.error_handlers()?;
         let max_task_idle_ms: i64 = self.parse(MAX_TASK_IDLE_MS, 0)?;
         let buffered_records_per_partition: usize =
@@ -530,6 +545,7 @@ impl StreamsConfig {
             commit_interval: Duration::from_millis(commit_ms),
             exactly_once,
             cache_max_bytes,
+            uncommitted_max_bytes,
             handlers,
             max_task_idle_ms,
             buffered_records_per_partition,
@@ -715,6 +731,7 @@ pub(crate) const STREAMS_PROPERTIES: &[&str] = &[
     PROCESSING_GUARANTEE,
     COMMIT_INTERVAL_MS,
     STATESTORE_CACHE_MAX_BYTES,
+    STATESTORE_UNCOMMITTED_MAX_BYTES,
     "cache.max.bytes.buffering",
     DESERIALIZATION_EXCEPTION_HANDLER,
     "default.deserialization.exception.handler",

@@ -473,6 +473,11 @@ const WALK: &[Walked] = &[
     (PROCESSING_GUARANTEE, "exactly_once_v2", &[]),
     (COMMIT_INTERVAL_MS, "1000", &[]),
     (STATESTORE_CACHE_MAX_BYTES, "0", &[]),
+    (
+        STATESTORE_UNCOMMITTED_MAX_BYTES,
+        "1000",
+        &[(PROCESSING_GUARANTEE, "exactly_once_v2")],
+    ),
     ("cache.max.bytes.buffering", "0", &[]),
     (DESERIALIZATION_EXCEPTION_HANDLER, "log-and-continue", &[]),
     (
@@ -564,12 +569,14 @@ fn every_property_read_changes_the_configuration_or_is_refused_naming_itself() {
     assert_eq!(walked, known);
 
     let base = StreamsConfig::new("app", "h:1");
-    let baseline = fingerprint(&base.resolve().unwrap());
     for (key, value, with) in WALK {
-        let mut c = base.clone().set(*key, *value);
+        // Compared with the same configuration without the property.
+        let mut without = base.clone();
         for (k, v) in *with {
-            c = c.set(*k, *v);
+            without = without.set(*k, *v);
         }
+        let baseline = fingerprint(&without.resolve().unwrap());
+        let c = without.set(*key, *value);
         match c.resolve() {
             Ok(r) => assert_ne!(
                 fingerprint(&r),

@@ -285,8 +285,7 @@ impl RestoreJob {
             // A checkpoint may record this position: what it covers must be on disk first.
             task.flush_store(&cur.cl.store)?;
         }
-        task.restored_to(&cur.cl.topic, cur.cl.partition, cur.next);
-        Ok(())
+        task.restored_to(&cur.cl.topic, cur.cl.partition, cur.next)
     }
 
     /// Writes the records read so far into the store.
@@ -335,7 +334,7 @@ impl RestoreJob {
         } else {
             tracing::debug!(task = %task.id, store = %cl.store, changelog = %cl.topic, partition = cl.partition, end = cur.high, "nothing to restore");
         }
-        task.restored_to(&cl.topic, cl.partition, cur.high);
+        task.restored_to(&cl.topic, cl.partition, cur.high)?;
         if let Some(l) = &self.listener {
             l.on_restore_end(&cl.topic, cl.partition, &cl.store, cur.total);
         }

@@ -387,6 +387,12 @@ impl TaskManager {
             self.revive_all(client)?;
         }
         if outcome == CommitOutcome::Committed {
+            // Under exactly-once the stores take the transaction's writes only now that it
+            // committed. A crash before this leaves them as of the previous commit, with that
+            // commit's offsets: the restart restores this transaction from the changelog.
+            for t in self.active.values_mut() {
+                t.commit_stores()?;
+            }
             self.commits += 1;
             if self.last_purge.elapsed() >= self.config.repartition_purge_interval {
                 self.purge_repartition_topics(&offsets);
@@ -406,6 +412,18 @@ impl TaskManager {
             "committed"
         );
         Ok(outcome)
+    }
+
+    /// Whether the store writes held back for the open transaction exceed
+    /// `statestore.uncommitted.max.bytes`: then the thread commits early.
+    pub(super) fn uncommitted_over_limit(&self) -> bool {
+        self.config.exactly_once
+            && self
+                .active
+                .values()
+                .map(StreamTask::uncommitted_bytes)
+                .sum::<usize>()
+                > self.config.uncommitted_max_bytes
     }
 
     /// Deletes the state directories of tasks no thread here holds that have not changed for

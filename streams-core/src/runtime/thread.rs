@@ -352,7 +352,7 @@ fn poll_loop(
         if tm.punctuate()? {
             tm.sensors.punctuate.record(ms_since(punctuate_start), now);
         }
-        if last_commit.elapsed() >= config.commit_interval {
+        if last_commit.elapsed() >= config.commit_interval || tm.uncommitted_over_limit() {
             let (commit_start, commits) = (Instant::now(), tm.commits);
             tm.commit(client)?;
             // As in Kafka Streams, a commit is counted when it committed something.

@@ -80,6 +80,9 @@ pub(crate) struct StreamTask {
     /// Changelog offsets to checkpoint: the next offset to restore from, per changelog partition.
     changelog_offsets: BTreeMap<(String, i32), i64>,
     checkpoint_path: Option<PathBuf>,
+    /// Exactly-once with persistent stores: they hold writes back until
+    /// [`Self::commit_stores`], and keep their changelog offsets themselves.
+    transactional: bool,
     pub(crate) metrics: TaskMetrics,
     initialized: bool,
     /// `max.task.idle.ms`.
@@ -125,23 +128,36 @@ impl StreamTask {
             })?,
             None => HashMap::new(),
         };
-        if let (true, Some(dir), Some(l), Some(p)) =
-            (env.exactly_once, &env.state_dir, &lock, &checkpoint_path)
-        {
-            if !p.exists() {
-                // Under exactly-once, no checkpoint means the task did not close cleanly: its
-                // stores may hold writes of a transaction that never committed. Kafka Streams
-                // wipes them too; the task restores from the changelog's committed records.
-                dir.wipe_task(l).map_err(|source| StreamsError::Store {
-                    task: id,
-                    store: "<task directory>".into(),
-                    source,
-                })?;
-            }
-        }
-
+        // Under exactly-once, persistent stores hold back their writes until the transaction
+        // commits, and record with each commit the changelog offsets it reflects: whether the
+        // task closed cleanly or crashed, a store is as of a commit and says which. (Kafka
+        // Streams cannot tell, and wipes a task that did not close cleanly.)
+        let transactional = env.exactly_once && lock.is_some();
         let current_ts = Arc::new(AtomicI64::new(0));
         let stores = stores::open(&topology, subtopology, id, env, lock.as_ref(), &current_ts)?;
+        let mut stored = HashMap::new();
+        if transactional {
+            for s in stores.iter().filter(|s| s.persistent) {
+                let Some(key) = &s.changelog else { continue };
+                let offsets = s.cell.with_stack(|st| st.stored_offsets())?;
+                match offsets.get(key) {
+                    Some(off) => {
+                        stored.insert(key.clone(), *off);
+                    }
+                    None => {
+                        // No commit recorded (a new store, or one written before stores kept
+                        // their offsets): what it holds cannot be placed, so it starts empty.
+                        let all = s.cell.with_stack(|st| st.all())?;
+                        if !all.is_empty() {
+                            tracing::info!(task = %id, store = %s.name, "store without stored changelog offsets: emptied, restoring from the beginning");
+                            let deletes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                                all.into_iter().map(|(k, _)| (k, None)).collect();
+                            s.cell.with_stack(|st| st.restore_batch(&deletes))?;
+                        }
+                    }
+                }
+            }
+        }
 
         let mut nodes: Vec<Option<TaskNode>> = (0..topology.nodes.len()).map(|_| None).collect();
         for &i in &subtopology.nodes {
@@ -154,6 +170,8 @@ impl StreamTask {
             });
         }
 
+        // The stores' own offsets under exactly-once, the checkpoint file's otherwise.
+        let checkpoint = if transactional { stored } else { checkpoint };
         let mut changelog_offsets = BTreeMap::new();
         for s in &stores {
             if let (Some((topic, p)), true) = (&s.changelog, s.persistent) {
@@ -194,6 +212,7 @@ impl StreamTask {
             queues,
             changelog_offsets,
             checkpoint_path,
+            transactional,
             metrics: TaskMetrics::default(),
             initialized: false,
             max_task_idle_ms: env.max_task_idle_ms,
@@ -662,11 +681,12 @@ mod tests {
         assert!(err.contains("topic `a` partition 2 offset 1"), "{err}");
     }
 
-    /// Exactly-once: local state is trusted only with a checkpoint. A task that closed
-    /// cleanly (checkpoint written) keeps its store; one that did not (no checkpoint: it crashed,
-    /// or ran under exactly-once, which keeps none while running) is wiped when created again.
+    /// Exactly-once: a persistent store holds writes back until the task's transaction
+    /// commits, and records the changelog offset of each commit itself. However the task ended
+    /// (here: dropped, as a crash leaves it), the store comes back as of its last commit, and
+    /// restoration starts from that commit's offset, not from the beginning.
     #[test]
-    fn under_exactly_once_a_store_without_a_checkpoint_is_wiped() {
+    fn under_exactly_once_a_store_comes_back_as_of_its_last_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = Topology::new();
         t.add_source("src", &["in"], Serdes::string(), Serdes::string())
@@ -685,42 +705,70 @@ mod tests {
         env.state_dir = Some(Arc::new(
             state_store::StateDirectory::new(dir.path(), "app").unwrap(),
         ));
-        let count = |task: &StreamTask| {
+        const CHANGELOG: &str = "app-counts-changelog";
+        let store = |task: &StreamTask| {
             task.store_handle("counts")
                 .and_then(|h| {
                     h.downcast_ref::<crate::state::KeyValueStore<String, i64>>()
                         .cloned()
                 })
                 .unwrap()
-                .get(&"k".to_string())
-                .unwrap()
         };
-        let write = |task: &mut StreamTask| {
-            let v = 7i64.to_be_bytes().to_vec();
-            task.restore_batch("counts", &[(b"k".to_vec(), Some(v))])
-                .unwrap();
-        };
-        // Closed cleanly, with a checkpoint: kept.
+        let count = |task: &StreamTask| store(task).get(&"k".to_string()).unwrap();
+        let restored_from = |task: &StreamTask| task.changelogs()[0].checkpoint;
+
+        // Restored up to offset 1: the store records it with the restored record.
         let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
-        write(&mut task);
-        task.restored_to("app-counts-changelog", 0, 1);
-        task.write_checkpoint().unwrap();
-        task.close();
-        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
-        assert_eq!(count(&task), Some(7));
-        // Running under exactly-once keeps no checkpoint; then a crash (no clean close).
-        task.delete_checkpoint_file().unwrap();
-        write(&mut task);
+        assert_eq!(
+            restored_from(&task),
+            None,
+            "a new store restores from the beginning"
+        );
+        let v = 7i64.to_be_bytes().to_vec();
+        task.restore_batch("counts", &[(b"k".to_vec(), Some(v))])
+            .unwrap();
+        task.restored_to(CHANGELOG, 0, 1).unwrap();
         drop(task);
         let task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
-        assert_eq!(count(&task), None, "wiped: it may hold uncommitted writes");
-        drop(task);
-        // At-least-once trusts what is there.
-        env.exactly_once = false;
-        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
-        write(&mut task);
-        drop(task);
-        let task = StreamTask::new(t, &sub, 0, &env).unwrap();
         assert_eq!(count(&task), Some(7));
+        assert_eq!(restored_from(&task), Some(1));
+
+        // A write the transaction never committed: read back while it is held, gone after.
+        store(&task).put(&"k".to_string(), &9).unwrap();
+        assert_eq!(count(&task), Some(9), "reads see the writes held back");
+        assert!(task.uncommitted_bytes() > 0);
+        drop(task);
+        let mut task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        assert_eq!(
+            count(&task),
+            Some(7),
+            "the uncommitted write never reached disk"
+        );
+
+        // Committed: the store takes it with the changelog offset the commit reached.
+        store(&task).put(&"k".to_string(), &9).unwrap();
+        task.note_acked(&HashMap::from([((CHANGELOG.to_string(), 0), 5)]));
+        task.commit_stores().unwrap();
+        assert_eq!(task.uncommitted_bytes(), 0);
+        drop(task);
+        let task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        assert_eq!(count(&task), Some(9));
+        assert_eq!(restored_from(&task), Some(5), "only the tail is restored");
+        drop(task);
+
+        // A store written under at-least-once has no stored offsets: under exactly-once it
+        // cannot be placed, so it is emptied and restored from the beginning.
+        let dir = tempfile::tempdir().unwrap();
+        env.state_dir = Some(Arc::new(
+            state_store::StateDirectory::new(dir.path(), "app").unwrap(),
+        ));
+        env.exactly_once = false;
+        let task = StreamTask::new(t.clone(), &sub, 0, &env).unwrap();
+        store(&task).put(&"k".to_string(), &3).unwrap();
+        task.close();
+        env.exactly_once = true;
+        let task = StreamTask::new(t, &sub, 0, &env).unwrap();
+        assert_eq!(count(&task), None);
+        assert_eq!(restored_from(&task), None);
     }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use state_store::{
-    Checkpoint, InMemoryEngine, KeyValueEngine, KeyValueStoreStack, RocksDbEngine, TaskDirLock,
+    ChangelogOffsets, Checkpoint, InMemoryEngine, KeyValueEngine, KeyValueStoreStack,
+    RocksDbEngine, TaskDirLock, TransactionalEngine,
 };
 
 use super::{StreamTask, TaskEnv};
@@ -53,7 +54,7 @@ pub(super) fn open(
             (Some(lock), true) => {
                 let dir = state_store::rocksdb_dir(lock.dir(), name);
                 std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                Box::new(
+                let engine = Box::new(
                     RocksDbEngine::open(name.clone(), &dir, &env.rocksdb).map_err(|source| {
                         StreamsError::Store {
                             task: id,
@@ -61,7 +62,14 @@ pub(super) fn open(
                             source,
                         }
                     })?,
-                )
+                );
+                if env.exactly_once {
+                    // Nothing uncommitted reaches disk: a crash leaves the store as of the last
+                    // committed transaction, and it knows which (see `StreamTask::new`).
+                    Box::new(TransactionalEngine::new(engine))
+                } else {
+                    engine
+                }
             }
             _ => Box::new(InMemoryEngine::new(name.clone())),
         };
@@ -187,9 +195,71 @@ impl StreamTask {
             .fold(0, u64::saturating_add)
     }
 
-    pub(crate) fn restored_to(&mut self, topic: &str, partition: i32, next_offset: i64) {
-        self.changelog_offsets
-            .insert((topic.to_string(), partition), next_offset);
+    /// Under exactly-once the offset is also stored in the (flushed) store itself, so that a
+    /// crash before the next commit does not restore it again.
+    pub(crate) fn restored_to(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<()> {
+        let key = (topic.to_string(), partition);
+        self.changelog_offsets.insert(key.clone(), next_offset);
+        if !self.transactional {
+            return Ok(());
+        }
+        let Some(s) = self
+            .core
+            .stores
+            .iter()
+            .find(|s| s.persistent && s.changelog.as_ref() == Some(&key))
+        else {
+            return Ok(());
+        };
+        let offsets = ChangelogOffsets::from([(key, next_offset)]);
+        // Restored records (and a clearing) go to the engine without its write-ahead log: they
+        // are on disk before the offset that covers them is.
+        s.cell.with_stack(|st| {
+            st.flush()?;
+            st.commit(&offsets)
+        })
+    }
+
+    /// Under exactly-once, after the task's transaction committed: each persistent store takes
+    /// the writes it held back, with its changelog's offset, in one atomic write.
+    pub(crate) fn commit_stores(&mut self) -> Result<()> {
+        if !self.transactional {
+            return Ok(());
+        }
+        for s in &self.core.stores {
+            if !s.persistent {
+                continue;
+            }
+            let offsets: ChangelogOffsets = s
+                .changelog
+                .as_ref()
+                .and_then(|key| Some((key.clone(), *self.changelog_offsets.get(key)?)))
+                .into_iter()
+                .collect();
+            s.cell.with_stack(|st| st.commit(&offsets))?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of store writes held back until the transaction commits.
+    pub(crate) fn uncommitted_bytes(&self) -> usize {
+        if !self.transactional {
+            return 0;
+        }
+        self.core
+            .stores
+            .iter()
+            .map(|s| {
+                s.cell
+                    .with_stack(|st| Ok(st.uncommitted_bytes()))
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Throws away the local state of the task's persistent stores (for a checkpoint that no
