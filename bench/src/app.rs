@@ -47,8 +47,9 @@ pub(crate) struct AppArgs {
     /// Records to process before stopping (restore: changelog records to restore).
     #[arg(long)]
     pub(crate) expect: u64,
-    /// run, or for restore: build (fill the store) and restore (measured), or failover: run
-    /// until killed, printing events for the failover harness ([`crate::failover`]).
+    /// run, or for restore: build (fill the store) and restore (measured), for crash-restore:
+    /// crash (fill the store, then exit without closing) and restore, or failover: run until
+    /// killed, printing events for the failover harness ([`crate::failover`]).
     #[arg(long, default_value = "run")]
     pub(crate) phase: String,
     /// `num.standby.replicas` (failover phase).
@@ -60,6 +61,10 @@ pub(crate) struct AppArgs {
     #[arg(long, default_value = "at_least_once")]
     pub(crate) guarantee: String,
 }
+
+/// How long the crash phase waits after processing everything before it dies: twenty commit
+/// intervals under exactly-once.
+const CRASH_AFTER: Duration = Duration::from_secs(2);
 
 /// What the application reports on stdout.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -101,7 +106,7 @@ pub(crate) fn topology(
             .filter(|k, _| k % 2 == 0)
             .map_values(|v: String| v.to_uppercase())
             .to_with(output, produced()),
-        Workload::Count | Workload::Restore => stream
+        Workload::Count | Workload::Restore | Workload::CrashRestore => stream
             .group_by_key()
             .count_with(Materialized::as_store("counts"))
             .to_stream()
@@ -217,6 +222,20 @@ fn run_streams(args: &AppArgs) -> anyhow::Result<AppReport> {
     }
     let ready_s = start.elapsed().as_secs_f64();
     let processed = app.metrics().processed;
+    if args.phase == "crash" {
+        // Everything processed; a few commit intervals for the last one to commit, then the
+        // process dies without closing anything, as a kill leaves it.
+        std::thread::sleep(CRASH_AFTER);
+        let report = AppReport {
+            processed,
+            app_s: ready_s,
+            restored: restored.0.load(Ordering::Relaxed),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        std::process::exit(0);
+    }
     app.close()?;
     Ok(AppReport {
         processed,

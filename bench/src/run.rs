@@ -144,7 +144,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<()> {
                     java: java.as_ref(),
                     work: &work,
                     input: Input {
-                        records: if workload == Workload::Restore {
+                        records: if workload.restores() {
                             restore_keys
                         } else {
                             records
@@ -214,7 +214,7 @@ impl Plan<'_> {
         testing::create_topic(self.bootstrap, &input_topic, self.args.partitions)?;
         let t0 = Instant::now();
         let input = &self.input;
-        let produced = if w == Workload::Restore {
+        let produced = if w.restores() {
             // One record per key: the count store ends with `records` keys.
             testing::produce(
                 self.bootstrap,
@@ -334,6 +334,16 @@ impl Plan<'_> {
             // Restored records: the changelog holds one record per key.
             expect.expect("set above").1 = self.input.records.to_string();
         }
+        if w == Workload::CrashRestore {
+            // Fill the store and die without closing (not measured); the local state stays.
+            let mut build = app_args.clone();
+            build.push(("phase", "crash".into()));
+            self.launch(system, &build, &format!("{app_id}-crash"))?;
+            app_args.push(("phase", "restore".into()));
+            // RUNNING, with however much restored.
+            let expect = app_args.iter_mut().find(|(k, _)| *k == "expect");
+            expect.expect("set above").1 = "0".into();
+        }
         let (report, usage) = self.launch(system, &app_args, &app_id)?;
         let verdict = if system == System::RawConsume {
             // Nothing written: it must have read every record.
@@ -348,16 +358,22 @@ impl Plan<'_> {
             verify(self.bootstrap, &output, expected, report.restored)?
         };
         let _ = std::fs::remove_dir_all(&state_dir);
-        let wall_s = if w == Workload::Restore {
+        let wall_s = if w.restores() {
             report.app_s
         } else {
             usage.wall_s
+        };
+        // After a crash, the records restored are the measure.
+        let records = if w == Workload::CrashRestore {
+            report.restored
+        } else {
+            self.input.records
         };
         Ok(Row::new(
             &self.label(),
             system.id(),
             self.broker.id(),
-            self.input.records,
+            records,
             wall_s,
             usage.cpu_s,
             usage.rss_mb,

@@ -185,6 +185,13 @@ pub(crate) fn verify(
                 Some((be_i32(Some(k))?, be_i64(Some(&k[4..]))?))
             })?,
         ),
+        Expected::RestoredAtMost(most) => {
+            if restored <= *most {
+                Ok(())
+            } else {
+                Err(format!("restored {restored} records, at most {most} exist"))
+            }
+        }
         Expected::Restored(want) => {
             if restored == *want {
                 Ok(())

@@ -67,6 +67,10 @@ identifiers!(
         Join = "join",
         /// Rebuilds a count store from its changelog after local state is deleted.
         Restore = "restore",
+        /// Restarts a count on its local state after the process died without closing (run
+        /// it with `--guarantee exactly_once_v2`): what is restored, and how long until
+        /// RUNNING. Kafka Streams wipes such a task's stores under exactly-once.
+        CrashRestore = "crash-restore",
     }
 );
 
@@ -93,6 +97,14 @@ identifiers!(
         Bundled = "bundled",
     }
 );
+
+impl Workload {
+    /// Whether the workload measures a restoration: its input is one record per key of the
+    /// store, `--restore-keys` of them.
+    pub(crate) fn restores(self) -> bool {
+        matches!(self, Workload::Restore | Workload::CrashRestore)
+    }
+}
 
 impl System {
     /// Whether this system runs `workload`: the raw clients have no topology, so they only give
@@ -232,6 +244,8 @@ pub(crate) enum Expected {
     ByWindow(HashMap<(i32, i64), i64>),
     /// Nothing read from a topic: the application reports the changelog records it restored.
     Restored(u64),
+    /// The same, with at most this many restored (the changelog's records).
+    RestoredAtMost(u64),
 }
 
 impl Input {
@@ -301,6 +315,7 @@ impl Input {
                 Expected::ByWindow(m)
             }
             Workload::Restore => Expected::Restored(self.records),
+            Workload::CrashRestore => Expected::RestoredAtMost(self.records),
         }
     }
 }

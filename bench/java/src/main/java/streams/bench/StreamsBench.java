@@ -39,14 +39,16 @@ import org.apache.kafka.streams.state.WindowStore;
  * reaches {@code --expect} (every input record, and every repartitioned record, processed),
  * then closes (leaving the group), which flushes the caches and the producer and commits. Phase {@code restore}
  * starts on deleted local state and stops once the instance is RUNNING with {@code --expect}
- * changelog records restored. Default commit interval and cache; the only settings made are
+ * changelog records restored. Phase {@code crash} runs like {@code run}, then halts the JVM
+ * without closing, as a kill would (the {@code crash-restore} workload restarts on its state).
+ * Default commit interval and cache; the only settings made are
  * application.id, bootstrap.servers and state.dir.
  *
  * <p>Prints one JSON line on stdout: {@code {"processed":N,"app_s":S,"restored":R}}, where
  * app_s is the time from {@code start()} to done (before close for the restore phase).
  *
  * <p>Usage: {@code StreamsBench --workload W --bootstrap B --input T --output T --app-id A
- * --state-dir D --expect N [--table T] [--phase run|build|restore] [--timeout-s S]}
+ * --state-dir D --expect N [--table T] [--phase run|build|crash|restore] [--timeout-s S]}
  */
 public final class StreamsBench {
     private static final Pattern WHITESPACE = Pattern.compile("\\s+");
@@ -140,6 +142,15 @@ public final class StreamsBench {
             Thread.sleep(20);
         }
         double appSeconds = (System.nanoTime() - t0) / 1e9;
+        if (phase.equals("crash")) {
+            // Everything processed; a few commit intervals for the last one to commit, then the
+            // JVM halts without closing anything (no shutdown hooks), as a kill leaves it.
+            Thread.sleep(2000);
+            System.out.printf(Locale.ROOT, "{\"processed\":%d,\"app_s\":%.3f,\"restored\":%d}%n",
+                    processed, appSeconds, restored.get());
+            System.out.flush();
+            Runtime.getRuntime().halt(0);
+        }
         streams.close(CLOSE.withTimeout(Duration.ofSeconds(120)));
         if (!phase.equals("restore")) {
             appSeconds = (System.nanoTime() - t0) / 1e9;
@@ -203,6 +214,7 @@ public final class StreamsBench {
                 break;
             case "count":
             case "restore":
+            case "crash-restore":
                 stream.groupByKey()
                         .count(Materialized.<Integer, Long, KeyValueStore<Bytes, byte[]>>as(
                                 "counts"))
