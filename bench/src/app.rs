@@ -182,6 +182,13 @@ fn run_streams(args: &AppArgs) -> anyhow::Result<AppReport> {
     let mut config = StreamsConfig::new(&args.app_id, &args.bootstrap)
         .set("state.dir", &args.state_dir)
         .set("processing.guarantee", &args.guarantee);
+    if args.workload == Workload::CrashRestore {
+        // The restart waits for the dead member's session to end before it is assigned
+        // anything: the brokers' least session timeout, as on the Java side.
+        config = config
+            .set("consumer.session.timeout.ms", "6000")
+            .set("consumer.heartbeat.interval.ms", "1000");
+    }
     if args.phase == "failover" {
         for (k, v) in crate::failover::settings(args.standbys) {
             config = config.set(k, v);

@@ -85,6 +85,12 @@ public final class StreamsBench {
             props.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 10000);
             props.put(StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1000);
         }
+        if (workload.equals("crash-restore")) {
+            // The restart waits for the dead member's session to end before it is assigned
+            // anything: the brokers' least session timeout, as on the Rust side (bench/src/app.rs).
+            props.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 6000);
+            props.put(StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1000);
+        }
 
         StreamsBuilder builder = new StreamsBuilder();
         build(builder, workload, required(args, "input"), required(args, "output"),
