@@ -40,20 +40,7 @@ fn every_count_update_is_committed_exactly_once(bootstrap: &str) {
 }
 
 fn spawn(wc: &WordCount, state_dir: &std::path::Path) -> Child {
-    Command::new(example_binary())
-        .args(["--bootstrap-servers", &wc.bootstrap])
-        .args(["--application-id", &wc.app_id])
-        .args(["--input-topic", &wc.input, "--output-topic", &wc.output])
-        .args(["--state-dir", state_dir.to_str().unwrap()])
-        .args(["--config", "processing.guarantee=exactly_once_v2"])
-        .args(["--config", "consumer.session.timeout.ms=6000"])
-        .args(["--config", "consumer.heartbeat.interval.ms=500"])
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log_file(state_dir))
-        .spawn()
-        .expect("start the wordcount example")
+    spawn_wordcount_eos(wc, state_dir, "warn", log_file(state_dir))
 }
 
 /// Where an instance's log goes: appended to `instance.log` in its state directory, so

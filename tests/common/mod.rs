@@ -349,6 +349,30 @@ pub fn target_binary(parts: &[&str]) -> std::path::PathBuf {
     bin
 }
 
+/// The `wordcount` example as a child process of `wc`'s application under exactly-once, with a
+/// 6 s session (a killed instance's tasks move soon), logging at `rust_log` to `log`.
+pub fn spawn_wordcount_eos(
+    wc: &WordCount,
+    state_dir: &std::path::Path,
+    rust_log: &str,
+    log: std::fs::File,
+) -> std::process::Child {
+    std::process::Command::new(example_binary())
+        .args(["--bootstrap-servers", &wc.bootstrap])
+        .args(["--application-id", &wc.app_id])
+        .args(["--input-topic", &wc.input, "--output-topic", &wc.output])
+        .args(["--state-dir", state_dir.to_str().unwrap()])
+        .args(["--config", "processing.guarantee=exactly_once_v2"])
+        .args(["--config", "consumer.session.timeout.ms=6000"])
+        .args(["--config", "consumer.heartbeat.interval.ms=500"])
+        .env("RUST_LOG", rust_log)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the wordcount example")
+}
+
 /// The `wordcount` example binary (`cargo build --examples`, which scripts/test runs first),
 /// refused when any source file is newer than it: a stale binary would test old code.
 pub fn example_binary() -> std::path::PathBuf {

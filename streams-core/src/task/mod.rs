@@ -48,8 +48,8 @@ pub(crate) struct TaskEnv {
     pub(crate) lock_timeout: Duration,
     /// The instance's global stores, which every task can read.
     pub(crate) globals: Arc<GlobalStores>,
-    /// `exactly_once_v2`: a task's local state is trusted only with a checkpoint, which is
-    /// written on clean close and deleted when the task starts processing.
+    /// `exactly_once_v2`: persistent stores hold writes back until the transaction commits and
+    /// keep their own changelog offsets (see `StreamTask::new`); no checkpoint file while running.
     pub(crate) exactly_once: bool,
     /// `max.task.idle.ms` (KIP-695).
     pub(crate) max_task_idle_ms: i64,
