@@ -136,6 +136,9 @@ impl StreamTask {
         let current_ts = Arc::new(AtomicI64::new(0));
         let stores = stores::open(&topology, subtopology, id, env, lock.as_ref(), &current_ts)?;
         let mut stored = HashMap::new();
+        // Stores with no commit recorded (new, or written before stores kept their offsets):
+        // what they hold cannot be placed, so they start empty.
+        let mut unplaced = Vec::new();
         if transactional {
             for s in stores.iter().filter(|s| s.persistent) {
                 let Some(key) = &s.changelog else { continue };
@@ -144,17 +147,7 @@ impl StreamTask {
                     Some(off) => {
                         stored.insert(key.clone(), *off);
                     }
-                    None => {
-                        // No commit recorded (a new store, or one written before stores kept
-                        // their offsets): what it holds cannot be placed, so it starts empty.
-                        let all = s.cell.with_stack(|st| st.all())?;
-                        if !all.is_empty() {
-                            tracing::info!(task = %id, store = %s.name, "store without stored changelog offsets: emptied, restoring from the beginning");
-                            let deletes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                                all.into_iter().map(|(k, _)| (k, None)).collect();
-                            s.cell.with_stack(|st| st.restore_batch(&deletes))?;
-                        }
-                    }
+                    None => unplaced.push(s.name.clone()),
                 }
             }
         }
@@ -206,7 +199,7 @@ impl StreamTask {
             source: None,
             round_started_ms: 0,
         };
-        Ok(StreamTask {
+        let mut task = StreamTask {
             id,
             core,
             queues,
@@ -218,7 +211,12 @@ impl StreamTask {
             max_task_idle_ms: env.max_task_idle_ms,
             waiting: false,
             _lock: lock,
-        })
+        };
+        for store in unplaced {
+            tracing::debug!(task = %id, %store, "no stored changelog offsets: emptied, restoring from the beginning");
+            task.clear_store(&store)?;
+        }
+        Ok(task)
     }
 
     /// The input partitions of this task (topic as named on the cluster, partition).
