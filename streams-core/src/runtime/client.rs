@@ -81,6 +81,10 @@ pub(crate) trait ThreadClient {
     fn restore_unassign(&mut self) -> std::result::Result<(), String>;
 }
 
+/// How long a changelog's watermarks are asked for with the restore consumer at hand before a
+/// new one is made (see `KafkaThreadClient::changelog_range`).
+const WATERMARKS_BEFORE_NEW_CONSUMER: Duration = Duration::from_secs(5);
+
 /// The real client: the thread's consumer (assign-only), its restore consumer (made on first
 /// use), its producer, and the group member's commits.
 pub(crate) struct KafkaThreadClient {
@@ -110,6 +114,16 @@ impl KafkaThreadClient {
             config,
             client_id,
         }
+    }
+
+    /// Why the producer must be replaced, if it must (see [`KafkaCollector::must_replace`]).
+    pub(crate) fn producer_lost(&self) -> Option<String> {
+        self.collector.must_replace()
+    }
+
+    /// Sends through `collector` from now on (a new producer after fencing).
+    pub(crate) fn replace_collector(&mut self, collector: Arc<KafkaCollector>) {
+        self.collector = collector;
     }
 
     fn restore_consumer(&mut self) -> std::result::Result<&BaseConsumer, String> {
@@ -246,7 +260,19 @@ impl ThreadClient for KafkaThreadClient {
         partition: i32,
     ) -> std::result::Result<(i64, i64), String> {
         let c = self.restore_consumer()?;
-        restore::changelog_watermarks(c, topic, partition).map_err(|e| e.to_string())
+        match restore::changelog_watermarks(c, topic, partition, WATERMARKS_BEFORE_NEW_CONSUMER) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                // A consumer that knew the partition's leader as a broker that has since left
+                // the cluster may not find the new leader (librdkafka forgets the departed
+                // broker, not the cached leader): a new one starts from fresh metadata.
+                tracing::warn!(topic, partition, error = %e, "changelog watermarks: trying again with a new restore consumer");
+                self.restore = None;
+                let c = self.restore_consumer()?;
+                restore::changelog_watermarks(c, topic, partition, Duration::from_secs(30))
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 
     fn restore_assign(

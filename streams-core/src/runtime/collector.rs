@@ -3,7 +3,7 @@
 //! first failure, which fails the thread).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -177,8 +177,14 @@ impl ProducerContext for Deliveries {
 
 /// Sends records of every task of one stream thread.
 pub(crate) struct KafkaCollector {
-    producer: ThreadedProducer<Deliveries>,
+    producer: Arc<ThreadedProducer<Deliveries>>,
     flush_timeout: Duration,
+    /// Under exactly-once: how long sending the input offsets may take (the transaction
+    /// timeout: past it the coordinator aborts the transaction anyway).
+    offsets_deadline: Duration,
+    /// Why the producer must be replaced although librdkafka reports no fatal error (a call
+    /// into it that never returned; see `txn::send_offsets_within`).
+    stuck: Mutex<Option<String>>,
     /// Under exactly-once: the producer's `transactional.id`; a transaction is always open.
     transactional_id: Option<String>,
     /// The task whose records are being sent (see `RecordCollector::set_task`).
@@ -220,9 +226,17 @@ impl KafkaCollector {
                 resend: Mutex::new(Vec::new()),
             })
             .map_err(|e| StreamsError::kafka("creating the producer", e))?;
+        let offsets_deadline = config
+            .producer
+            .get("transaction.timeout.ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(config.task_timeout, Duration::from_millis)
+            .min(config.task_timeout);
         let collector = KafkaCollector {
-            producer,
+            producer: Arc::new(producer),
             flush_timeout: config.task_timeout,
+            offsets_deadline,
+            stuck: Mutex::new(None),
             transactional_id,
             current_task: AtomicU64::new(0),
         };
@@ -255,7 +269,9 @@ impl KafkaCollector {
     /// The exactly-once commit: the input `offsets` go into the open transaction with the
     /// member's generation (a member that lost it is fenced), the transaction commits, and the
     /// next one opens. An abortable failure aborts and says why; anything else (fenced by
-    /// another producer with our id, a fatal producer error) fails the thread.
+    /// another producer with our id, a fatal producer error, a call that never returned) is an
+    /// error: the thread replaces the producer when [`Self::must_replace`] says so and stops
+    /// on anything else.
     pub(crate) fn commit_transaction(
         &self,
         offsets: &[(String, i32, i64)],
@@ -270,12 +286,25 @@ impl KafkaCollector {
                 })?;
         }
         if tpl.count() > 0 {
-            if let Err(e) = super::txn::send_offsets_to_transaction(
+            let Some(sent) = super::txn::send_offsets_within(
                 &self.producer,
                 &tpl,
                 member,
-                self.flush_timeout,
-            ) {
+                self.offsets_deadline,
+            ) else {
+                let why = format!(
+                    "sending the input offsets did not return within {} ms (librdkafka lost \
+                     track of the group coordinator)",
+                    self.offsets_deadline.as_millis()
+                );
+                *self.stuck.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+                return Err(StreamsError::Production {
+                    topic: format!("<transaction `{id}`>"),
+                    message: why,
+                    retriable: false,
+                });
+            };
+            if let Err(e) = sent {
                 if !e.abortable {
                     return Err(StreamsError::Production {
                         topic: format!("<transaction `{id}`>"),
@@ -299,6 +328,26 @@ impl KafkaCollector {
                 e,
             )),
         }
+    }
+
+    /// Under exactly-once, why the producer must be replaced, if it must: it was fenced
+    /// (another producer with its transactional id started, a newer instance of this thread, or
+    /// the coordinator aborted its transaction for running past `transaction.timeout.ms` and
+    /// bumped its epoch), or a call into it never returned. librdkafka makes fencing a fatal
+    /// error of this producer; Kafka Streams treats it as a task migration (close the tasks
+    /// dirty, new producer, rejoin), not as the end of the instance.
+    pub(crate) fn must_replace(&self) -> Option<String> {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        self.transactional_id.as_ref()?;
+        if let Some(why) = self.stuck.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(why);
+        }
+        let (code, reason) = self.producer.client().fatal_error()?;
+        matches!(
+            code,
+            Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch
+        )
+        .then(|| format!("{code:?}: {reason}"))
     }
 
     /// Aborts the open transaction (its tasks closed without committing) and opens the next.

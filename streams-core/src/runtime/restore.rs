@@ -344,15 +344,17 @@ impl RestoreJob {
 
 /// The watermarks of a changelog partition. A changelog created at start-up may have no leader
 /// yet (Apache Kafka answers NOT_LEADER_OR_FOLLOWER for a moment), so errors are retried for up
-/// to 30 s before they fail the restore.
+/// to `within` before they fail the restore.
 pub(super) fn changelog_watermarks(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
+    within: Duration,
 ) -> std::result::Result<(i64, i64), rdkafka::error::KafkaError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + within;
     loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left.max(Duration::from_millis(100))) {
             Ok(w) => return Ok(w),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(topic, partition, error = %e, "retrying a changelog watermark lookup");

@@ -111,10 +111,11 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
             setup.index + 1
         )
     });
+    let producer_id = format!("{client_id}-producer");
     let collector = Arc::new(KafkaCollector::new(
         &config,
-        &format!("{client_id}-producer"),
-        transactional_id,
+        &producer_id,
+        transactional_id.clone(),
     )?);
     let cache_bytes = config.cache_max_bytes / config.num_stream_threads;
     let env = TaskEnv {
@@ -185,7 +186,30 @@ fn run_loop(setup: ThreadSetup) -> Result<()> {
         client_id.clone(),
     );
 
-    let result = poll_loop(&mut client, &mut tm, &setup);
+    let result = loop {
+        let result = poll_loop(&mut client, &mut tm, &setup);
+        let Err(e) = &result else { break result };
+        let Some(why) = client.producer_lost() else {
+            break result;
+        };
+        // Kafka Streams' task migration: whatever the tasks did since the last commit belongs
+        // to a transaction that can never commit. They close without committing (their stores
+        // drop the held writes), a new producer fences the old epoch (aborting what the old one
+        // left open), and the member rejoins; the tasks come back, here or elsewhere, as of the
+        // last commit.
+        tracing::warn!(reason = %why, error = %e, "the producer was fenced or stuck: closing the tasks without committing, starting a new producer, rejoining the group");
+        tm.lose_all(&mut client);
+        setup.group.set_owned(setup.index, OwnedTasks::default());
+        let collector = Arc::new(KafkaCollector::new(
+            &config,
+            &producer_id,
+            transactional_id.clone(),
+        )?);
+        let for_tasks: Arc<dyn crate::collector::RecordCollector> = collector.clone();
+        tm.env.collector = for_tasks;
+        client.replace_collector(collector);
+        setup.group.request_rejoin();
+    };
     if let Some(admin) = tm.admin.take() {
         super::topics::drop_in_background(admin);
     }

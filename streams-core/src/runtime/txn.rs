@@ -7,9 +7,10 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{Producer, ProducerContext};
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::TopicPartitionList;
 use rdkafka_sys as sys;
 
@@ -36,6 +37,51 @@ pub(crate) struct GroupMember<'a> {
     pub(crate) generation: i32,
     pub(crate) member_id: &'a str,
     pub(crate) instance_id: Option<&'a str>,
+}
+
+/// [`send_offsets_to_transaction`] on a thread of its own, waited for at most `deadline`;
+/// `None` if it has not returned by then (it is left to finish on its own, holding the
+/// producer, which must then be replaced).
+///
+/// librdkafka 2.12 can block in this call for as long as no broker changes state, past its
+/// timeout, when the group coordinator it cached has left the cluster (librdkafka issues 5456
+/// and 5511, open): a killed broker leaves the stream thread stuck for minutes otherwise.
+pub(crate) fn send_offsets_within<C>(
+    producer: &Arc<ThreadedProducer<C>>,
+    offsets: &TopicPartitionList,
+    member: &GroupMember<'_>,
+    deadline: Duration,
+) -> Option<Result<(), TxnError>>
+where
+    C: ProducerContext + 'static,
+    ThreadedProducer<C>: Send + Sync,
+{
+    let producer = producer.clone();
+    let offsets = offsets.clone();
+    let (group, member_id) = (member.group.to_string(), member.member_id.to_string());
+    let (generation, instance) = (member.generation, member.instance_id.map(str::to_string));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("txn-offsets".into())
+        .spawn(move || {
+            let member = GroupMember {
+                group: &group,
+                generation,
+                member_id: &member_id,
+                instance_id: instance.as_deref(),
+            };
+            let _ = tx.send(send_offsets_to_transaction(
+                &*producer, &offsets, &member, deadline,
+            ));
+        });
+    if let Err(e) = spawned {
+        return Some(Err(TxnError {
+            name: "THREAD".into(),
+            message: format!("starting a thread to send the offsets: {e}"),
+            abortable: false,
+        }));
+    }
+    rx.recv_timeout(deadline).ok()
 }
 
 /// `rd_kafka_send_offsets_to_transaction` with metadata made from `member`.

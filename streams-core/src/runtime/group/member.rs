@@ -194,6 +194,11 @@ impl Member {
             }
             State::Unjoined => self.join(),
             State::Stable { rejoin_at } => {
+                if self.setup.group.take_rejoin_request() {
+                    tracing::info!("rejoining: a stream thread closed its tasks after fencing");
+                    self.state = State::Unjoined;
+                    return Ok(());
+                }
                 if rejoin_at.is_some_and(|t| Instant::now() >= t) {
                     tracing::info!("rejoining as the assignor asked (probing or handover)");
                     self.state = State::Unjoined;

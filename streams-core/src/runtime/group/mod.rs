@@ -94,6 +94,9 @@ pub(crate) struct GroupShared {
     /// The member has sent JoinGroup and not yet published the new generation: exactly-once
     /// commits wait, since the generation they would carry may be ending.
     rejoining: std::sync::atomic::AtomicBool,
+    /// A stream thread asks the member to rejoin (its producer was fenced: it closed its tasks
+    /// and gets them, or others, back through a rebalance).
+    rejoin_requested: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -146,6 +149,7 @@ impl GroupShared {
             security,
             layout: Mutex::new(None),
             rejoining: std::sync::atomic::AtomicBool::new(false),
+            rejoin_requested: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -159,6 +163,16 @@ impl GroupShared {
     }
 
     /// The group id (the application id).
+    /// Asks the member to rejoin the group (see the field).
+    pub(crate) fn request_rejoin(&self) {
+        self.rejoin_requested.store(true, Ordering::Release);
+    }
+
+    /// Whether a thread asked for a rejoin since the last call.
+    fn take_rejoin_request(&self) -> bool {
+        self.rejoin_requested.swap(false, Ordering::AcqRel)
+    }
+
     pub(crate) fn group_id(&self) -> &str {
         &self.group_id
     }
