@@ -15,6 +15,7 @@ use common::*;
 on_both_brokers!(
     every_count_update_is_committed_exactly_once,
     kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once,
+    a_fenced_producer_is_replaced_and_every_update_stays_exactly_once,
 );
 
 const EOS: (&str, &str) = ("processing.guarantee", "exactly_once_v2");
@@ -39,6 +40,52 @@ fn every_count_update_is_committed_exactly_once(bootstrap: &str) {
     b.close().unwrap();
 }
 
+/// Fencing: a producer starts with the stream thread's transactional id (as the thread of a
+/// newer instance with this process id would). The instance does not stop: its thread finds
+/// its producer fenced at the next transaction, closes its tasks without committing, starts a
+/// new producer (fencing the intruder in turn) and rejoins; each word's committed updates are
+/// still 1, 2, ... N, input after the fencing included.
+fn a_fenced_producer_is_replaced_and_every_update_stays_exactly_once(bootstrap: &str) {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let wc = WordCount::new(bootstrap, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut app, _) = wc.start_with(dir.path(), &[EOS]);
+    let first = lines(93, 500);
+    produce_lines(bootstrap, &wc.input, &first);
+    let expected = expected_counts(&first);
+    read_committed_updates(bootstrap, &wc.output, Duration::from_secs(120), |u| {
+        expected
+            .iter()
+            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
+    });
+    let process = std::fs::read_to_string(
+        dir.path()
+            .join(&wc.app_id)
+            .join("kafka-streams-process-metadata"),
+    )
+    .expect("the process id in the state directory");
+    let transactional_id = format!("{}-{}-1", wc.app_id, process.trim());
+    let intruder: BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", &transactional_id)
+        .create()
+        .expect("intruder");
+    intruder
+        .init_transactions(Duration::from_secs(30))
+        .expect("the intruder fences the stream thread's producer");
+    let second = lines(94, 500);
+    produce_lines(bootstrap, &wc.input, &second);
+    let expected = expected_counts(first.iter().chain(&second));
+    let updates = read_committed_updates(bootstrap, &wc.output, Duration::from_secs(120), |u| {
+        expected
+            .iter()
+            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
+    });
+    assert_each_update_once(&updates, &expected);
+    assert_eq!(app.state(), streams::State::Running, "the instance runs on");
+    app.close().unwrap();
+}
+
 fn spawn(wc: &WordCount, state_dir: &std::path::Path) -> Child {
     spawn_wordcount_eos(wc, state_dir, "warn", log_file(state_dir))
 }
@@ -60,27 +107,42 @@ fn log_tail(state_dir: &std::path::Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Two instances of the `wordcount` example under exactly-once; one of them is killed with
-/// SIGKILL five times while a producer keeps writing, and restarted on the same state directory
-/// each time. Whatever it had processed but not committed is aborted (or times out) and
-/// processed again, by it or by the other instance, from state rebuilt out of the committed
-/// changelog: each word's committed updates are still 1, 2, ... N, once each.
+/// Two instances of the `wordcount` example under exactly-once, with its letter sums (a
+/// windowed sum behind a second repartition); one of them is killed with SIGKILL five times
+/// while a producer keeps writing, and restarted on the same state directory each time.
+/// Whatever it had processed but not committed is aborted (or times out) and processed again,
+/// by it or by the other instance, from state as of the last commit: each word's committed
+/// updates are still 1, 2, ... N, once each, and each letter window's sums rise once per word
+/// to the exact total.
 fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bootstrap: &str) {
-    let wc = WordCount::new(bootstrap, 2);
+    let wc = WordCount::with_letter_sums(bootstrap, 2);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let batches: Vec<Vec<String>> = (0..30).map(|i| lines(80 + i, 200)).collect();
     let all: Vec<String> = batches.iter().flatten().cloned().collect();
     let expected = expected_counts(&all);
     let total: usize = expected.values().sum::<i64>() as usize;
+    // Event time: batch b's lines are 10 ms apart from base + 2 s * b, so the letter sums fill
+    // six 10-second windows, each from several batches.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let at = move |b: usize, i: usize| base + 2_000 * b as i64 + 10 * i as i64;
+    let expected_sums = expected_letter_sums(
+        batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, lines)| lines.iter().enumerate().map(move |(i, l)| (l, at(b, i)))),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let (bootstrap, topic, stop) = (bootstrap.to_string(), wc.input.clone(), stop.clone());
         std::thread::spawn(move || {
-            for b in batches {
+            for (b, lines) in batches.into_iter().enumerate() {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                produce_lines(&bootstrap, &topic, &b);
+                produce_lines_at(&bootstrap, &topic, &lines, |i| at(b, i));
                 std::thread::sleep(Duration::from_millis(1_000));
             }
         })
@@ -107,6 +169,13 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
     });
     stop.store(true, Ordering::Relaxed);
     assert_each_update_once(&updates, &expected);
+    let sums = wc.letter_sums.as_deref().unwrap();
+    let sum_updates = read_committed_updates(bootstrap, sums, Duration::from_secs(120), |u| {
+        expected_sums
+            .iter()
+            .all(|(k, (_, s))| u.get(k).and_then(|v| v.last()).is_some_and(|l| l >= s))
+    });
+    assert_each_sum_update_once(&sum_updates, &expected_sums);
     for (app, dir) in [(&mut victim, d1.path()), (&mut steady, d2.path())] {
         let pid = app.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -41,6 +41,10 @@ struct Args {
     /// Topic of counts.
     #[arg(long, default_value = wordcount::OUTPUT_TOPIC)]
     output_topic: String,
+    /// Also write, per first letter and 10-second window of the lines' timestamps, the summed
+    /// lengths of the words to this topic (a windowed sum behind a second repartition).
+    #[arg(long, value_name = "TOPIC")]
+    letter_sums_topic: Option<String>,
     /// Local state directory (state.dir).
     #[arg(long)]
     state_dir: Option<String>,
@@ -86,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let topology = wordcount::topology(&args.input_topic, &args.output_topic)?;
+    let topology = wordcount::topology_with_letter_sums(
+        &args.input_topic,
+        &args.output_topic,
+        args.letter_sums_topic.as_deref(),
+    )?;
     if let Some(format) = &args.describe {
         let description = topology
             .describe()
@@ -113,10 +121,14 @@ async fn main() -> anyhow::Result<()> {
     let bootstrap = broker.bootstrap_servers();
     eprintln!("started the bundled broker at {bootstrap}");
     let (input, output) = (args.input_topic.clone(), args.output_topic.clone());
+    let sums = args.letter_sums_topic.clone();
     let b = bootstrap.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         testing::create_topic(&b, &input, 4)?;
         testing::create_topic(&b, &output, 4)?;
+        if let Some(sums) = &sums {
+            testing::create_topic(&b, sums, 4)?;
+        }
         testing::produce(
             &b,
             &input,

@@ -2,8 +2,15 @@
 //!
 //! Input `streams-plaintext-input` (any key, String lines); output `streams-wordcount-output`
 //! with String keys and 8-byte big-endian i64 values, exactly what the Java demo writes.
+//! Optionally, a second output: each first letter's summed word lengths per window of event
+//! time (a windowed sum behind a second repartition).
 
-use streams::{Consumed, Materialized, Produced, Result, Serdes, StreamsBuilder, Topology};
+use std::time::Duration;
+
+use streams::{
+    Consumed, Grouped, Materialized, Produced, Result, Serdes, StreamsBuilder, TimeWindows,
+    Topology,
+};
 
 /// Default input topic of the demo.
 pub const INPUT_TOPIC: &str = "streams-plaintext-input";
@@ -35,19 +42,59 @@ pub fn split_words(line: &str) -> Vec<String> {
     words
 }
 
+/// Name of the letter sums' window store (its changelog is
+/// `<application.id>-letter-sums-store-changelog`).
+pub const LETTER_SUMS_STORE: &str = "letter-sums-store";
+/// The letter sums' tumbling windows of event time.
+pub const LETTER_WINDOW: Duration = Duration::from_secs(10);
+/// How late (in event time) a word may come and still count in its window: generous, so that
+/// an instance that restarts after the others moved on loses nothing.
+pub const LETTER_GRACE: Duration = Duration::from_secs(300);
+
+/// The letter sums' output key: the first letter and the window's start in milliseconds.
+pub fn letter_window_key(letter: &str, window_start_ms: i64) -> String {
+    format!("{letter}@{window_start_ms}")
+}
+
 /// The WordCountDemo topology from `input` to `output`.
 ///
 /// Like the Java demo it names its store `counts-store`, so its repartition topic is
 /// `<application.id>-counts-store-repartition` and its changelog
 /// `<application.id>-counts-store-changelog`.
 pub fn topology(input: &str, output: &str) -> Result<Topology> {
+    topology_with_letter_sums(input, output, None)
+}
+
+/// [`topology`], and with `letter_sums` also, per first letter and [`LETTER_WINDOW`] of the
+/// lines' timestamps, the summed lengths of the words (key [`letter_window_key`], value an
+/// 8-byte big-endian i64, one update per word).
+pub fn topology_with_letter_sums(
+    input: &str,
+    output: &str,
+    letter_sums: Option<&str>,
+) -> Result<Topology> {
     let builder = StreamsBuilder::new();
-    builder
+    let words = builder
         .stream_with::<Option<Vec<u8>>, String>(
             &[input],
             Consumed::with(Serdes::nullable(Serdes::bytes()), Serdes::string()),
         )
-        .flat_map_values(|line: String| split_words(&line))
+        .flat_map_values(|line: String| split_words(&line));
+    if let Some(sums) = letter_sums {
+        words
+            .filter(|_, word| !word.is_empty())
+            .map(|_, word| (word[..1].to_string(), word.len() as i64))
+            .group_by_key_with(Grouped::with(Serdes::string(), Serdes::i64()))
+            .windowed_by(TimeWindows::of_size_and_grace(LETTER_WINDOW, LETTER_GRACE))
+            .reduce_with(|a, b| a + b, Materialized::as_store(LETTER_SUMS_STORE))
+            .to_stream()
+            .map(|k, sum| (letter_window_key(&k.key, k.window.start), sum))
+            .to_with(
+                sums,
+                Produced::with(Serdes::string(), Serdes::nullable(Serdes::i64())),
+            );
+    }
+    words
         .group_by(|_, word| word.clone())
         .count_with(Materialized::as_store(STORE))
         .to_stream()

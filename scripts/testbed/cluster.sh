@@ -73,8 +73,11 @@ launch_node() {
     # C1 JIT only: three JVMs start on two cores in about 9 s instead of 16 s, and a test
     # cluster's load does not need C2's code (-XX:TieredStopAtLevel=4 in KAFKA_TESTBED_HEAP,
     # which comes after it, turns C2 back on). stdin/stdout/stderr detached so that
-    # "$(kafka-testbed start ...)" does not wait for the JVM.
-    nohup java -XX:TieredStopAtLevel=1 "${heap[@]}" -XX:+ExitOnOutOfMemoryError -cp "$cp" \
+    # "$(kafka-testbed start ...)" does not wait for the JVM; a session of its own so that a
+    # signal to the caller's process group (a test killed by `timeout`) does not take the
+    # node with it. This shell has no job control, so the background child is no group
+    # leader and setsid execs java in place: $! stays the JVM's pid.
+    setsid nohup java -XX:TieredStopAtLevel=1 "${heap[@]}" -XX:+ExitOnOutOfMemoryError -cp "$cp" \
         "-Dlog4j2.configurationFile=$dir/log4j2.properties" "-Dkafka.logs.dir=$dir" \
         -Djava.awt.headless=true kafka.Kafka "$dir/server.properties" \
         </dev/null >>"$dir/broker.out" 2>&1 &

@@ -24,14 +24,14 @@ fn kafka(operation: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError
     move |source| StreamsError::Kafka { operation, source }
 }
 
-/// Creates `topic` with `partitions` partitions (replication factor 1) unless it exists, and
-/// waits until metadata shows it.
+/// Creates `topic` with `partitions` partitions (the broker's default replication factor)
+/// unless it exists, and waits until metadata shows it.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(kafka("creating an admin client"))?;
-    let nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let nt = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let res = futures_lite_block_on(
         admin.create_topics([&nt], &AdminOptions::new().operation_timeout(Some(TIMEOUT))),
     )

@@ -197,6 +197,61 @@ pub fn expected_counts<'a>(lines: impl IntoIterator<Item = &'a String>) -> HashM
     m
 }
 
+/// Produces `lines`, the i-th with timestamp `timestamps(i)` (milliseconds).
+pub fn produce_lines_at(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    timestamps: impl Fn(usize) -> i64,
+) {
+    testing::produce(
+        bootstrap,
+        topic,
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (None, Some(l.as_bytes().to_vec()), Some(timestamps(i)))),
+    )
+    .expect("produce lines");
+}
+
+/// What the letter sums should end as: per window key (`wordcount::letter_window_key`), the
+/// number of words (one update each) and their summed lengths.
+pub fn expected_letter_sums<'a>(
+    lines: impl IntoIterator<Item = (&'a String, i64)>,
+) -> HashMap<String, (usize, i64)> {
+    let window = wordcount::LETTER_WINDOW.as_millis() as i64;
+    let mut m: HashMap<String, (usize, i64)> = HashMap::new();
+    for (line, ts) in lines {
+        for w in wordcount::split_words(line) {
+            if w.is_empty() {
+                continue;
+            }
+            let key = wordcount::letter_window_key(&w[..1], ts - ts.rem_euclid(window));
+            let e = m.entry(key).or_default();
+            e.0 += 1;
+            e.1 += w.len() as i64;
+        }
+    }
+    m
+}
+
+/// Exactly-once for the letter sums: each window's committed updates are one per word, each
+/// larger than the one before (no word added twice), ending at the expected sum.
+pub fn assert_each_sum_update_once(
+    updates: &HashMap<String, Vec<i64>>,
+    expected: &HashMap<String, (usize, i64)>,
+) {
+    assert_eq!(updates.len(), expected.len(), "the letter windows summed");
+    for (k, (n, sum)) in expected {
+        let got = &updates[k];
+        assert!(
+            got.len() == *n && got.windows(2).all(|p| p[0] < p[1]) && got.last() == Some(sum),
+            "the committed updates of `{k}` should be {n} rising sums ending at {sum}: {got:?}"
+        );
+    }
+}
+
 pub fn produce_lines(bootstrap: &str, topic: &str, lines: &[String]) {
     testing::produce(
         bootstrap,
@@ -232,6 +287,8 @@ pub struct WordCount {
     pub app_id: String,
     pub input: String,
     pub output: String,
+    /// The letter sums' topic, when the deployment has them (see [`Self::with_letter_sums`]).
+    pub letter_sums: Option<String>,
 }
 
 impl WordCount {
@@ -241,9 +298,20 @@ impl WordCount {
             app_id: unique("wc"),
             input: unique("lines"),
             output: unique("counts"),
+            letter_sums: None,
         };
         testing::create_topic(bootstrap, &wc.input, partitions).expect("create input");
         testing::create_topic(bootstrap, &wc.output, partitions).expect("create output");
+        wc
+    }
+
+    /// A word count that also sums word lengths per first letter and window of event time
+    /// (`wordcount::topology_with_letter_sums`), into a topic of its own.
+    pub fn with_letter_sums(bootstrap: &str, partitions: i32) -> Self {
+        let mut wc = Self::new(bootstrap, partitions);
+        let sums = unique("letter-sums");
+        testing::create_topic(bootstrap, &sums, partitions).expect("create letter sums");
+        wc.letter_sums = Some(sums);
         wc
     }
 
@@ -275,7 +343,12 @@ impl WordCount {
         state_dir: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> (KafkaStreams, Arc<RestoreCounter>) {
-        let topology = wordcount::topology(&self.input, &self.output).expect("topology");
+        let topology = wordcount::topology_with_letter_sums(
+            &self.input,
+            &self.output,
+            self.letter_sums.as_deref(),
+        )
+        .expect("topology");
         let mut config = self.config(state_dir);
         for (k, v) in extra {
             config = config.set(*k, *v);
@@ -357,7 +430,11 @@ pub fn spawn_wordcount_eos(
     rust_log: &str,
     log: std::fs::File,
 ) -> std::process::Child {
-    std::process::Command::new(example_binary())
+    let mut command = std::process::Command::new(example_binary());
+    if let Some(sums) = &wc.letter_sums {
+        command.args(["--letter-sums-topic", sums]);
+    }
+    command
         .args(["--bootstrap-servers", &wc.bootstrap])
         .args(["--application-id", &wc.app_id])
         .args(["--input-topic", &wc.input, "--output-topic", &wc.output])
@@ -433,7 +510,15 @@ pub fn read_committed_updates(
             updates.len()
         );
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("reading");
+            // A broker that went away (the tests kill some) is an error event the consumer
+            // recovers from; the deadline above catches one that does not.
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("reading {topic} (read_committed): {e}");
+                    continue;
+                }
+            };
             let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap();
             let count = m
                 .payload()
