@@ -6,8 +6,6 @@
 mod common;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -45,14 +43,12 @@ fn testbed(state: &str, args: &[&str]) {
 /// nodes for whatever runs next.
 struct Restart<'a> {
     state: &'a str,
-    node: Option<i32>,
+    node: i32,
 }
 
 impl Drop for Restart<'_> {
     fn drop(&mut self) {
-        if let Some(node) = self.node {
-            testbed(self.state, &["start-node", &node.to_string()]);
-        }
+        testbed(self.state, &["start-node", &self.node.to_string()]);
     }
 }
 
@@ -91,36 +87,11 @@ fn kill_minus_9_of_the_group_coordinator_node_keeps_every_update_exactly_once() 
     let (bootstrap, state) = cluster();
     let wc = WordCount::with_letter_sums(&bootstrap, 2);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let batches: Vec<Vec<String>> = (0..20).map(|i| lines(300 + i, 200)).collect();
-    let all: Vec<String> = batches.iter().flatten().cloned().collect();
-    let expected = expected_counts(&all);
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let at = move |b: usize, i: usize| base + 2_000 * b as i64 + 10 * i as i64;
-    let expected_sums = expected_letter_sums(
-        batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, lines)| lines.iter().enumerate().map(move |(i, l)| (l, at(b, i)))),
-    );
+    let input = FlowingInput::new(300, 20);
     let settings = [EOS, ("consumer.session.timeout.ms", "10000")];
     let (mut a, _) = wc.start_with(d1.path(), &settings);
     let (mut b, _) = wc.start_with(d2.path(), &settings);
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (bootstrap, topic, stop) = (bootstrap.clone(), wc.input.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for (b, lines) in batches.into_iter().enumerate() {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                produce_lines_at(&bootstrap, &topic, &lines, |i| at(b, i));
-                std::thread::sleep(Duration::from_millis(1_000));
-            }
-        })
-    };
+    let producer = input.produce(&bootstrap, &wc.input);
     // Kill once the application has committed something, while input still flows.
     read_committed_updates(&bootstrap, &wc.output, Duration::from_secs(120), |u| {
         u.values().map(Vec::len).sum::<usize>() > 100
@@ -133,23 +104,10 @@ fn kill_minus_9_of_the_group_coordinator_node_keeps_every_update_exactly_once() 
     testbed(&state, &["kill-node", &node.to_string()]);
     let _restart = Restart {
         state: &state,
-        node: Some(node),
+        node,
     };
     producer.join().unwrap();
-    let updates = read_committed_updates(&bootstrap, &wc.output, Duration::from_secs(240), |u| {
-        expected
-            .iter()
-            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
-    });
-    stop.store(true, Ordering::Relaxed);
-    assert_each_update_once(&updates, &expected);
-    let sums = wc.letter_sums.as_deref().unwrap();
-    let sum_updates = read_committed_updates(&bootstrap, sums, Duration::from_secs(120), |u| {
-        expected_sums
-            .iter()
-            .all(|(k, (_, s))| u.get(k).and_then(|v| v.last()).is_some_and(|l| l >= s))
-    });
-    assert_each_sum_update_once(&sum_updates, &expected_sums);
+    assert_output_exactly_once(&wc, &input, Duration::from_secs(240));
     a.close().unwrap();
     b.close().unwrap();
 }

@@ -6,8 +6,6 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -117,36 +115,9 @@ fn log_tail(state_dir: &std::path::Path) -> String {
 fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bootstrap: &str) {
     let wc = WordCount::with_letter_sums(bootstrap, 2);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let batches: Vec<Vec<String>> = (0..30).map(|i| lines(80 + i, 200)).collect();
-    let all: Vec<String> = batches.iter().flatten().cloned().collect();
-    let expected = expected_counts(&all);
-    let total: usize = expected.values().sum::<i64>() as usize;
-    // Event time: batch b's lines are 10 ms apart from base + 2 s * b, so the letter sums fill
-    // six 10-second windows, each from several batches.
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let at = move |b: usize, i: usize| base + 2_000 * b as i64 + 10 * i as i64;
-    let expected_sums = expected_letter_sums(
-        batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, lines)| lines.iter().enumerate().map(move |(i, l)| (l, at(b, i)))),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let (bootstrap, topic, stop) = (bootstrap.to_string(), wc.input.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for (b, lines) in batches.into_iter().enumerate() {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                produce_lines_at(&bootstrap, &topic, &lines, |i| at(b, i));
-                std::thread::sleep(Duration::from_millis(1_000));
-            }
-        })
-    };
+    let input = FlowingInput::new(80, 30);
+    let total: usize = input.expected_counts().values().sum::<i64>() as usize;
+    let producer = input.produce(bootstrap, &wc.input);
     let mut steady = spawn(&wc, d2.path());
     let mut victim = spawn(&wc, d1.path());
     let mut committed = 0;
@@ -162,20 +133,7 @@ fn kill_minus_9_and_restart_while_input_flows_keeps_every_update_exactly_once(bo
         victim = spawn(&wc, d1.path());
     }
     producer.join().unwrap();
-    let updates = read_committed_updates(bootstrap, &wc.output, Duration::from_secs(180), |u| {
-        expected
-            .iter()
-            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
-    });
-    stop.store(true, Ordering::Relaxed);
-    assert_each_update_once(&updates, &expected);
-    let sums = wc.letter_sums.as_deref().unwrap();
-    let sum_updates = read_committed_updates(bootstrap, sums, Duration::from_secs(120), |u| {
-        expected_sums
-            .iter()
-            .all(|(k, (_, s))| u.get(k).and_then(|v| v.last()).is_some_and(|l| l >= s))
-    });
-    assert_each_sum_update_once(&sum_updates, &expected_sums);
+    assert_output_exactly_once(&wc, &input, Duration::from_secs(180));
     for (app, dir) in [(&mut victim, d1.path()), (&mut steady, d2.path())] {
         let pid = app.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();

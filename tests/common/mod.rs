@@ -236,6 +236,80 @@ pub fn expected_letter_sums<'a>(
     m
 }
 
+/// Input that keeps flowing while a test kills things: batches of 200 lines, produced one a
+/// second. Event time: batch b's lines are 10 ms apart from `base + 2 s * b`, so the letter sums
+/// fill 10-second windows, each from several batches.
+pub struct FlowingInput {
+    pub batches: Vec<Vec<String>>,
+    base: i64,
+}
+
+impl FlowingInput {
+    pub fn new(first_seed: u64, batches: u64) -> Self {
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        FlowingInput {
+            batches: (0..batches).map(|i| lines(first_seed + i, 200)).collect(),
+            base,
+        }
+    }
+
+    fn timestamp(base: i64, batch: usize, line: usize) -> i64 {
+        base + 2_000 * batch as i64 + 10 * line as i64
+    }
+
+    pub fn expected_counts(&self) -> HashMap<String, i64> {
+        expected_counts(self.batches.iter().flatten())
+    }
+
+    pub fn expected_sums(&self) -> HashMap<String, (usize, i64)> {
+        let base = self.base;
+        expected_letter_sums(self.batches.iter().enumerate().flat_map(|(b, lines)| {
+            lines
+                .iter()
+                .enumerate()
+                .map(move |(i, l)| (l, Self::timestamp(base, b, i)))
+        }))
+    }
+
+    /// Produces the batches to `topic`, one a second, on a thread of its own.
+    pub fn produce(&self, bootstrap: &str, topic: &str) -> std::thread::JoinHandle<()> {
+        let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+        let (batches, base) = (self.batches.clone(), self.base);
+        std::thread::spawn(move || {
+            for (b, lines) in batches.iter().enumerate() {
+                produce_lines_at(&bootstrap, &topic, lines, |i| Self::timestamp(base, b, i));
+                std::thread::sleep(Duration::from_millis(1_000));
+            }
+        })
+    }
+}
+
+/// Reads `wc`'s counts and letter sums `read_committed` until they reach `input`'s totals
+/// (within `timeout` each), and asserts that every update came exactly once.
+pub fn assert_output_exactly_once(wc: &WordCount, input: &FlowingInput, timeout: Duration) {
+    let expected = input.expected_counts();
+    let updates = read_committed_updates(&wc.bootstrap, &wc.output, timeout, |u| {
+        expected
+            .iter()
+            .all(|(w, n)| u.get(w).and_then(|v| v.last()).is_some_and(|l| l >= n))
+    });
+    assert_each_update_once(&updates, &expected);
+    let expected = input.expected_sums();
+    let sums = wc
+        .letter_sums
+        .as_deref()
+        .expect("a word count with letter sums");
+    let updates = read_committed_updates(&wc.bootstrap, sums, timeout, |u| {
+        expected
+            .iter()
+            .all(|(k, (_, s))| u.get(k).and_then(|v| v.last()).is_some_and(|l| l >= s))
+    });
+    assert_each_sum_update_once(&updates, &expected);
+}
+
 /// Exactly-once for the letter sums: each window's committed updates are one per word, each
 /// larger than the one before (no word added twice), ending at the expected sum.
 pub fn assert_each_sum_update_once(
