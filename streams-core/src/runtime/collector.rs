@@ -43,6 +43,11 @@ pub(crate) struct Deliveries {
     error: Mutex<Option<String>>,
     handlers: ErrorHandlers,
     resend: Mutex<Vec<Resend>>,
+    /// Under exactly-once: why the open transaction cannot commit, once librdkafka has put it
+    /// in its abortable error state (records purged, sends refused). The next commit aborts
+    /// it, and the tasks start again from the last commit; it is no failure of the thread.
+    doomed: Mutex<Option<String>>,
+    transactional: bool,
 }
 
 /// Whether the cluster may take a record it refused if it is sent again.
@@ -80,6 +85,11 @@ fn opaque_task(opaque: usize) -> TaskId {
 }
 
 impl Deliveries {
+    fn doom(&self, why: String) {
+        let mut doomed = self.doomed.lock().unwrap_or_else(|e| e.into_inner());
+        doomed.get_or_insert(why);
+    }
+
     fn fail(&self, message: String) {
         let mut err = self.error.lock().unwrap_or_else(|e| e.into_inner());
         err.get_or_insert(message);
@@ -170,6 +180,15 @@ impl ProducerContext for Deliveries {
                     *next = (*next).max(m.offset() + 1);
                 }
             }
+            Err((
+                KafkaError::MessageProduction(
+                    code @ (RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight),
+                ),
+                _,
+            )) if self.transactional => {
+                // librdkafka purges a failed transaction's records: they were never to commit.
+                self.doom(format!("its records were purged ({code:?})"));
+            }
             Err((e, m)) => self.refused(e, m, opaque_task(task)),
         }
     }
@@ -224,6 +243,8 @@ impl KafkaCollector {
                 error: Mutex::new(None),
                 handlers: config.handlers.clone(),
                 resend: Mutex::new(Vec::new()),
+                doomed: Mutex::new(None),
+                transactional: transactional_id.is_some(),
             })
             .map_err(|e| StreamsError::kafka("creating the producer", e))?;
         let offsets_deadline = config
@@ -278,6 +299,16 @@ impl KafkaCollector {
         member: &super::txn::GroupMember<'_>,
     ) -> Result<TxnOutcome> {
         let id = self.transactional_id.as_deref().unwrap_or("");
+        let doomed = self
+            .producer
+            .context()
+            .doomed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(why) = doomed {
+            return self.abort(format!("the transaction failed before its commit: {why}"));
+        }
         let mut tpl = rdkafka::TopicPartitionList::new();
         for (topic, p, o) in offsets {
             tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o))
@@ -368,6 +399,7 @@ impl KafkaCollector {
         ctx.error.lock().unwrap_or_else(|e| e.into_inner()).take();
         ctx.acked.lock().unwrap_or_else(|e| e.into_inner()).clear();
         ctx.resend.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        ctx.doomed.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.begin()?;
         Ok(TxnOutcome::Aborted(why))
     }
@@ -467,6 +499,16 @@ impl RecordCollector for KafkaCollector {
                     // acknowledges; wait a little rather than fail.
                     record = r;
                     std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::State), _))
+                    if self.transactional_id.is_some() =>
+                {
+                    // The transaction is in librdkafka's abortable error state and takes no
+                    // more records; the record would have been part of it, so it goes with it.
+                    self.producer
+                        .context()
+                        .doom("librdkafka refuses sends to it (erroneous state)".into());
+                    return Ok(());
                 }
                 Err((e, _)) => {
                     return Err(StreamsError::Production {
