@@ -31,22 +31,8 @@ make_certificates() {
 }
 
 cmd_start() {
-    need java "Java 17+ is needed to run the Kafka broker"
-    need python3
-    mkdir -p "$STATE_DIR"
-
-    check_no_running_bed
-
-    ensure_kcat
-
-    local work
-    work=$(mktemp -d "${TMPDIR:-/tmp}/${WORK_PREFIX}XXXXXX")
-    # From here on, clean up the temp dir (and the broker) if start fails.
-    # shellcheck disable=SC2034 # read by start_failed (scripts/kafka-testbed)
-    START_WORK=$work
-    trap start_failed EXIT
-
-    resolve_classpath "$work/classpath.txt"
+    begin_start
+    local work=$START_WORK
     local cp
     cp=$(cat "$work/classpath.txt")
 
