@@ -399,10 +399,12 @@ fn a_stalled_stream_thread_leaves_the_group_and_its_tasks_move(bootstrap: &str) 
         let (here, once, release) = (here.clone(), once.clone(), release.clone());
         t.add_processor(
             "stall",
-            move || Stall {
-                here: here.clone(),
-                once: once.clone(),
-                release: release.clone(),
+            move |_| {
+                Ok(Stall {
+                    here: here.clone(),
+                    once: once.clone(),
+                    release: release.clone(),
+                })
             },
             &["in"],
         )

@@ -20,7 +20,7 @@
 //! - [`config`]: [`StreamsConfig`] with Kafka Streams' property names and defaults.
 //! - `collector`: the record collector a task's records (sinks, changelogs) leave through; internal.
 //! - `state`: typed stores ([`KeyValueStore`], [`WindowStore`], [`SessionStore`]) declared with [`StoreBuilder`] / [`Stores`], their caches ([`CachedStore`], [`CacheFlush`]), and the global stores.
-//! - `processor`: the [`Processor`] trait and its [`ProcessorContext`] ([`PunctuationType`], [`Cancellable`]), the type-erased nodes, and the engine that runs a task's nodes.
+//! - `processor`: the [`Processor`] trait and its [`ProcessorContext`] ([`PunctuationType`], [`PunctuationId`], [`Scheduled`], [`Cancellable`]), the type-erased nodes, and the engine that runs a task's nodes.
 //! - `topology`: [`Topology`], built by the DSL or by hand, its [`TopologyDescription`] and [`TimestampExtractor`]s.
 //! - `task`: the stream task, timestamp-ordered processing of one partition of a sub-topology, its stores' restoration and checkpoints; [`TaskMetrics`].
 //! - `query`: interactive queries with IQv2 semantics: [`StateQueryRequest`], the typed [`Query`]s ([`KeyQuery`], [`RangeQuery`], [`WindowKeyQuery`]..), per-partition [`QueryResult`]s and [`FailureReason`]s; the registry of the stores an instance hosts.
@@ -95,7 +95,9 @@ pub use handlers::{
     ProductionExceptionHandler, ProductionResponse, SerializationOrigin,
 };
 pub use metrics::{MetricValue, RecordingLevel, Sensor, TaskSensors, ThreadSensors};
-pub use processor::{Cancellable, Processor, ProcessorContext, PunctuationType};
+pub use processor::{
+    Cancellable, Processor, ProcessorContext, PunctuationId, PunctuationType, Scheduled,
+};
 pub use query::{
     ApproximateCountQuery, FailureReason, InStore, KeyQuery, Position, PositionBound,
     PrefixScanQuery, Query, QueryFailure, QueryResult, QueryTarget, RangeQuery, StateQueryRequest,

@@ -303,17 +303,17 @@ impl TopologyTestDriver {
     /// use streams_core::{StateQueryRequest, Stores, StreamsConfig, Topology, TopologyTestDriver};
     /// use streams_core::serde::Serdes;
     ///
-    /// /// Keeps the last value of each key in store `last`.
-    /// struct Last;
+    /// /// Keeps the last value of each key in its store.
+    /// struct Last(KeyValueStore<String, String>);
     /// impl Processor for Last {
     ///     type KIn = String; type VIn = String; type KOut = String; type VOut = String;
-    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
-    ///         ctx.get_store::<KeyValueStore<String, String>>("last")?.put(&r.key, &r.value)
+    ///     fn process(&mut self, _: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+    ///         self.0.put(&r.key, &r.value)
     ///     }
     /// }
     /// let mut t = Topology::new();
     /// t.add_source("in", &["in"], Serdes::string(), Serdes::string()).unwrap();
-    /// t.add_processor("last", || Last, &["in"]).unwrap();
+    /// t.add_processor("last", |ctx| Ok(Last(ctx.get_state_store("last")?)), &["in"]).unwrap();
     /// t.add_state_store(Stores::persistent_key_value("last", Serdes::string(), Serdes::string()), &["last"]).unwrap();
     /// let driver = TopologyTestDriver::new(t, StreamsConfig::new("app", "unused:9092")).unwrap();
     /// driver.create_input_topic("in", Serdes::string(), Serdes::string()).pipe_input("k".into(), "v".into());

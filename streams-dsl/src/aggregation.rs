@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use streams_core::serde::SerdeRef;
-use streams_core::{Change, Processor};
+use streams_core::{Change, Processor, ProcessorContext, Result};
 
 use crate::builder::{store_builder, Shared};
 use crate::kstream::KStream;
@@ -155,12 +155,12 @@ impl<K: Data, VIn: Data, VA: Data> Target<K, VIn, VA> {
         &self.input.b
     }
 
-    /// Adds the node, whose processor `make(store name)` makes in each task, with a key-value
-    /// store as `m` says; returns the table it keeps.
+    /// Adds the node, whose processor `make(context, store name)` makes in each task, with a
+    /// key-value store as `m` says; returns the table it keeps.
     pub(crate) fn add_key_value<P, F>(self, m: &Materialized<K, VA>, make: F) -> KTable<K, VA>
     where
         P: Processor<KIn = K, VIn = VIn, KOut = K, VOut = Change<VA>>,
-        F: Fn(&str) -> P + Send + Sync + 'static,
+        F: Fn(&mut ProcessorContext<'_, K, Change<VA>>, &str) -> Result<P> + Send + Sync + 'static,
     {
         let b = self.builder().clone();
         let sb = store_builder(
@@ -175,7 +175,7 @@ impl<K: Data, VIn: Data, VA: Data> Target<K, VIn, VA> {
             self.input.node.clone(),
         );
         b.borrow_mut().apply(move |t| {
-            t.add_processor(&n, move || make(&s), &[&parent])?;
+            t.add_processor(&n, move |ctx| make(ctx, &s), &[&parent])?;
             t.add_state_store(sb, &[&n])?;
             Ok(())
         });

@@ -255,7 +255,7 @@ impl StreamsBuilder {
             t.add_source_with_extractor(&source, &[topic], ks, nullable, extractor)?;
             t.add_processor(
                 &node,
-                move || TableSource::<K, V>::new(&store_name),
+                move |ctx| TableSource::<K, V, Option<V>>::init(ctx, &store_name, Option::as_ref),
                 &[&source],
             )?;
             t.add_state_store(store_builder, &[&node])?;

@@ -71,7 +71,9 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// key-value store.
     fn build<VA: Data>(self, m: Materialized<K, VA>, fold: Fold<K, V, VA>) -> KTable<K, VA> {
         self.target(&m, "KSTREAM-AGGREGATE-")
-            .add_key_value(&m, move |s| StreamAggregate::new(s, fold.clone()))
+            .add_key_value(&m, move |ctx, s| {
+                StreamAggregate::init(ctx, s, fold.clone())
+            })
     }
 }
 
@@ -231,8 +233,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         );
         let node = input.node_name("KTABLE-AGGREGATE-");
         let key = self.grouped.key_serde.clone().or(input.key_serde.clone());
-        Target::new(input, node, store, key, &m).add_key_value(&m, move |s| {
-            TableAggregate::new(s, fold.clone(), subtractor.clone())
+        Target::new(input, node, store, key, &m).add_key_value(&m, move |ctx, s| {
+            TableAggregate::init(ctx, s, fold.clone(), subtractor.clone())
         })
     }
 }

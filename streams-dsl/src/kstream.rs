@@ -94,7 +94,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.b.borrow_mut().apply(move |t| {
             t.add_processor(
                 &n,
-                move || FnProcessor::<K, V, KO, VO, Body<K, V, KO, VO>>::new(body.clone()),
+                move |_| {
+                    Ok(FnProcessor::<K, V, KO, VO, Body<K, V, KO, VO>>::new(
+                        body.clone(),
+                    ))
+                },
                 &[&parent],
             )
             .map(|_| ())
@@ -232,17 +236,19 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.b.borrow_mut().apply(move |t| {
             t.add_processor(
                 &n,
-                move || {
+                move |_| {
                     // The branches are all known by the time tasks are created.
                     let list = shared.lock().expect("branch list").clone();
-                    FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(move |ctx, r| {
-                        for (pred, child) in &list {
-                            if pred.as_ref().is_none_or(|p| p(&r.key, &r.value)) {
-                                return ctx.forward_to(child, r);
+                    Ok(FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(
+                        move |ctx, r| {
+                            for (pred, child) in &list {
+                                if pred.as_ref().is_none_or(|p| p(&r.key, &r.value)) {
+                                    return ctx.forward_to(child, r);
+                                }
                             }
-                        }
-                        Ok(())
-                    }))
+                            Ok(())
+                        },
+                    )))
                 },
                 &[&parent],
             )
@@ -269,10 +275,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.b.borrow_mut().apply(move |t| {
             t.add_processor(
                 &n,
-                || {
-                    FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(|ctx, r| {
-                        ctx.forward(r)
-                    }))
+                |_| {
+                    Ok(FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(
+                        |ctx, r| ctx.forward(r),
+                    )))
                 },
                 &[&parents[0], &parents[1]],
             )
@@ -392,21 +398,22 @@ impl<K: Data, V: Data> KStream<K, V> {
         KStream::new(self.b.clone(), source, Some(k), Some(v), false)
     }
 
-    /// Runs a Processor API processor made by `factory` (one per task), with access to `stores`
-    /// (added with `StreamsBuilder::add_state_store`).
-    pub fn process<P, F>(&self, factory: F, stores: &[&str]) -> KStream<P::KOut, P::VOut>
+    /// Runs a Processor API processor, made in each task by `init` from its context, with
+    /// access to `stores` (added with `StreamsBuilder::add_state_store`): `init` takes their
+    /// typed handles for the processor to keep (see `Topology::add_processor`).
+    pub fn process<P, F>(&self, init: F, stores: &[&str]) -> KStream<P::KOut, P::VOut>
     where
         P: Processor<KIn = K, VIn = V>,
         P::KOut: Data,
         P::VOut: Data,
-        F: Fn() -> P + Send + Sync + 'static,
+        F: Fn(&mut ProcessorContext<'_, P::KOut, P::VOut>) -> Result<P> + Send + Sync + 'static,
     {
         let name = self.node_name("KSTREAM-PROCESSOR-");
         let parent = self.node.clone();
         let n = name.clone();
         let stores: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
         self.b.borrow_mut().apply(move |t| {
-            t.add_processor(&n, factory, &[&parent])?;
+            t.add_processor(&n, init, &[&parent])?;
             let refs: Vec<&str> = stores.iter().map(String::as_str).collect();
             t.connect_processor_and_state_stores(&n, &refs)?;
             Ok(())
@@ -463,10 +470,10 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
         self.parent.b.borrow_mut().apply(move |t| {
             t.add_processor(
                 &c,
-                || {
-                    FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(|ctx, r| {
-                        ctx.forward(r)
-                    }))
+                |_| {
+                    Ok(FnProcessor::<K, V, K, V, Body<K, V, K, V>>::new(Arc::new(
+                        |ctx, r| ctx.forward(r),
+                    )))
                 },
                 &[&parent],
             )

@@ -55,8 +55,12 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.b.borrow_mut().apply(move |t| {
             t.add_processor(
                 &n,
-                move || {
-                    FnProcessor::<K, Change<V>, KO, VO, ChangeBody<K, V, KO, VO>>::new(body.clone())
+                move |_| {
+                    Ok(
+                        FnProcessor::<K, Change<V>, KO, VO, ChangeBody<K, V, KO, VO>>::new(
+                            body.clone(),
+                        ),
+                    )
                 },
                 &[&parent],
             )

@@ -85,63 +85,45 @@ where
     })
 }
 
-/// What a table materializer reads: the row a record sets (`None`: delete it).
-pub(crate) trait TableRow<V>: Data {
-    fn row(&self) -> Option<&V>;
-}
-
-/// A source topic's record: a value, or a tombstone.
-impl<V: Data> TableRow<V> for Option<V> {
-    fn row(&self) -> Option<&V> {
-        self.as_ref()
-    }
-}
-
-/// An upstream table's change: its new value.
-impl<V: Data> TableRow<V> for Change<V> {
-    fn row(&self) -> Option<&V> {
-        self.new_value.as_ref()
-    }
-}
-
 /// Writes rows into a table's store and forwards them as changes with the old value the store
-/// held: a table from its source topic (`I = Option<V>`), or a store-less table materialized for
-/// a join (`I = Change<V>`).
-pub(crate) struct TableSource<K, V, I = Option<V>> {
-    store_name: String,
-    store: Option<KeyValueStore<K, V>>,
-    _input: std::marker::PhantomData<fn(I)>,
+/// held: a table from its source topic (`I = Option<V>`, `None` a tombstone), a stream turned
+/// into a table (`I = V`), or a store-less table materialized for a join (`I = Change<V>`).
+pub(crate) struct TableSource<K, V, I> {
+    store: KeyValueStore<K, V>,
+    cached: bool,
+    /// The row a record sets (`None`: delete it).
+    row: fn(&I) -> Option<&V>,
 }
 
-impl<K, V, I> TableSource<K, V, I> {
-    pub(crate) fn new(store: &str) -> Self {
-        TableSource {
-            store_name: store.to_string(),
-            store: None,
-            _input: std::marker::PhantomData,
-        }
+impl<K: Data, V: Data, I> TableSource<K, V, I> {
+    pub(crate) fn init(
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        store: &str,
+        row: fn(&I) -> Option<&V>,
+    ) -> Result<Self> {
+        let store = open_table_store(ctx, store)?;
+        Ok(TableSource {
+            cached: store.is_cached(),
+            store,
+            row,
+        })
     }
 }
 
-impl<K: Data, V: Data, I: TableRow<V>> Processor for TableSource<K, V, I> {
+impl<K: Data, V: Data, I: Data> Processor for TableSource<K, V, I> {
     type KIn = K;
     type VIn = I;
     type KOut = K;
     type VOut = Change<V>;
-
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        self.store = Some(open_table_store(ctx, &self.store_name)?);
-        Ok(())
-    }
 
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         r: Record<K, I>,
     ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         let old = store.get(&r.key)?;
-        let row = r.value.row().cloned();
+        let row = (self.row)(&r.value).cloned();
         match &row {
             Some(v) => store.put(&r.key, v)?,
             None => {
@@ -151,7 +133,7 @@ impl<K: Data, V: Data, I: TableRow<V>> Processor for TableSource<K, V, I> {
                 store.delete(&r.key)?;
             }
         }
-        if !store.is_cached() {
+        if !self.cached {
             ctx.forward(r.with_value(Change::new(row, old)))?;
         }
         Ok(())
@@ -160,18 +142,23 @@ impl<K: Data, V: Data, I: TableRow<V>> Processor for TableSource<K, V, I> {
 
 /// Folds a grouped stream into a table: count, reduce and aggregate.
 pub(crate) struct StreamAggregate<K, V, VA> {
-    store_name: String,
-    store: Option<KeyValueStore<K, VA>>,
+    store: KeyValueStore<K, VA>,
+    cached: bool,
     fold: Fold<K, V, VA>,
 }
 
-impl<K, V, VA> StreamAggregate<K, V, VA> {
-    pub(crate) fn new(store: &str, fold: Fold<K, V, VA>) -> Self {
-        StreamAggregate {
-            store_name: store.to_string(),
-            store: None,
+impl<K: Data, V: Data, VA: Data> StreamAggregate<K, V, VA> {
+    pub(crate) fn init(
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        store: &str,
+        fold: Fold<K, V, VA>,
+    ) -> Result<Self> {
+        let store = open_table_store(ctx, store)?;
+        Ok(StreamAggregate {
+            cached: store.is_cached(),
+            store,
             fold,
-        }
+        })
     }
 }
 
@@ -181,21 +168,16 @@ impl<K: Data, V: Data, VA: Data> Processor for StreamAggregate<K, V, VA> {
     type KOut = K;
     type VOut = Change<VA>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.store = Some(open_table_store(ctx, &self.store_name)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         r: Record<K, V>,
     ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         let old = store.get(&r.key)?;
         let new = self.fold.apply(&r.key, r.value, old.clone());
         store.put(&r.key, &new)?;
-        if !store.is_cached() {
+        if !self.cached {
             ctx.forward(Record {
                 key: r.key,
                 value: Change::new(Some(new), old),
@@ -256,20 +238,26 @@ impl<V: 'static> streams_core::serde::Serde<TableOp<V>> for TableOpSerde<V> {
 /// Folds a re-keyed table into a table: additions go through the fold (its adder), retractions
 /// through the subtractor.
 pub(crate) struct TableAggregate<K, V, VA> {
-    store_name: String,
-    store: Option<KeyValueStore<K, VA>>,
+    store: KeyValueStore<K, VA>,
+    cached: bool,
     fold: Fold<K, V, VA>,
     subtractor: Folder<K, V, VA>,
 }
 
-impl<K, V, VA> TableAggregate<K, V, VA> {
-    pub(crate) fn new(store: &str, fold: Fold<K, V, VA>, subtractor: Folder<K, V, VA>) -> Self {
-        TableAggregate {
-            store_name: store.to_string(),
-            store: None,
+impl<K: Data, V: Data, VA: Data> TableAggregate<K, V, VA> {
+    pub(crate) fn init(
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        store: &str,
+        fold: Fold<K, V, VA>,
+        subtractor: Folder<K, V, VA>,
+    ) -> Result<Self> {
+        let store = open_table_store(ctx, store)?;
+        Ok(TableAggregate {
+            cached: store.is_cached(),
+            store,
             fold,
             subtractor,
-        }
+        })
     }
 }
 
@@ -279,17 +267,12 @@ impl<K: Data, V: Data, VA: Data> Processor for TableAggregate<K, V, VA> {
     type KOut = K;
     type VOut = Change<VA>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<()> {
-        self.store = Some(open_table_store(ctx, &self.store_name)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         r: Record<K, TableOp<V>>,
     ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
+        let store = &self.store;
         let old = store.get(&r.key)?;
         let new = if r.value.add {
             self.fold.apply(&r.key, r.value.value, old.clone())
@@ -303,7 +286,7 @@ impl<K: Data, V: Data, VA: Data> Processor for TableAggregate<K, V, VA> {
             (self.subtractor)(&r.key, r.value.value, base)
         };
         store.put(&r.key, &new)?;
-        if !store.is_cached() {
+        if !self.cached {
             ctx.forward(Record {
                 key: r.key,
                 value: Change::new(Some(new), old),

@@ -327,15 +327,8 @@ impl<K: Data, V: Data> KStream<K, V> {
             let (a, o) = (ts.clone(), os.clone());
             t.add_processor(
                 &tn,
-                move || JoinSide::<K, V, V2, VR> {
-                    shared: sh.clone(),
-                    left_side: true,
-                    emits_unmatched: left_unmatched,
-                    this_store_name: a.clone(),
-                    other_store_name: o.clone(),
-                    this_store: None,
-                    other_store: None,
-                    outer: None,
+                move |ctx| {
+                    JoinSide::<K, V, V2, VR>::init(ctx, sh.clone(), true, left_unmatched, &a, &o)
                 },
                 &[&left_parent],
             )?;
@@ -343,24 +336,17 @@ impl<K: Data, V: Data> KStream<K, V> {
             let (a, o) = (ts.clone(), os.clone());
             t.add_processor(
                 &on,
-                move || JoinSide::<K, V2, V, VR> {
-                    shared: sh.clone(),
-                    left_side: false,
-                    emits_unmatched: right_unmatched,
-                    this_store_name: o.clone(),
-                    other_store_name: a.clone(),
-                    this_store: None,
-                    other_store: None,
-                    outer: None,
+                move |ctx| {
+                    JoinSide::<K, V2, V, VR>::init(ctx, sh.clone(), false, right_unmatched, &o, &a)
                 },
                 &[&right_parent],
             )?;
             t.add_processor(
                 &mn,
-                || {
-                    FnProcessor::<K, VR, K, VR, _>::new(Arc::new(
+                |_| {
+                    Ok(FnProcessor::<K, VR, K, VR, _>::new(Arc::new(
                         |ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, VR>| ctx.forward(r),
-                    ))
+                    )))
                 },
                 &[&tn, &on],
             )?;
@@ -408,9 +394,9 @@ struct JoinSide<K, VT, VO, VR> {
     left_side: bool,
     emits_unmatched: bool,
     this_store_name: String,
-    other_store_name: String,
-    this_store: Option<WindowStore<K, VT>>,
-    other_store: Option<WindowStore<K, VO>>,
+    this_store: WindowStore<K, VT>,
+    other_store: WindowStore<K, VO>,
+    /// The records waiting for a partner, for left and outer joins.
     outer: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
 }
 
@@ -486,6 +472,29 @@ fn outer_key(ts: i64, left: bool, key: &[u8]) -> Vec<u8> {
 }
 
 impl<K: Data, VT: Data, VO: Data, VR: Data> JoinSide<K, VT, VO, VR> {
+    fn init(
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        shared: Arc<dyn SharedJoin<K, VT, VO, VR>>,
+        left_side: bool,
+        emits_unmatched: bool,
+        this_store: &str,
+        other_store: &str,
+    ) -> Result<Self> {
+        let outer = match shared.outer_store() {
+            Some(name) => Some(ctx.get_state_store(name)?),
+            None => None,
+        };
+        Ok(JoinSide {
+            left_side,
+            emits_unmatched,
+            this_store_name: this_store.to_string(),
+            this_store: ctx.get_store(this_store)?,
+            other_store: ctx.get_store(other_store)?,
+            outer,
+            shared,
+        })
+    }
+
     fn serde_err(&self, e: streams_core::serde::SerdeError) -> StreamsError {
         StreamsError::Serialization {
             target: format!("join store `{}`", self.this_store_name),
@@ -563,15 +572,6 @@ impl<K: Data, VT: Data, VO: Data, VR: Data> Processor for JoinSide<K, VT, VO, VR
     type KOut = K;
     type VOut = VR;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<()> {
-        self.this_store = Some(ctx.get_store(&self.this_store_name)?);
-        self.other_store = Some(ctx.get_store(&self.other_store_name)?);
-        if let Some(name) = self.shared.outer_store() {
-            self.outer = Some(ctx.get_state_store(name)?);
-        }
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, VT>) -> Result<()> {
         let w = self.shared.windows();
         let stream_time = ctx.current_stream_time_ms();
@@ -581,17 +581,14 @@ impl<K: Data, VT: Data, VO: Data, VR: Data> Processor for JoinSide<K, VT, VO, VR
             ctx.record_dropped();
             return Ok(());
         }
-        self.this_store
-            .as_ref()
-            .expect("initialized")
-            .put(&r.key, Some(&r.value), ts)?;
-        let matches = self
-            .other_store
-            .as_ref()
-            .expect("initialized")
-            .fetch_range(&r.key, ts - w.before_ms, ts.saturating_add(w.after_ms))?;
+        self.this_store.put(&r.key, Some(&r.value), ts)?;
+        let matches = self.other_store.fetch_range(
+            &r.key,
+            ts - w.before_ms,
+            ts.saturating_add(w.after_ms),
+        )?;
         if matches.is_empty() {
-            if self.emits_unmatched {
+            if let Some(outer) = self.outer.as_ref().filter(|_| self.emits_unmatched) {
                 let key = self.key_bytes(&r.key)?;
                 let value = self
                     .shared
@@ -599,10 +596,6 @@ impl<K: Data, VT: Data, VO: Data, VR: Data> Processor for JoinSide<K, VT, VO, VR
                     .serialize(&self.this_store_name, &r.value)
                     .map_err(|e| self.serde_err(e))?
                     .unwrap_or_default();
-                let outer = self
-                    .outer
-                    .as_ref()
-                    .expect("left and outer joins have an outer store");
                 outer.put(&outer_key(ts, self.left_side, &key), &value)?;
             }
         } else {

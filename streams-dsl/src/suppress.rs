@@ -14,14 +14,13 @@
 //! window once the wall clock passes its end + grace + a delay of your choice, for inputs that
 //! may stop.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streams_core::serde::{SerdeRef, Serdes};
 use streams_core::window::Windowed;
 use streams_core::{
-    Change, KeyValueStore, Processor, ProcessorContext, PunctuationType, Record, Result, Stores,
-    StreamsError,
+    Change, KeyValueStore, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+    Result, Stores, StreamsError,
 };
 
 use crate::ktable::KTable;
@@ -192,19 +191,7 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
         inner.apply(move |t| {
             t.add_processor(
                 &n,
-                move || {
-                    Suppress(Arc::new(Mutex::new(SuppressCore {
-                        store_name: st.clone(),
-                        buffer: None,
-                        key_serde: ks.clone(),
-                        value_serde: vs.clone(),
-                        config: s.clone(),
-                        grace,
-                        observed: -1,
-                        records: 0,
-                        bytes: 0,
-                    })))
-                },
+                move |ctx| Suppress::init(ctx, &st, ks.clone(), vs.clone(), s.clone(), grace),
                 &[&parent],
             )?;
             t.add_state_store(sb, &[&n])?;
@@ -259,12 +246,10 @@ fn buffer_key(end: i64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The suppression processor; its state is shared with its wall-clock punctuator.
-struct Suppress<K, V>(Arc<Mutex<SuppressCore<K, V>>>);
-
-struct SuppressCore<K, V> {
+/// The suppression processor.
+struct Suppress<K, V> {
     store_name: String,
-    buffer: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
+    buffer: KeyValueStore<Vec<u8>, Vec<u8>>,
     key_serde: SerdeRef<Windowed<K>>,
     value_serde: SerdeRef<V>,
     config: Suppressed,
@@ -272,9 +257,47 @@ struct SuppressCore<K, V> {
     observed: i64,
     records: u64,
     bytes: u64,
+    /// The wall-clock close delay, when one is set.
+    wall_clock_delay_ms: Option<i64>,
 }
 
-impl<K: Data, V: Data> SuppressCore<K, V> {
+impl<K: Data, V: Data> Suppress<K, V> {
+    /// Opens the buffer (counting what it holds) and schedules the wall-clock close, if any.
+    fn init(
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+        store: &str,
+        key_serde: SerdeRef<Windowed<K>>,
+        value_serde: SerdeRef<V>,
+        config: Suppressed,
+        grace: i64,
+    ) -> Result<Self> {
+        let buffer: KeyValueStore<Vec<u8>, Vec<u8>> = ctx.get_state_store(store)?;
+        let (mut records, mut bytes) = (0, 0);
+        for (k, v) in buffer.all()? {
+            records += 1;
+            bytes += (k.len() + v.len()) as u64;
+        }
+        let wall_clock_delay_ms = config.wall_clock_close.map(|delay| {
+            let every = delay
+                .min(Duration::from_secs(1))
+                .max(Duration::from_millis(1));
+            ctx.schedule_punctuation(every, PunctuationType::WallClockTime);
+            i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)
+        });
+        Ok(Suppress {
+            store_name: store.to_string(),
+            buffer,
+            key_serde,
+            value_serde,
+            config,
+            grace,
+            observed: -1,
+            records,
+            bytes,
+            wall_clock_delay_ms,
+        })
+    }
+
     fn err(&self, message: String) -> StreamsError {
         StreamsError::StoreAccess {
             store: self.store_name.clone(),
@@ -304,14 +327,13 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
         k: &[u8],
         v: &[u8],
     ) -> Result<()> {
-        let buffer = self.buffer.clone().expect("initialized");
         let e = Entry::decode(v).ok_or_else(|| self.err("corrupt buffered entry".into()))?;
         let key = self
             .de(&self.key_serde, k.get(8..))?
             .ok_or_else(|| self.err("buffered key without bytes".into()))?;
         let new = self.de(&self.value_serde, e.new.as_deref())?;
         let prior = self.de(&self.value_serde, e.prior.as_deref())?;
-        buffer.delete(&k.to_vec())?;
+        self.buffer.delete(&k.to_vec())?;
         self.records = self.records.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub((k.len() + v.len()) as u64);
         if new.is_none() && prior.is_none() {
@@ -329,10 +351,9 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
         if close < 0 {
             return Ok(());
         }
-        let buffer = self.buffer.clone().expect("initialized");
         let from = vec![0u8; 8];
         let to = close.saturating_add(1).to_be_bytes().to_vec();
-        for (k, v) in buffer.range(&from, &to)? {
+        for (k, v) in self.buffer.range(&from, &to)? {
             if k.len() > 8 && k[..8] <= close.to_be_bytes()[..] {
                 self.emit(ctx, &k, &v)?;
             }
@@ -340,7 +361,7 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
         Ok(())
     }
 
-    fn process(
+    fn buffer(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
         r: Record<Windowed<K>, Change<V>>,
@@ -350,8 +371,7 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
             .ser(&self.key_serde, &r.key)?
             .ok_or_else(|| self.err("a windowed key must not serialize to null".into()))?;
         let bk = buffer_key(r.key.window.end, &key);
-        let buffer = self.buffer.clone().expect("initialized");
-        let existing = buffer.get(&bk)?;
+        let existing = self.buffer.get(&bk)?;
         let prior = match &existing {
             Some(e) => {
                 Entry::decode(e)
@@ -378,7 +398,7 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
             None => self.records += 1,
         }
         self.bytes += (bk.len() + entry.len()) as u64;
-        buffer.put(&bk, &entry)?;
+        self.buffer.put(&bk, &entry)?;
         self.evict_closed(ctx, self.observed - self.grace)?;
         self.enforce_limits(ctx)
     }
@@ -402,8 +422,7 @@ impl<K: Data, V: Data> SuppressCore<K, V> {
                 self.records, self.bytes, self.config.buffer.max_records, self.config.buffer.max_bytes
             )));
         }
-        let buffer = self.buffer.clone().expect("initialized");
-        for (k, v) in buffer.all()? {
+        for (k, v) in self.buffer.all()? {
             if !self.over_limit() {
                 break;
             }
@@ -419,39 +438,25 @@ impl<K: Data, V: Data> Processor for Suppress<K, V> {
     type KOut = Windowed<K>;
     type VOut = Change<V>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>) -> Result<()> {
-        let mut core = lock(&self.0);
-        let buffer: KeyValueStore<Vec<u8>, Vec<u8>> = ctx.get_state_store(&core.store_name)?;
-        for (k, v) in buffer.all()? {
-            core.records += 1;
-            core.bytes += (k.len() + v.len()) as u64;
-        }
-        core.buffer = Some(buffer);
-        if let Some(delay) = core.config.wall_clock_close {
-            let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-            let every = delay
-                .min(Duration::from_secs(1))
-                .max(Duration::from_millis(1));
-            let grace = core.grace;
-            let shared = self.0.clone();
-            ctx.schedule(every, PunctuationType::WallClockTime, move |ctx, now| {
-                let close = now.saturating_sub(delay_ms).saturating_sub(grace);
-                lock(&shared).evict_closed(ctx, close)
-            });
-        }
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
         r: Record<Windowed<K>, Change<V>>,
     ) -> Result<()> {
-        lock(&self.0).process(ctx, r)
+        self.buffer(ctx, r)
     }
-}
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only this task's thread uses it; a poisoned lock means a panic already failed the task.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// The wall-clock close: windows whose end is `delay + grace` behind the wall clock.
+    fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+        _: PunctuationId,
+        now: i64,
+    ) -> Result<()> {
+        let Some(delay_ms) = self.wall_clock_delay_ms else {
+            return Ok(());
+        };
+        let close = now.saturating_sub(delay_ms).saturating_sub(self.grace);
+        self.evict_closed(ctx, close)
+    }
 }

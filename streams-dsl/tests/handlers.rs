@@ -376,16 +376,13 @@ fn a_punctuation_error_goes_to_the_processing_handler_without_a_source() {
         type VIn = String;
         type KOut = String;
         type VOut = String;
-        fn init(
+        fn punctuate(
             &mut self,
-            ctx: &mut ProcessorContext<'_, String, String>,
+            _: &mut ProcessorContext<'_, String, String>,
+            _: streams_core::PunctuationId,
+            ts: i64,
         ) -> streams_core::Result<()> {
-            ctx.schedule(
-                Duration::from_secs(1),
-                PunctuationType::WallClockTime,
-                |_, ts| Err(StreamsError::user(format!("tick {ts} failed"))),
-            );
-            Ok(())
+            Err(StreamsError::user(format!("tick {ts} failed")))
         }
         fn process(
             &mut self,
@@ -397,7 +394,13 @@ fn a_punctuation_error_goes_to_the_processing_handler_without_a_source() {
     }
     let b = StreamsBuilder::new();
     b.stream::<String, String>("in")
-        .process(|| Ticking, &[])
+        .process(
+            |ctx| {
+                ctx.schedule_punctuation(Duration::from_secs(1), PunctuationType::WallClockTime);
+                Ok(Ticking)
+            },
+            &[],
+        )
         .to("out");
     let seen = Recording::default();
     let d = TopologyTestDriver::new(

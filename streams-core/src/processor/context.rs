@@ -42,11 +42,7 @@ impl NodeContext<'_> {
     }
 
     /// Hands `record` to node `child`, depth-first.
-    pub(crate) fn process_child(
-        &mut self,
-        child: usize,
-        record: Box<dyn Any + Send>,
-    ) -> Result<()> {
+    pub(crate) fn process_child(&mut self, child: usize, record: &mut dyn Any) -> Result<()> {
         self.task.process_node(child, record)
     }
 }
@@ -71,6 +67,21 @@ impl Cancellable {
     }
 }
 
+/// Which of a processor's punctuations fired, as returned by
+/// [`ProcessorContext::schedule_punctuation`] and passed to
+/// [`Processor::punctuate`](super::Processor::punctuate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PunctuationId(pub(crate) u32);
+
+/// A punctuation scheduled with [`ProcessorContext::schedule_punctuation`].
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// Passed to [`Processor::punctuate`](super::Processor::punctuate) when it fires.
+    pub id: PunctuationId,
+    /// Stops it.
+    pub cancellable: Cancellable,
+}
+
 /// A processor's handle on its task: forwarding, punctuation, stores and record metadata.
 pub struct ProcessorContext<'a, KOut, VOut> {
     inner: NodeContext<'a>,
@@ -90,16 +101,16 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
     /// Forwards `record` to every child, one after the other, depth-first.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
         if let Some(child) = self.inner.task.only_child(self.inner.node) {
-            return self.inner.process_child(child, Box::new(record));
+            return self.inner.process_child(child, &mut Some(record));
         }
         let children = self.inner.task.children(self.inner.node);
         let Some((&last, rest)) = children.split_last() else {
             return Ok(());
         };
         for &child in rest {
-            self.inner.process_child(child, Box::new(record.clone()))?;
+            self.inner.process_child(child, &mut Some(record.clone()))?;
         }
-        self.inner.process_child(last, Box::new(record))
+        self.inner.process_child(last, &mut Some(record))
     }
 
     /// Forwards `record` to the child named `child` only.
@@ -115,37 +126,38 @@ impl<'a, KOut: Clone + Send + 'static, VOut: Clone + Send + 'static>
                     format!("`{child}` is not a child of `{}`", self.inner.node_name()),
                 )
             })?;
-        self.inner.process_child(target, Box::new(record))
+        self.inner.process_child(target, &mut Some(record))
     }
 
-    /// Calls `callback` every `interval` of stream time or wall-clock time, with the time it fires.
-    pub fn schedule<F>(
-        &mut self,
-        interval: Duration,
-        kind: PunctuationType,
-        mut callback: F,
-    ) -> Cancellable
-    where
-        F: FnMut(&mut ProcessorContext<'_, KOut, VOut>, i64) -> Result<()> + Send + 'static,
-    {
+    /// Calls this processor's [`Processor::punctuate`](super::Processor::punctuate) every
+    /// `interval` of stream time or wall-clock time, with the returned id and the time it fires.
+    /// A stream-time punctuation first fires with the task's next record; a missed interval is
+    /// fired once, then the schedule realigns, as in Kafka Streams.
+    pub fn schedule_punctuation(&mut self, interval: Duration, kind: PunctuationType) -> Scheduled {
         let cancelled = Arc::new(AtomicBool::new(false));
         let interval_ms = (interval.as_millis() as i64).max(1);
-        let first_due = match kind {
-            // Kafka Streams fires the first stream-time punctuation with the first record.
-            PunctuationType::StreamTime => i64::MIN,
-            PunctuationType::WallClockTime => self.inner.task.clock.now_ms() + interval_ms,
-        };
+        let id = PunctuationId(self.inner.task.next_punctuation_id);
+        self.inner.task.next_punctuation_id += 1;
         self.inner.task.schedule(Punctuation {
             node: self.inner.node,
             interval_ms,
             kind,
-            next_due: first_due,
+            next_due: self.first_due(kind, interval_ms),
             cancelled: cancelled.clone(),
-            callback: Some(Box::new(move |ctx: &mut NodeContext<'_>, ts: i64| {
-                callback(&mut ProcessorContext::new(ctx.reborrow()), ts)
-            })),
+            id,
         });
-        Cancellable(cancelled)
+        Scheduled {
+            id,
+            cancellable: Cancellable(cancelled),
+        }
+    }
+
+    fn first_due(&self, kind: PunctuationType, interval_ms: i64) -> i64 {
+        match kind {
+            // Kafka Streams fires the first stream-time punctuation with the first record.
+            PunctuationType::StreamTime => i64::MIN,
+            PunctuationType::WallClockTime => self.inner.task.clock.now_ms() + interval_ms,
+        }
     }
 
     /// The key-value store `name`, which must be connected to this processor, with its key and

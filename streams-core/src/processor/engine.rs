@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use state_store::FlushedEntry;
 
-use super::{ErasedProcessor, NodeContext, PunctuationType};
+use super::{ErasedProcessor, NodeContext, PunctuationId, PunctuationType};
 use crate::collector::RecordCollector;
 use crate::error::{RecordOrigin, Result, StreamsError};
 use crate::handlers::{
@@ -34,9 +34,6 @@ pub(crate) trait NodeGraph: Send + Sync {
     fn physical_topic(&self, application_id: &str, topic: &str) -> String;
 }
 
-/// A punctuation's callback, untyped: the typed one wrapped by `ProcessorContext::schedule`.
-pub(crate) type PunctuateFn =
-    Box<dyn for<'a> FnMut(&mut NodeContext<'a>, i64) -> Result<()> + Send>;
 /// A store's flush listener, untyped: the typed one wrapped by `ProcessorContext::on_cache_flush`.
 pub(crate) type FlushFn =
     Box<dyn for<'a> FnMut(&mut NodeContext<'a>, FlushedEntry) -> Result<()> + Send>;
@@ -49,8 +46,8 @@ pub(crate) struct Punctuation {
     /// `i64::MIN` for a stream-time punctuation that has not fired yet (it fires with the first record).
     pub(crate) next_due: i64,
     pub(crate) cancelled: Arc<std::sync::atomic::AtomicBool>,
-    /// Taken out while it runs, so that it can borrow the task.
-    pub(crate) callback: Option<PunctuateFn>,
+    /// Passed to the node's `Processor::punctuate`.
+    pub(crate) id: PunctuationId,
 }
 
 /// One node of a task: its processor (taken out while it runs) and its children.
@@ -120,6 +117,8 @@ pub(crate) struct TaskCore {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) collector: Arc<dyn RecordCollector>,
     pub(crate) punctuations: Vec<Punctuation>,
+    /// The id the next punctuation scheduled for a processor's `punctuate` gets.
+    pub(crate) next_punctuation_id: u32,
     pub(crate) globals: Arc<GlobalStores>,
     /// Records processors dropped (late for their window, null join keys...) or handlers
     /// skipped since the task last counted them.
@@ -225,7 +224,7 @@ impl TaskCore {
 
     /// Runs node `idx` on `record`. The processor is taken out of its slot while it runs, which
     /// is safe because the graph is acyclic: a node is never re-entered by its own forwards.
-    pub(crate) fn process_node(&mut self, idx: usize, record: Box<dyn Any + Send>) -> Result<()> {
+    pub(crate) fn process_node(&mut self, idx: usize, record: &mut dyn Any) -> Result<()> {
         let mut p = self.nodes[idx]
             .as_mut()
             .and_then(|n| n.processor.take())
@@ -427,8 +426,7 @@ impl TaskCore {
         while i < self.punctuations.len() {
             let p = &mut self.punctuations[i];
             if p.kind == kind && p.next_due <= now && !p.cancelled.load(Ordering::Relaxed) {
-                let node = p.node;
-                let mut cb = p.callback.take().expect("punctuation callback present");
+                let (node, id) = (p.node, p.id);
                 let next = if p.next_due == i64::MIN {
                     now + p.interval_ms
                 } else if now >= p.next_due + p.interval_ms {
@@ -442,8 +440,7 @@ impl TaskCore {
                 let saved_ts = self.current_timestamp();
                 self.set_timestamp(now);
                 let saved_source = self.source.take();
-                let r = catch_panic(|| cb(&mut NodeContext { task: self, node }, now));
-                self.punctuations[i].callback = Some(cb);
+                let r = catch_panic(|| self.run_punctuation(node, id, now));
                 // A punctuation's error goes to the processing handler too (KIP-1033), without
                 // source coordinates.
                 let r = match r {
@@ -467,6 +464,20 @@ impl TaskCore {
             i += 1;
         }
         Ok(fired)
+    }
+
+    /// Runs punctuation `id` of node `node`: its processor's `punctuate`. The processor is taken
+    /// out of its slot as in `process_node`: a punctuation forwards only downstream, so the node
+    /// is not re-entered.
+    fn run_punctuation(&mut self, node: usize, id: PunctuationId, now: i64) -> Result<()> {
+        let Some(mut p) = self.nodes[node].as_mut().and_then(|n| n.processor.take()) else {
+            return Ok(());
+        };
+        let r = p.punctuate(&mut NodeContext { task: self, node }, id, now);
+        if let Some(n) = self.nodes[node].as_mut() {
+            n.processor = Some(p);
+        }
+        r
     }
 
     /// Forwards what store caches evicted during the last record, through their listeners.

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::engine::ProductionFailure;
-use super::{NodeContext, Processor, ProcessorContext};
+use super::{NodeContext, Processor, ProcessorContext, PunctuationId};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{ProducedRecord, SerializationOrigin};
 use crate::record::Record;
@@ -17,45 +17,81 @@ use crate::serde::SerdeRef;
 /// The task's view of one processor node, without types.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()>;
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()>;
+    /// `record` is the forwarding node's slot, an `Option<Record<K, V>>` to take the record from.
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: &mut dyn Any) -> Result<()>;
+    fn punctuate(&mut self, ctx: &mut NodeContext<'_>, id: PunctuationId, ts: i64) -> Result<()> {
+        let _ = (ctx, id, ts);
+        Ok(())
+    }
     fn close(&mut self);
 }
 
-fn downcast<T: 'static>(ctx: &NodeContext<'_>, payload: Box<dyn Any + Send>) -> Result<T> {
-    payload.downcast::<T>().map(|b| *b).map_err(|_| {
-        StreamsError::topology(
-            ctx.node_name(),
-            format!(
-                "node `{}` received a record that is not {}",
+/// Takes the `T` out of a forwarding node's slot (`Option<T>`).
+fn take<T: 'static>(ctx: &NodeContext<'_>, slot: &mut dyn Any) -> Result<T> {
+    slot.downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .ok_or_else(|| {
+            StreamsError::topology(
                 ctx.node_name(),
-                std::any::type_name::<T>()
-            ),
-        )
-    })
+                format!(
+                    "node `{}` received a record that is not {}",
+                    ctx.node_name(),
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
 }
 
-/// Runs a typed [`Processor`] behind [`ErasedProcessor`].
-pub(crate) struct ProcessorAdapter<P> {
-    inner: P,
+/// Makes a processor in its task, given its context (see `Topology::add_processor`).
+pub(crate) type MakeProcessor<P> = Arc<
+    dyn Fn(&mut ProcessorContext<'_, <P as Processor>::KOut, <P as Processor>::VOut>) -> Result<P>
+        + Send
+        + Sync,
+>;
+
+/// Runs a typed [`Processor`] behind [`ErasedProcessor`]; the processor is made at `init`.
+pub(crate) struct ProcessorAdapter<P: Processor> {
+    make: MakeProcessor<P>,
+    inner: Option<P>,
 }
 
-impl<P> ProcessorAdapter<P> {
-    pub(crate) fn new(inner: P) -> Self {
-        ProcessorAdapter { inner }
+impl<P: Processor> ProcessorAdapter<P> {
+    pub(crate) fn new(make: MakeProcessor<P>) -> Self {
+        ProcessorAdapter { make, inner: None }
+    }
+
+    fn made(&mut self, ctx: &NodeContext<'_>) -> Result<&mut P> {
+        self.inner.as_mut().ok_or_else(|| {
+            StreamsError::topology(
+                ctx.node_name(),
+                format!(
+                    "processor `{}` of task {} ran before it was initialized",
+                    ctx.node_name(),
+                    ctx.task.id
+                ),
+            )
+        })
     }
 }
 
 impl<P: Processor> ErasedProcessor for ProcessorAdapter<P> {
     fn init(&mut self, ctx: &mut NodeContext<'_>) -> Result<()> {
-        self.inner.init(&mut ProcessorContext::new(ctx.reborrow()))
+        self.inner = Some((self.make)(&mut ProcessorContext::new(ctx.reborrow()))?);
+        Ok(())
     }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        let record = downcast::<Record<P::KIn, P::VIn>>(ctx, record)?;
-        self.inner
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: &mut dyn Any) -> Result<()> {
+        let record = take::<Record<P::KIn, P::VIn>>(ctx, record)?;
+        self.made(ctx)?
             .process(&mut ProcessorContext::new(ctx.reborrow()), record)
     }
+    fn punctuate(&mut self, ctx: &mut NodeContext<'_>, id: PunctuationId, ts: i64) -> Result<()> {
+        self.made(ctx)?
+            .punctuate(&mut ProcessorContext::new(ctx.reborrow()), id, ts)
+    }
     fn close(&mut self) {
-        self.inner.close()
+        if let Some(p) = self.inner.as_mut() {
+            p.close()
+        }
     }
 }
 
@@ -74,15 +110,12 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedProcessor
     fn init(&mut self, _: &mut NodeContext<'_>) -> Result<()> {
         Ok(())
     }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        // With one child (the usual case) the decoded record goes on in the box it came in,
-        // saving an allocation per record.
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: &mut dyn Any) -> Result<()> {
+        // With one child (the usual case) the decoded record goes on in the slot it came in.
         if let Some(child) = ctx.task.only_child(ctx.node) {
-            if record.is::<Record<K, V>>() {
-                return ctx.process_child(child, record);
-            }
+            return ctx.process_child(child, record);
         }
-        let record = downcast::<Record<K, V>>(ctx, record)?;
+        let record = take::<Record<K, V>>(ctx, record)?;
         ProcessorContext::<K, V>::new(ctx.reborrow()).forward(record)
     }
     fn close(&mut self) {}
@@ -147,8 +180,8 @@ impl<K: Send + 'static, V: Send + 'static> ErasedProcessor for SinkProcessor<K, 
         }
         Ok(())
     }
-    fn process(&mut self, ctx: &mut NodeContext<'_>, record: Box<dyn Any + Send>) -> Result<()> {
-        let record = downcast::<Record<K, V>>(ctx, record)?;
+    fn process(&mut self, ctx: &mut NodeContext<'_>, record: &mut dyn Any) -> Result<()> {
+        let record = take::<Record<K, V>>(ctx, record)?;
         // The fixed topic is borrowed; only a per-record choice makes a new string.
         let chosen;
         let topic: &str = match (&self.physical, &self.chooser) {

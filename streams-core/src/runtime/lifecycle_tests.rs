@@ -167,7 +167,7 @@ fn manager(partitions: i32, store: bool) -> TaskManager {
     let mut t = Topology::new();
     t.add_source("in", &["input"], Serdes::string(), Serdes::string())
         .unwrap();
-    t.add_processor("fwd", || Forward, &["in"]).unwrap();
+    t.add_processor("fwd", |_| Ok(Forward), &["in"]).unwrap();
     t.add_sink(
         "out",
         "output",

@@ -45,7 +45,7 @@ use crate::topology::Topology;
 /// }
 /// let mut t = Topology::new();
 /// t.add_source("in", &["input"], Serdes::string(), Serdes::string()).unwrap();
-/// t.add_processor("upper", || Upper, &["in"]).unwrap();
+/// t.add_processor("upper", |_| Ok(Upper), &["in"]).unwrap();
 /// t.add_sink("out", "output", Serdes::string(), Serdes::string(), &["upper"]).unwrap();
 /// let mut d = MultiInstanceTestDriver::new(t, StreamsConfig::new("app", "unused:9092"), 4).unwrap();
 /// let a = d.start_instance().unwrap();

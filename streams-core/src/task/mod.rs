@@ -193,6 +193,7 @@ impl StreamTask {
             clock: env.clock.clone(),
             collector: env.collector.clone(),
             punctuations: Vec::new(),
+            next_punctuation_id: 0,
             globals: env.globals.clone(),
             dropped: 0,
             handlers: env.handlers.clone(),
@@ -356,7 +357,7 @@ impl StreamTask {
                 break;
             };
             n += 1;
-            let Some(payload) = next.payload else {
+            let Some(mut payload) = next.payload else {
                 if let Some(error) = next.skipped {
                     self.dead_letter_skipped(
                         &next.topic,
@@ -380,7 +381,7 @@ impl StreamTask {
             if next.timestamp > self.core.stream_time {
                 self.core.stream_time = next.timestamp;
             }
-            self.core.process_node(next.source_node, payload)?;
+            self.core.process_node(next.source_node, &mut *payload)?;
             self.core.forward_evicted()?;
             self.metrics.processed += 1;
             self.metrics.enforced += u64::from(enforced);
@@ -555,7 +556,7 @@ mod tests {
         t.add_source("src", &["a", "b"], Serdes::string(), Serdes::string())
             .unwrap();
         let s2 = seen.clone();
-        t.add_processor("rec", move || Recorder(s2.clone()), &["src"])
+        t.add_processor("rec", move |_| Ok(Recorder(s2.clone())), &["src"])
             .unwrap();
         let t = Arc::new(t);
         let sub = t.subtopologies().remove(0);
@@ -597,7 +598,7 @@ mod tests {
         t.add_source("src", &["a", "b"], Serdes::string(), Serdes::string())
             .unwrap();
         let s2 = seen.clone();
-        t.add_processor("rec", move || Recorder(s2.clone()), &["src"])
+        t.add_processor("rec", move |_| Ok(Recorder(s2.clone())), &["src"])
             .unwrap();
         let t = Arc::new(t);
         let sub = t.subtopologies().remove(0);
@@ -689,7 +690,7 @@ mod tests {
         let mut t = Topology::new();
         t.add_source("src", &["in"], Serdes::string(), Serdes::string())
             .unwrap();
-        t.add_processor("rec", || Recorder(Arc::default()), &["src"])
+        t.add_processor("rec", |_| Ok(Recorder(Arc::default())), &["src"])
             .unwrap();
         t.add_state_store(
             crate::state::Stores::persistent_key_value("counts", Serdes::string(), Serdes::i64()),

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{
-    ErasedProcessor, NodeGraph, Processor, ProcessorAdapter, SinkProcessor, SourceProcessor,
-    TopicChooser,
+    ErasedProcessor, MakeProcessor, NodeGraph, Processor, ProcessorAdapter, ProcessorContext,
+    SinkProcessor, SourceProcessor, TopicChooser,
 };
 use crate::record::{Record, RecordBytes};
 use crate::serde::SerdeRef;
@@ -100,7 +100,7 @@ pub(crate) struct Subtopology {
 ///
 /// let mut t = Topology::new();
 /// t.add_source("in", &["input"], Serdes::string(), Serdes::string()).unwrap();
-/// t.add_processor("upper", || Upper, &["in"]).unwrap();
+/// t.add_processor("upper", |_| Ok(Upper), &["in"]).unwrap();
 /// t.add_sink("out", "output", Serdes::string(), Serdes::string(), &["upper"]).unwrap();
 /// assert!(t.describe().to_string().contains("Processor: upper (stores: [])"));
 /// ```
@@ -187,7 +187,8 @@ impl Topology {
                 record.timestamp = x(&record, partition_time);
             }
             let ts = record.timestamp;
-            Ok((Box::new(record) as Box<dyn Any + Send>, ts))
+            // In the slot the source node forwards it from (see `crate::processor`).
+            Ok((Box::new(Some(record)) as Box<dyn Any + Send>, ts))
         });
         let factory: ProcessorFactory =
             Arc::new(|| Box::new(SourceProcessor::<K, V>::new()) as Box<dyn ErasedProcessor>);
@@ -205,16 +206,19 @@ impl Topology {
         Ok(self)
     }
 
-    /// Adds a processor node fed by `parents`; `factory` makes one processor per task.
+    /// Adds a processor node fed by `parents`. In each task, once the task's stores are
+    /// restored, `init` makes the processor from its context: it takes the typed handles of the
+    /// stores connected to the node and schedules punctuations there, and the processor keeps
+    /// them. A processor with nothing to set up is made with `|_| Ok(MyProcessor)`.
     pub fn add_processor<P, F>(
         &mut self,
         name: &str,
-        factory: F,
+        init: F,
         parents: &[&str],
     ) -> Result<&mut Self>
     where
         P: Processor,
-        F: Fn() -> P + Send + Sync + 'static,
+        F: Fn(&mut ProcessorContext<'_, P::KOut, P::VOut>) -> Result<P> + Send + Sync + 'static,
     {
         if parents.is_empty() {
             return Err(StreamsError::topology(
@@ -222,8 +226,9 @@ impl Topology {
                 format!("processor `{name}` has no parent"),
             ));
         }
+        let make: MakeProcessor<P> = Arc::new(init);
         let factory: ProcessorFactory = Arc::new(move || {
-            Box::new(ProcessorAdapter::new(factory())) as Box<dyn ErasedProcessor>
+            Box::new(ProcessorAdapter::new(make.clone())) as Box<dyn ErasedProcessor>
         });
         self.add_node(
             name,

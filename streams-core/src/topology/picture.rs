@@ -279,7 +279,7 @@ mod tests {
         let mut t = Topology::new();
         t.add_source("in", &["input"], Serdes::string(), Serdes::string())
             .unwrap();
-        t.add_processor("p", || Pass, &["in"]).unwrap();
+        t.add_processor("p", |_| Ok(Pass), &["in"]).unwrap();
         t.add_state_store(
             Stores::persistent_key_value("s", Serdes::string(), Serdes::i64()),
             &["p"],

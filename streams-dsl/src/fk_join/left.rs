@@ -87,12 +87,30 @@ impl<K: Data, V: Data, KO: Data> Processor for SubscriptionSend<K, V, KO> {
 /// Left side: joins a response with the current left row, unless the row changed since the
 /// subscription was sent; keeps the result to forward old values.
 pub(super) struct ResponseJoin<K, V, VO, VR> {
-    pub(super) value_serde: SerdeRef<V>,
-    pub(super) left_name: String,
-    pub(super) result_name: String,
-    pub(super) left: Option<KeyValueStore<K, V>>,
-    pub(super) result: Option<KeyValueStore<K, VR>>,
-    pub(super) joiner: FkJoiner<V, VO, VR>,
+    value_serde: SerdeRef<V>,
+    left: KeyValueStore<K, V>,
+    result: KeyValueStore<K, VR>,
+    result_cached: bool,
+    joiner: FkJoiner<V, VO, VR>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data> ResponseJoin<K, V, VO, VR> {
+    pub(super) fn init(
+        ctx: &mut ProcessorContext<'_, K, Change<VR>>,
+        value_serde: SerdeRef<V>,
+        left_store: &str,
+        result_store: &str,
+        joiner: FkJoiner<V, VO, VR>,
+    ) -> Result<Self> {
+        let result = open_table_store(ctx, result_store)?;
+        Ok(ResponseJoin {
+            value_serde,
+            left: ctx.get_state_store(left_store)?,
+            result_cached: result.is_cached(),
+            result,
+            joiner,
+        })
+    }
 }
 
 impl<K: Data, V: Data, VO: Data, VR: Data> Processor for ResponseJoin<K, V, VO, VR> {
@@ -101,26 +119,20 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor for ResponseJoin<K, V, VO, 
     type KOut = K;
     type VOut = Change<VR>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.left = Some(ctx.get_state_store(&self.left_name)?);
-        self.result = Some(open_table_store(ctx, &self.result_name)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
         r: Record<K, Response<VO>>,
     ) -> Result<()> {
-        let current = self.left.as_ref().expect("initialized").get(&r.key)?;
-        if hash_of(&self.value_serde, &self.left_name, current.as_ref())? != r.value.hash {
+        let current = self.left.get(&r.key)?;
+        if hash_of(&self.value_serde, self.left.name(), current.as_ref())? != r.value.hash {
             // The left row changed after this subscription: a newer answer will follow.
             return Ok(());
         }
         let new = current
             .as_ref()
             .and_then(|v| (self.joiner)(v, r.value.value.as_ref()));
-        let result = self.result.as_ref().expect("initialized");
+        let result = &self.result;
         let old = result.get(&r.key)?;
         match &new {
             Some(v) => result.put(&r.key, v)?,
@@ -131,7 +143,7 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor for ResponseJoin<K, V, VO, 
                 result.delete(&r.key)?;
             }
         }
-        if !result.is_cached() {
+        if !self.result_cached {
             ctx.forward(r.with_value(Change::new(new, old)))?;
         }
         Ok(())

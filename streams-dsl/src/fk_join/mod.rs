@@ -229,12 +229,14 @@ impl<K: Data, V: Data> KTable<K, V> {
             let (pk, lv, ko2) = (k.clone(), v.clone(), ko.clone());
             t.add_processor(
                 &send,
-                move || SubscriptionSend::<K, V, KO> {
-                    key_serde: pk.clone(),
-                    value_serde: lv.clone(),
-                    fk_serde: ko2.clone(),
-                    fk: fk.clone(),
-                    left,
+                move |_| {
+                    Ok(SubscriptionSend::<K, V, KO> {
+                        key_serde: pk.clone(),
+                        value_serde: lv.clone(),
+                        fk_serde: ko2.clone(),
+                        fk: fk.clone(),
+                        left,
+                    })
                 },
                 &[&left_node],
             )?;
@@ -251,12 +253,12 @@ impl<K: Data, V: Data> KTable<K, V> {
             let (ko2, subs, right) = (ko.clone(), subscriptions.clone(), right_store.clone());
             t.add_processor(
                 &receive,
-                move || SubscriptionReceive::<KO, VO> {
-                    fk_serde: ko2.clone(),
-                    subscriptions_name: subs.clone(),
-                    right_name: right.clone(),
-                    subscriptions: None,
-                    right: None,
+                move |ctx| {
+                    Ok(SubscriptionReceive::<KO, VO> {
+                        fk_serde: ko2.clone(),
+                        subscriptions: ctx.get_state_store(&subs)?,
+                        right: ctx.get_state_store(&right)?,
+                    })
                 },
                 &[&reg_source],
             )?;
@@ -265,11 +267,12 @@ impl<K: Data, V: Data> KTable<K, V> {
             let (ko2, subs) = (ko.clone(), subscriptions.clone());
             t.add_processor(
                 &foreign,
-                move || ForeignChange::<KO, VO> {
-                    fk_serde: ko2.clone(),
-                    subscriptions_name: subs.clone(),
-                    subscriptions: None,
-                    _t: std::marker::PhantomData,
+                move |ctx| {
+                    Ok(ForeignChange::<KO, VO> {
+                        fk_serde: ko2.clone(),
+                        subscriptions: ctx.get_state_store(&subs)?,
+                        _t: std::marker::PhantomData,
+                    })
                 },
                 &[&right_node],
             )?;
@@ -287,13 +290,8 @@ impl<K: Data, V: Data> KTable<K, V> {
             let (ls, rs, lv) = (left_store.clone(), result_store.clone(), v.clone());
             t.add_processor(
                 &out,
-                move || ResponseJoin::<K, V, VO, VR> {
-                    value_serde: lv.clone(),
-                    left_name: ls.clone(),
-                    result_name: rs.clone(),
-                    left: None,
-                    result: None,
-                    joiner: joiner.clone(),
+                move |ctx| {
+                    ResponseJoin::<K, V, VO, VR>::init(ctx, lv.clone(), &ls, &rs, joiner.clone())
                 },
                 &[&resp_source],
             )?;

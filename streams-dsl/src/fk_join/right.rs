@@ -10,10 +10,8 @@ use crate::Data;
 /// Right side: stores or removes a subscription and answers it with the right row.
 pub(super) struct SubscriptionReceive<KO, VO> {
     pub(super) fk_serde: SerdeRef<KO>,
-    pub(super) subscriptions_name: String,
-    pub(super) right_name: String,
-    pub(super) subscriptions: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
-    pub(super) right: Option<KeyValueStore<KO, VO>>,
+    pub(super) subscriptions: KeyValueStore<Vec<u8>, Vec<u8>>,
+    pub(super) right: KeyValueStore<KO, VO>,
 }
 
 impl<KO: Data, VO: Data> Processor for SubscriptionReceive<KO, VO> {
@@ -22,19 +20,13 @@ impl<KO: Data, VO: Data> Processor for SubscriptionReceive<KO, VO> {
     type KOut = Vec<u8>;
     type VOut = Response<VO>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.get_state_store(&self.subscriptions_name)?);
-        self.right = Some(ctx.get_state_store(&self.right_name)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Vec<u8>, Response<VO>>,
         r: Record<KO, Subscription>,
     ) -> Result<()> {
-        let subscriptions = self.subscriptions.as_ref().expect("initialized");
-        let Some(fk) = to_bytes(&self.fk_serde, &self.subscriptions_name, &r.key)? else {
+        let subscriptions = &self.subscriptions;
+        let Some(fk) = to_bytes(&self.fk_serde, subscriptions.name(), &r.key)? else {
             return Ok(());
         };
         let key = combined_key(&fk, &r.value.primary_key);
@@ -49,11 +41,11 @@ impl<KO: Data, VO: Data> Processor for SubscriptionReceive<KO, VO> {
             }
             Instruction::PropagateNullIfNoFkValAvailable => {
                 put_subscription(subscriptions, &key, &r.value)?;
-                self.right.as_ref().expect("initialized").get(&r.key)?
+                self.right.get(&r.key)?
             }
             Instruction::PropagateOnlyIfFkValAvailable => {
                 put_subscription(subscriptions, &key, &r.value)?;
-                match self.right.as_ref().expect("initialized").get(&r.key)? {
+                match self.right.get(&r.key)? {
                     Some(v) => Some(v),
                     None => return Ok(()),
                 }
@@ -89,8 +81,7 @@ fn put_subscription(
 /// Right side: a change of a right row answers every subscription to its key again.
 pub(super) struct ForeignChange<KO, VO> {
     pub(super) fk_serde: SerdeRef<KO>,
-    pub(super) subscriptions_name: String,
-    pub(super) subscriptions: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
+    pub(super) subscriptions: KeyValueStore<Vec<u8>, Vec<u8>>,
     pub(super) _t: std::marker::PhantomData<fn() -> VO>,
 }
 
@@ -100,11 +91,6 @@ impl<KO: Data, VO: Data> Processor for ForeignChange<KO, VO> {
     type KOut = Vec<u8>;
     type VOut = Response<VO>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Vec<u8>, Response<VO>>) -> Result<()> {
-        self.subscriptions = Some(ctx.get_state_store(&self.subscriptions_name)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Vec<u8>, Response<VO>>,
@@ -113,8 +99,8 @@ impl<KO: Data, VO: Data> Processor for ForeignChange<KO, VO> {
         if r.value.new_value.is_none() && r.value.old_value.is_none() {
             return Ok(());
         }
-        let subscriptions = self.subscriptions.as_ref().expect("initialized");
-        let Some(fk) = to_bytes(&self.fk_serde, &self.subscriptions_name, &r.key)? else {
+        let subscriptions = &self.subscriptions;
+        let Some(fk) = to_bytes(&self.fk_serde, subscriptions.name(), &r.key)? else {
             return Ok(());
         };
         let from = combined_key(&fk, &[]);

@@ -142,7 +142,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         b.apply(move |t| {
             t.add_processor(
                 &n,
-                move || TableSource::<K, V, Change<V>>::new(&s),
+                move |ctx| TableSource::<K, V, Change<V>>::init(ctx, &s, |c| c.new_value.as_ref()),
                 &[&parent],
             )?;
             t.add_state_store(sb, &[&n])?;

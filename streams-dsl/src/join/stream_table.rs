@@ -203,13 +203,15 @@ fn add_lookup_join<K: Data, V: Data, LK: Data, VT: Data, VR: Data>(
         let store = s.clone();
         t.add_processor(
             &n,
-            move || LookupJoin {
-                store_name: store.clone(),
-                store: None,
-                key_serde: lookup_key_serde.clone(),
-                key: key.clone(),
-                joiner: joiner.clone(),
-                left,
+            move |ctx| {
+                Ok(LookupJoin {
+                    store_name: store.clone(),
+                    store: ctx.get_state_store(&store)?,
+                    key_serde: lookup_key_serde.clone(),
+                    key: key.clone(),
+                    joiner: joiner.clone(),
+                    left,
+                })
             },
             &[&parent],
         )?;
@@ -221,7 +223,7 @@ fn add_lookup_join<K: Data, V: Data, LK: Data, VT: Data, VR: Data>(
 /// Looks each stream record up in a table or global table store.
 struct LookupJoin<K, V, LK, VT, VR> {
     store_name: String,
-    store: Option<KeyValueStore<LK, VT>>,
+    store: KeyValueStore<LK, VT>,
     /// Tells null lookup keys (which serialize to null) from others.
     key_serde: SerdeRef<LK>,
     key: KeyPicker<K, V, LK>,
@@ -236,13 +238,7 @@ impl<K: Data, V: Data, LK: Data, VT: Data, VR: Data> Processor for LookupJoin<K,
     type KOut = K;
     type VOut = VR;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<()> {
-        self.store = Some(ctx.get_state_store::<LK, VT>(&self.store_name)?);
-        Ok(())
-    }
-
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, V>) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
         let lookup = (self.key)(&r.key, &r.value);
         let null_key = matches!(
             self.key_serde.serialize(&self.store_name, &lookup),
@@ -259,7 +255,7 @@ impl<K: Data, V: Data, LK: Data, VT: Data, VR: Data> Processor for LookupJoin<K,
             }
             None
         } else {
-            store.get(&lookup)?
+            self.store.get(&lookup)?
         };
         match (self.joiner)(&r.value, found.as_ref()) {
             Some(v) => ctx.forward(r.with_value(v)),

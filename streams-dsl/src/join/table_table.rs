@@ -112,23 +112,29 @@ impl<K: Data, V: Data> KTable<K, V> {
             let os = other_store.clone();
             t.add_processor(
                 &tj,
-                move || TableJoinSide::<K, V, VO, VR>::new(&os, rows.clone()),
+                move |ctx| TableJoinSide::<K, V, VO, VR>::init(ctx, &os, rows.clone()),
                 &[&this_node],
             )?;
             t.connect_processor_and_state_stores(&tj, &[&other_store])?;
             let ts = this_store.clone();
             t.add_processor(
                 &oj,
-                move || TableJoinSide::<K, VO, V, VR>::new(&ts, flipped.clone()),
+                move |ctx| TableJoinSide::<K, VO, V, VR>::init(ctx, &ts, flipped.clone()),
                 &[&other_node],
             )?;
             t.connect_processor_and_state_stores(&oj, &[&this_store])?;
             t.add_processor(
                 &m,
-                || {
-                    FnProcessor::<K, Change<VR>, K, Change<VR>, PassThrough<K, VR>>::new(Arc::new(
-                        |ctx, r| ctx.forward(r),
-                    ))
+                |_| {
+                    Ok(FnProcessor::<
+                        K,
+                        Change<VR>,
+                        K,
+                        Change<VR>,
+                        PassThrough<K, VR>,
+                    >::new(Arc::new(|ctx, r| {
+                        ctx.forward(r)
+                    })))
                 },
                 &[&tj, &oj],
             )?;
@@ -170,18 +176,21 @@ fn outer_rows<V: Data, VO: Data, VR: Data>(
 /// One side of a table-table join: a change of this side is joined with the other side's
 /// current value, for the new and for the old value, so that the result can retract.
 struct TableJoinSide<K, VA, VB, VR> {
-    other_store: String,
-    store: Option<KeyValueStore<K, VB>>,
+    /// The other side's store.
+    store: KeyValueStore<K, VB>,
     rows: RowJoiner<VA, VB, VR>,
 }
 
-impl<K, VA, VB, VR> TableJoinSide<K, VA, VB, VR> {
-    fn new(other_store: &str, rows: RowJoiner<VA, VB, VR>) -> Self {
-        TableJoinSide {
-            other_store: other_store.to_string(),
-            store: None,
+impl<K: Data, VA: Data, VB: Data, VR: Data> TableJoinSide<K, VA, VB, VR> {
+    fn init(
+        ctx: &mut ProcessorContext<'_, K, Change<VR>>,
+        other_store: &str,
+        rows: RowJoiner<VA, VB, VR>,
+    ) -> Result<Self> {
+        Ok(TableJoinSide {
+            store: ctx.get_state_store(other_store)?,
             rows,
-        }
+        })
     }
 }
 
@@ -191,18 +200,12 @@ impl<K: Data, VA: Data, VB: Data, VR: Data> Processor for TableJoinSide<K, VA, V
     type KOut = K;
     type VOut = Change<VR>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<()> {
-        self.store = Some(ctx.get_state_store::<K, VB>(&self.other_store)?);
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
         r: Record<K, Change<VA>>,
     ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        let other = store.get(&r.key)?;
+        let other = self.store.get(&r.key)?;
         let new = (self.rows)(r.value.new_value.as_ref(), other.as_ref());
         let old = (self.rows)(r.value.old_value.as_ref(), other.as_ref());
         if new.is_none() && old.is_none() {

@@ -18,7 +18,9 @@ pub use time::TimeWindowedKStream;
 
 use streams_core::serde::{SerdeRef, Serdes};
 use streams_core::window::Windowed;
-use streams_core::{Change, Processor, StoreBuilder, Stores, StreamsError};
+use streams_core::{
+    Change, Processor, ProcessorContext, Result, StoreBuilder, Stores, StreamsError,
+};
 
 use crate::aggregation::Target;
 use crate::builder::BuilderInner;
@@ -106,7 +108,10 @@ impl<K: Data, V: Data, VA: Data> Target<K, V, VA> {
         close_after: i64,
         windowed_key: SerdeRef<Windowed<K>>,
         stores: WindowedStores<K, V, VA>,
-        make: impl Fn() -> P + Send + Sync + 'static,
+        make: impl Fn(&mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<P>
+            + Send
+            + Sync
+            + 'static,
     ) -> KTable<Windowed<K>, VA>
     where
         P: Processor<KIn = K, VIn = V, KOut = Windowed<K>, VOut = Change<VA>>,

@@ -134,15 +134,26 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             windows.grace_ms().saturating_add(windows.gap_ms()),
             Serdes::session_windowed(k),
             stores,
-            move || SessionAggregate {
-                store_name: store.clone(),
-                store: None,
-                emitted: None,
-                final_only,
-                windows,
-                observed: -1,
-                fold: fold.clone(),
-                merger: merger.clone(),
+            move |ctx| {
+                let aggregates: SessionStore<K, VA> = ctx.get_store(&store)?;
+                let cached = aggregates.is_cached();
+                if cached {
+                    forward_cache_flushes(ctx, &aggregates)?;
+                }
+                let emitted = match final_only {
+                    true => Some(ctx.get_state_store(&format!("{store}-emitted"))?),
+                    false => None,
+                };
+                Ok(SessionAggregate {
+                    store: aggregates,
+                    cached,
+                    emitted,
+                    final_only,
+                    windows,
+                    observed: -1,
+                    fold: fold.clone(),
+                    merger: merger.clone(),
+                })
             },
         )
     }
@@ -150,8 +161,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 
 /// Folds a grouped stream per key and session, merging sessions a record bridges.
 struct SessionAggregate<K, V, VA> {
-    store_name: String,
-    store: Option<SessionStore<K, VA>>,
+    store: SessionStore<K, VA>,
+    cached: bool,
     /// Emit-on-close: the session end up to which final results were emitted.
     emitted: Option<KeyValueStore<String, i64>>,
     final_only: bool,
@@ -167,24 +178,12 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
     type KOut = Windowed<K>;
     type VOut = Change<VA>;
 
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: SessionStore<K, VA> = ctx.get_store(&self.store_name)?;
-        if store.is_cached() {
-            forward_cache_flushes(ctx, &store)?;
-        }
-        self.store = Some(store);
-        if self.final_only {
-            self.emitted = Some(ctx.get_state_store(&format!("{}-emitted", self.store_name))?);
-        }
-        Ok(())
-    }
-
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
         r: Record<K, V>,
     ) -> Result<()> {
-        let store = self.store.clone().expect("initialized");
+        let store = self.store.clone();
         let ts = r.timestamp;
         self.observed = self.observed.max(ts);
         let close = self.observed - self.windows.grace_ms();
@@ -205,9 +204,7 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
             ctx.record_dropped();
             return Ok(());
         }
-        if self.final_only {
-            self.emit_closed(ctx, close)?;
-        }
+        self.emit_closed(ctx, close)?;
         let new = self.fold.apply(&r.key, r.value, agg);
         let merged = Windowed::new(r.key.clone(), window);
         let mut old = None;
@@ -218,12 +215,12 @@ impl<K: Data, V: Data, VA: Data> Processor for SessionAggregate<K, V, VA> {
             }
             // A merged-away session is deleted downstream.
             store.remove(&s)?;
-            if !store.is_cached() && !self.final_only {
+            if !self.cached && !self.final_only {
                 ctx.forward(Record::new(s, Change::new(None, Some(v)), ts))?;
             }
         }
         store.put(&merged, &new)?;
-        if !store.is_cached() && !self.final_only {
+        if !self.cached && !self.final_only {
             ctx.forward(Record::new(merged, Change::new(Some(new), old), ts))?;
         }
         Ok(())
@@ -238,14 +235,15 @@ impl<K: Data, V: Data, VA: Data> SessionAggregate<K, V, VA> {
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
         close: i64,
     ) -> Result<()> {
-        let emitted = self.emitted.as_ref().expect("initialized");
+        let Some(emitted) = &self.emitted else {
+            return Ok(());
+        };
         let up_to = close - self.windows.gap_ms() - 1;
         let last = emitted.get(&EMITTED_KEY.to_string())?.unwrap_or(-1);
         if up_to <= last {
             return Ok(());
         }
-        let store = self.store.as_ref().expect("initialized");
-        for (s, v) in store.fetch_ending(last + 1, up_to)? {
+        for (s, v) in self.store.fetch_ending(last + 1, up_to)? {
             let end = s.window.end;
             ctx.forward(Record::new(s, Change::new(Some(v), None), end))?;
         }

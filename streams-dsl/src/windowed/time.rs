@@ -213,28 +213,17 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             spec.grace_ms(),
             Serdes::time_windowed(k, size),
             stores,
-            move || WindowAggregate {
-                store_name: store.clone(),
-                store: None,
-                raw: None,
-                emitted: None,
-                has_raw,
-                final_only,
-                spec,
-                observed: -1,
-                fold: fold.clone(),
-            },
+            move |ctx| WindowAggregate::init(ctx, &store, has_raw, final_only, spec, fold.clone()),
         )
     }
 }
 
 /// Folds a grouped stream per key and time window (tumbling, hopping, sliding).
 struct WindowAggregate<K, V, VA> {
-    store_name: String,
-    store: Option<WindowStore<K, VA>>,
+    store: WindowStore<K, VA>,
+    cached: bool,
     /// Sliding windows: every record, by timestamp.
     raw: Option<WindowStore<K, V>>,
-    has_raw: bool,
     /// Emit-on-close: the close time up to which final results were emitted.
     emitted: Option<KeyValueStore<String, i64>>,
     final_only: bool,
@@ -244,6 +233,39 @@ struct WindowAggregate<K, V, VA> {
 }
 
 impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
+    fn init(
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        store_name: &str,
+        has_raw: bool,
+        final_only: bool,
+        spec: Spec,
+        fold: Fold<K, V, VA>,
+    ) -> Result<Self> {
+        let store: WindowStore<K, VA> = ctx.get_store(store_name)?;
+        let cached = store.is_cached();
+        if cached {
+            forward_cache_flushes(ctx, &store)?;
+        }
+        let raw = match has_raw {
+            true => Some(ctx.get_store(&format!("{store_name}-records"))?),
+            false => None,
+        };
+        let emitted = match final_only {
+            true => Some(ctx.get_state_store(&format!("{store_name}-emitted"))?),
+            false => None,
+        };
+        Ok(WindowAggregate {
+            observed: store.observed_stream_time()?,
+            store,
+            cached,
+            raw,
+            emitted,
+            final_only,
+            spec,
+            fold,
+        })
+    }
+
     fn emit(
         &self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -253,9 +275,8 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
         old: Option<VA>,
         ts: i64,
     ) -> Result<()> {
-        let store = self.store.as_ref().expect("initialized");
-        store.put(key, Some(&new), window.start)?;
-        if !self.final_only && !store.is_cached() {
+        self.store.put(key, Some(&new), window.start)?;
+        if !self.final_only && !self.cached {
             ctx.forward(Record::new(
                 Windowed::new(key.clone(), window),
                 Change::new(Some(new), old),
@@ -283,11 +304,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
                 ctx.record_dropped();
                 continue;
             }
-            let old = self
-                .store
-                .as_ref()
-                .expect("initialized")
-                .fetch(&r.key, window.start)?;
+            let old = self.store.fetch(&r.key, window.start)?;
             let new = self.fold.apply(&r.key, r.value.clone(), old.clone());
             self.emit(ctx, &r.key, window, new, old, r.timestamp)?;
         }
@@ -312,10 +329,15 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             ctx.record_dropped();
             return Ok(());
         }
-        let raw = self.raw.as_ref().expect("initialized");
+        let raw = self.raw.as_ref().ok_or_else(|| {
+            StreamsError::topology(
+                ctx.processor_name(),
+                "a sliding-window aggregation has no records store",
+            )
+        })?;
         raw.put(&r.key, Some(&r.value), ts)?;
         let records = raw.fetch_range(&r.key, (ts - 2 * d - 1).max(0), ts + 2 * d + 1)?;
-        let store = self.store.as_ref().expect("initialized").clone();
+        let store = self.store.clone();
         // Windows holding the new record: those ending at a record within d after it (its own
         // left window included), and those starting just after a record within d before it.
         let mut starts: Vec<i64> = records
@@ -389,8 +411,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
         let from = (last - size + 1).max(0);
         let to = close - size;
         if to >= from {
-            let store = self.store.as_ref().expect("initialized");
-            for (w, v) in store.fetch_all(from, to)? {
+            for (w, v) in self.store.fetch_all(from, to)? {
                 let end = w.window.end;
                 ctx.forward(Record::new(w, Change::new(Some(v), None), end - 1))?;
             }
@@ -404,22 +425,6 @@ impl<K: Data, V: Data, VA: Data> Processor for WindowAggregate<K, V, VA> {
     type VIn = V;
     type KOut = Windowed<K>;
     type VOut = Change<VA>;
-
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> Result<()> {
-        let store: WindowStore<K, VA> = ctx.get_store(&self.store_name)?;
-        if store.is_cached() {
-            forward_cache_flushes(ctx, &store)?;
-        }
-        self.observed = store.observed_stream_time()?;
-        self.store = Some(store);
-        if self.has_raw {
-            self.raw = Some(ctx.get_store(&format!("{}-records", self.store_name))?);
-        }
-        if self.final_only {
-            self.emitted = Some(ctx.get_state_store(&format!("{}-emitted", self.store_name))?);
-        }
-        Ok(())
-    }
 
     fn process(
         &mut self,

@@ -5,16 +5,35 @@ use std::time::Duration;
 
 use streams_core::serde::Serdes;
 use streams_core::{
-    Processor, ProcessorContext, PunctuationType, Record, Result, Stores, Topology,
+    Processor, ProcessorContext, PunctuationId, PunctuationType, Record, Result, Stores, Topology,
     TopologyTestDriver,
 };
 use streams_dsl::StreamsBuilder;
 
 use super::{config, driver, s};
 
-/// Keeps the latest value per key in a store and emits the store's size on punctuation.
+/// Keeps the latest value per key in a store; on punctuation emits the store's size and how
+/// many records it has seen (state the punctuation reaches through `&mut self`).
 struct Latest {
-    store: Option<streams_core::KeyValueStore<String, String>>,
+    store: streams_core::KeyValueStore<String, String>,
+    seen: i64,
+    wall: PunctuationId,
+    stream: PunctuationId,
+}
+
+impl Latest {
+    fn init(ctx: &mut ProcessorContext<'_, String, i64>) -> Result<Self> {
+        let wall =
+            ctx.schedule_punctuation(Duration::from_secs(10), PunctuationType::WallClockTime);
+        let stream =
+            ctx.schedule_punctuation(Duration::from_millis(100), PunctuationType::StreamTime);
+        Ok(Latest {
+            store: ctx.get_state_store("latest")?,
+            seen: 0,
+            wall: wall.id,
+            stream: stream.id,
+        })
+    }
 }
 
 impl Processor for Latest {
@@ -22,26 +41,6 @@ impl Processor for Latest {
     type VIn = String;
     type KOut = String;
     type VOut = i64;
-
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<()> {
-        let store = ctx.get_state_store::<String, String>("latest")?;
-        let s2 = store.clone();
-        ctx.schedule(
-            Duration::from_secs(10),
-            PunctuationType::WallClockTime,
-            move |ctx, now| {
-                let n = s2.approximate_num_entries()? as i64;
-                ctx.forward(Record::new("wall".to_string(), n, now))
-            },
-        );
-        ctx.schedule(
-            Duration::from_millis(100),
-            PunctuationType::StreamTime,
-            move |ctx, st| ctx.forward(Record::new("stream".to_string(), st, st)),
-        );
-        self.store = Some(store);
-        Ok(())
-    }
 
     fn process(
         &mut self,
@@ -51,11 +50,27 @@ impl Processor for Latest {
         if r.value == "boom" {
             return Err(streams_core::StreamsError::user("refusing boom"));
         }
-        let store = self.store.as_ref().unwrap();
-        store.put(&r.key, &r.value)?;
+        self.seen += 1;
+        self.store.put(&r.key, &r.value)?;
         assert_eq!(ctx.topic(), Some("in"));
         assert!(ctx.offset().is_some());
         Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        id: PunctuationId,
+        now: i64,
+    ) -> Result<()> {
+        if id == self.wall {
+            let n = self.store.approximate_num_entries()? as i64;
+            ctx.forward(Record::new("wall".to_string(), n, now))?;
+            ctx.forward(Record::new("seen".to_string(), self.seen, now))
+        } else {
+            assert_eq!(id, self.stream);
+            ctx.forward(Record::new("stream".to_string(), now, now))
+        }
     }
 }
 
@@ -64,7 +79,7 @@ fn process_with_store_and_both_punctuations() {
     let b = StreamsBuilder::new();
     b.add_state_store(Stores::in_memory_key_value("latest", s(), s()));
     b.stream::<String, String>("in")
-        .process(|| Latest { store: None }, &["latest"])
+        .process(Latest::init, &["latest"])
         .to("out");
     let d = driver(b);
     let input = d.create_input_topic("in", s(), s());
@@ -80,6 +95,7 @@ fn process_with_store_and_both_punctuations() {
     assert!(out.is_empty());
     d.advance_wall_clock_time(Duration::from_secs(1)).unwrap();
     assert_eq!(out.read_key_value(), ("wall".to_string(), 2));
+    assert_eq!(out.read_key_value(), ("seen".to_string(), 3));
     let store = d.get_key_value_store::<String, String>("latest").unwrap();
     assert_eq!(store.get(&"a".into()).unwrap().as_deref(), Some("3"));
     // Errors from a processor name the task and the processor.
