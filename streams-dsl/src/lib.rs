@@ -8,6 +8,10 @@
 //! - [`builder`]: [`StreamsBuilder`] and the naming of generated nodes, stores and topics.
 //! - [`kstream`]: [`KStream`] (filter, map, flat_map, select_key, split, merge, to, repartition,
 //!   process, group_by, ...) and [`BranchedKStream`].
+//! - [`fixed_key`]: [`KStream::process_values`] and its [`FixedKeyProcessor`]s, which cannot
+//!   change the key.
+//! - [`print`](mod@print): [`KStream::print`] and [`Printed`].
+//! - `to_table`: [`KStream::to_table`].
 //! - [`ktable`]: [`KTable`] (filter, map_values, to_stream, group_by).
 //! - [`grouped`]: [`KGroupedStream`] and [`KGroupedTable`] (count, reduce, aggregate).
 //! - [`windowed`]: [`TimeWindowedKStream`] (tumbling, hopping, sliding) and
@@ -34,24 +38,29 @@
 mod aggregation;
 pub mod builder;
 mod fallible;
+pub mod fixed_key;
 pub mod fk_join;
 pub mod grouped;
 pub mod join;
 pub mod kstream;
 pub mod ktable;
 pub mod options;
+pub mod print;
 mod processors;
 pub mod stream_join;
 pub mod suppress;
+mod to_table;
 pub mod windowed;
 
 pub use builder::StreamsBuilder;
+pub use fixed_key::{FixedKeyContext, FixedKeyProcessor, FixedKeyRecord};
 pub use fk_join::TableJoined;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use join::{GlobalKTable, Joined};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
 pub use options::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use print::Printed;
 pub use windowed::{EmitStrategy, SessionWindowedKStream, TimeWindowedKStream};
 
 /// What keys and values of the DSL must be: cloneable (a record can go to several children),

@@ -2,10 +2,12 @@
 //! operators, the shared helpers here.
 
 mod aggregate;
+mod fixed_key;
 mod naming;
 mod processor_api;
 mod stream;
 mod table;
+mod to_table_print;
 mod topics;
 
 use streams_core::serde::{SerdeRef, Serdes};
