@@ -272,7 +272,7 @@ impl TopologyTestDriver {
         for i in 0..inner.tasks.len() {
             inner.tasks[i].punctuate_wall_clock()?;
         }
-        inner.settle()
+        inner.settle().map(|_| ())
     }
 
     /// The store `name` of the task that owns it.
@@ -402,11 +402,19 @@ impl Inner {
     }
 
     fn commit_all(&mut self) -> Result<()> {
-        for i in 0..self.tasks.len() {
-            self.tasks[i].flush()?;
-            self.settle()?;
+        // A task's flush can send records that another task (or an earlier one in this round)
+        // processes into its cache: flush again until a round moves nothing, so that a record's
+        // whole path through repartition topics reaches the outputs.
+        loop {
+            let mut moved = false;
+            for i in 0..self.tasks.len() {
+                self.tasks[i].flush()?;
+                moved |= self.settle()?;
+            }
+            if !moved {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     fn feed(
@@ -435,12 +443,14 @@ impl Inner {
     }
 
     /// Routes what the tasks sent: repartition topics back into their reading task, changelogs
-    /// nowhere, the rest to the output queues; repeats until nothing moves.
-    fn settle(&mut self) -> Result<()> {
+    /// nowhere, the rest to the output queues; repeats until nothing moves. Whether anything
+    /// but changelog records moved.
+    fn settle(&mut self) -> Result<bool> {
+        let mut moved = false;
         loop {
             let sent = std::mem::take(&mut *self.collector.sent.lock().expect("collector lock"));
             if sent.is_empty() {
-                return Ok(());
+                return Ok(moved);
             }
             let prefix = format!("{}-", self.config.application_id);
             for s in sent {
@@ -448,6 +458,7 @@ impl Inner {
                 if changelog {
                     continue;
                 }
+                moved = true;
                 let internal = s.topic.starts_with(&prefix)
                     && self.topology.repartition_topics.keys().any(|t| {
                         self.topology.physical_topic(&self.config.application_id, t) == s.topic
