@@ -548,3 +548,84 @@ fn foreign_key_left_join_keeps_every_left_row() {
         "{text}"
     );
 }
+
+/// Orders ("customer" or "" for none) joined with customers on a nullable foreign key.
+fn null_fk_driver(left: bool) -> TopologyTestDriver {
+    let b = StreamsBuilder::new();
+    let orders = b.table::<String, String>("orders");
+    let customers = b.table::<Option<String>, String>("customers");
+    let customer_of = |order: &String| (!order.is_empty()).then(|| order.clone());
+    if left {
+        orders.left_join_on_foreign_key(&customers, customer_of, |_, name| {
+            name.cloned().unwrap_or_else(|| "?".into())
+        })
+    } else {
+        orders.join_on_foreign_key(&customers, customer_of, |_, name| name.clone())
+    }
+    .to_stream()
+    .to("out");
+    driver(b)
+}
+
+fn null_fk_sequence(d: &TopologyTestDriver) -> Vec<(String, Option<String>)> {
+    let orders = d.create_input_topic("orders", s(), s());
+    let customers = d.create_input_topic("customers", opt_s(), s());
+    customers.pipe_input(Some("c1".into()), "Ada".into());
+    orders.pipe_input("o1".into(), "".into()); // no customer
+    orders.pipe_input("o2".into(), "c1".into());
+    orders.pipe_input("o2".into(), "".into()); // the customer is removed from the order
+    d.create_output_topic("out", s(), opt_s())
+        .read_key_values_to_list()
+}
+
+#[test]
+fn a_null_foreign_key_joins_with_none_in_a_left_join_and_retracts_in_an_inner_join() {
+    let d = null_fk_driver(true);
+    assert_eq!(
+        null_fk_sequence(&d),
+        vec![
+            kov("o1", Some("?")),
+            kov("o2", Some("Ada")),
+            kov("o2", Some("?")),
+        ]
+    );
+    assert_eq!(d.metrics().dropped, 0);
+    let d = null_fk_driver(false);
+    assert_eq!(
+        null_fk_sequence(&d),
+        vec![kov("o2", Some("Ada")), kov("o2", None)]
+    );
+    assert_eq!(d.metrics().dropped, 2, "both null foreign keys are counted");
+}
+
+#[test]
+fn the_foreign_key_can_come_from_the_key() {
+    let b = StreamsBuilder::new();
+    // Line items keyed `order/line`, joined with their order.
+    let items = b.table::<String, String>("items");
+    let orders = b.table::<String, String>("orders");
+    items
+        .left_join_on_foreign_key_kv(
+            &orders,
+            |key, _| key.split('/').next().unwrap().to_string(),
+            |item, order| format!("{item} in {}", order.map_or("?", String::as_str)),
+            TableJoined::default(),
+            Materialized::default(),
+        )
+        .to_stream()
+        .to("out");
+    let d = driver(b);
+    d.create_input_topic("orders", s(), s())
+        .pipe_input("A".into(), "order A".into());
+    let items = d.create_input_topic("items", s(), s());
+    items.pipe_input("A/1".into(), "pen".into());
+    items.pipe_input("B/1".into(), "ink".into());
+    assert_eq!(
+        d.create_output_topic("out", s(), opt_s())
+            .read_key_values_to_list(),
+        vec![
+            kov("A/1", Some("pen in order A")),
+            kov("B/1", Some("ink in ?")),
+        ]
+    );
+}

@@ -14,7 +14,7 @@ pub(super) struct SubscriptionSend<K, V, KO> {
     pub(super) key_serde: SerdeRef<K>,
     pub(super) value_serde: SerdeRef<V>,
     pub(super) fk_serde: SerdeRef<KO>,
-    pub(super) fk: FkExtractor<V, KO>,
+    pub(super) fk: FkExtractor<K, V, KO>,
     pub(super) left: bool,
 }
 
@@ -35,10 +35,12 @@ impl<K: Data, V: Data, KO: Data> Processor for SubscriptionSend<K, V, KO> {
             return Ok(());
         };
         let hash = hash_of(&self.value_serde, &what, r.value.new_value.as_ref())?;
-        let fk_of = |v: &Option<V>| -> Result<Option<(KO, Vec<u8>)>> {
+        // `None`: no row; `Some((fk, None))`: a row whose foreign key serializes to null.
+        let fk_of = |v: &Option<V>| -> Result<Option<(KO, Option<Vec<u8>>)>> {
             let Some(v) = v else { return Ok(None) };
-            let fk = (self.fk)(v);
-            Ok(to_bytes(&self.fk_serde, &what, &fk)?.map(|b| (fk, b)))
+            let fk = (self.fk)(&r.key, v);
+            let bytes = to_bytes(&self.fk_serde, &what, &fk)?;
+            Ok(Some((fk, bytes)))
         };
         let new_fk = fk_of(&r.value.new_value)?;
         let old_fk = fk_of(&r.value.old_value)?;
@@ -57,30 +59,37 @@ impl<K: Data, V: Data, KO: Data> Processor for SubscriptionSend<K, V, KO> {
                 headers: r.headers.clone(),
             })
         };
-        if r.value.new_value.is_some() && new_fk.is_none() {
-            // A null foreign key joins nothing; unsubscribe the old one without an answer.
-            ctx.record_dropped();
-        }
-        match (new_fk, old_fk) {
-            (Some((new, new_bytes)), Some((old, old_bytes))) => {
-                if new_bytes != old_bytes {
-                    send(ctx, old, Instruction::DeleteKeyNoPropagate)?;
-                }
-                // The old foreign key may have had a result: the answer must replace it even
-                // when the new key has no row, for inner joins too.
-                send(ctx, new, Instruction::PropagateNullIfNoFkValAvailable)
-            }
-            (Some((new, _)), None) => {
-                let instruction = if self.left || r.value.old_value.is_some() {
-                    Instruction::PropagateNullIfNoFkValAvailable
+        let new_bytes = new_fk.as_ref().and_then(|(_, b)| b.as_ref());
+        // The row now subscribes to something that answers: a non-null foreign key, or, in a
+        // left join, a null one (answered with no value, so the row joins with `None`).
+        let answered = new_fk.is_some() && (self.left || new_bytes.is_some());
+        if let Some((old, Some(old_bytes))) = old_fk.as_ref().map(|(k, b)| (k, b.as_ref())) {
+            if new_bytes != Some(old_bytes) {
+                // Unsubscribe the old key; its answer (no value) replaces the old result when
+                // no new subscription will.
+                let instruction = if answered {
+                    Instruction::DeleteKeyNoPropagate
                 } else {
-                    Instruction::PropagateOnlyIfFkValAvailable
+                    Instruction::DeleteKeyAndPropagate
                 };
-                send(ctx, new, instruction)
+                send(ctx, old.clone(), instruction)?;
             }
-            (None, Some((old, _))) => send(ctx, old, Instruction::DeleteKeyAndPropagate),
-            (None, None) => Ok(()),
         }
+        let Some((new, _)) = new_fk else {
+            return Ok(());
+        };
+        if !answered {
+            // An inner join's null foreign key joins nothing.
+            ctx.record_dropped();
+            return Ok(());
+        }
+        // A row that had a result must have it replaced even when the new key has no row.
+        let instruction = if self.left || r.value.old_value.is_some() {
+            Instruction::PropagateNullIfNoFkValAvailable
+        } else {
+            Instruction::PropagateOnlyIfFkValAvailable
+        };
+        send(ctx, new, instruction)
     }
 }
 

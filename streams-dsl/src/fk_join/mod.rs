@@ -14,7 +14,10 @@
 //!    newer one is on its way. The result is stored, so that each change forwards the old
 //!    joined value too (a deleted result row forwards a `Change` with no new value).
 //!
-//! A foreign key that serializes to null subscribes to nothing; the record is counted as dropped.
+//! A foreign key that serializes to null subscribes to nothing. An inner join has no result for
+//! the row (the record is counted as dropped); a left join sends the subscription with a null
+//! key, which the right side answers with no value, so the row joins with `None`, as in Kafka
+//! Streams 3.7 and later.
 //!
 //! This module holds the API and the wiring of the nodes, topics and stores; `left` and `right`
 //! hold the processors of each table's side, `wire` the messages between them.
@@ -58,8 +61,8 @@ impl TableJoined {
     }
 }
 
-/// Picks the foreign key of a left row.
-type FkExtractor<V, KO> = Arc<dyn Fn(&V) -> KO + Send + Sync>;
+/// Picks the foreign key of a left row from its key and value.
+type FkExtractor<K, V, KO> = Arc<dyn Fn(&K, &V) -> KO + Send + Sync>;
 /// `(left value, right value if any) -> result`, `None` for no result row.
 type FkJoiner<V, VO, VR> = Arc<dyn Fn(&V, Option<&VO>) -> Option<VR> + Send + Sync>;
 
@@ -105,6 +108,38 @@ impl<K: Data, V: Data> KTable<K, V> {
         named: TableJoined,
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
+        self.join_on_foreign_key_kv(other, move |_, v| fk(v), joiner, named, materialized)
+    }
+
+    /// Like [`Self::join_on_foreign_key_with`], with the foreign key extracted from the row's key
+    /// and value (KIP-1104).
+    ///
+    /// ```
+    /// use streams_dsl::{Materialized, StreamsBuilder, TableJoined};
+    /// let b = StreamsBuilder::new();
+    /// // line items keyed `order/line`: the order is in the key.
+    /// let items = b.table::<String, String>("order-lines");
+    /// let orders = b.table::<String, String>("orders");
+    /// items
+    ///     .join_on_foreign_key_kv(
+    ///         &orders,
+    ///         |key, _| key.split('/').next().unwrap_or_default().to_string(),
+    ///         |item, order| format!("{item} in {order}"),
+    ///         TableJoined::default(),
+    ///         Materialized::default(),
+    ///     )
+    ///     .to_stream()
+    ///     .to("items-with-orders");
+    /// assert!(b.build().is_ok());
+    /// ```
+    pub fn join_on_foreign_key_kv<KO: Data, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        fk: impl Fn(&K, &V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        named: TableJoined,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
         self.fk_join(
             other,
             Arc::new(fk),
@@ -116,7 +151,8 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Left foreign-key join: every row of this table has a result, `joiner(row, the row of
-    /// `other` its foreign key names, if any)`.
+    /// `other` its foreign key names, if any)`; a row whose foreign key is null joins with
+    /// `None`.
     pub fn left_join_on_foreign_key<KO: Data, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
@@ -142,6 +178,19 @@ impl<K: Data, V: Data> KTable<K, V> {
         named: TableJoined,
         materialized: Materialized<K, VR>,
     ) -> KTable<K, VR> {
+        self.left_join_on_foreign_key_kv(other, move |_, v| fk(v), joiner, named, materialized)
+    }
+
+    /// Like [`Self::left_join_on_foreign_key_with`], with the foreign key extracted from the
+    /// row's key and value (KIP-1104).
+    pub fn left_join_on_foreign_key_kv<KO: Data, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        fk: impl Fn(&K, &V) -> KO + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        named: TableJoined,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
         self.fk_join(
             other,
             Arc::new(fk),
@@ -155,7 +204,7 @@ impl<K: Data, V: Data> KTable<K, V> {
     fn fk_join<KO: Data, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
-        fk: FkExtractor<V, KO>,
+        fk: FkExtractor<K, V, KO>,
         joiner: FkJoiner<V, VO, VR>,
         left: bool,
         named: TableJoined,

@@ -27,7 +27,20 @@ impl<KO: Data, VO: Data> Processor for SubscriptionReceive<KO, VO> {
     ) -> Result<()> {
         let subscriptions = &self.subscriptions;
         let Some(fk) = to_bytes(&self.fk_serde, subscriptions.name(), &r.key)? else {
-            return Ok(());
+            // A left join's row with a null foreign key: nothing to keep, and no right row can
+            // match it, so it is answered at once with no value.
+            if r.value.instruction != Instruction::PropagateNullIfNoFkValAvailable {
+                return Ok(());
+            }
+            return ctx.forward(Record {
+                key: r.value.primary_key,
+                value: Response {
+                    hash: r.value.hash,
+                    value: None,
+                },
+                timestamp: r.timestamp,
+                headers: r.headers,
+            });
         };
         let key = combined_key(&fk, &r.value.primary_key);
         let value = match r.value.instruction {
