@@ -46,11 +46,11 @@ pub use streams_core::serde::{DefaultSerde, Serde, SerdeRef, Serdes};
 pub use streams_core::{
     ApproximateCountQuery, Change, FailureReason, KafkaStreams, KeyQuery, KeyQueryMetadata,
     KeyValueStore, MultiInstanceTestDriver, Position, PositionBound, PrefixScanQuery, Processor,
-    ProcessorContext, PunctuationType, QueryFailure, QueryResult, RangeQuery, Record, Result,
-    SessionStore, SessionWindows, SlidingWindows, State, StateQueryRequest, StateQueryResult,
-    StateRestoreListener, StoreBuilder, StoreIterator, Stores, StreamsConfig, StreamsError,
-    StreamsMetadata, TaskId, TimeWindows, Topology, TopologyTestDriver, Window, WindowKeyQuery,
-    WindowRangeQuery, WindowStore, Windowed,
+    ProcessorContext, PunctuationId, PunctuationType, QueryFailure, QueryResult, RangeQuery,
+    Record, Result, Scheduled, SessionStore, SessionWindows, SlidingWindows, State,
+    StateQueryRequest, StateQueryResult, StateRestoreListener, StoreBuilder, StoreIterator, Stores,
+    StreamsConfig, StreamsError, StreamsMetadata, TaskId, TimeWindows, Topology,
+    TopologyTestDriver, Window, WindowKeyQuery, WindowRangeQuery, WindowStore, Windowed,
 };
 pub use streams_dsl::stream_join::JoinWindows;
 pub use streams_dsl::suppress::{BufferConfig, Suppressed};
@@ -58,6 +58,7 @@ pub use streams_dsl::{
     Consumed, EmitStrategy, Grouped, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
     Produced, Repartitioned, SessionWindowedKStream, StreamsBuilder, TimeWindowedKStream,
 };
+pub use streams_dsl::{FixedKeyContext, FixedKeyProcessor, FixedKeyRecord, Printed};
 pub use streams_dsl::{GlobalKTable, Joined, TableJoined};
 
 /// Everything an application usually needs.
@@ -80,6 +81,9 @@ pub struct WindowsDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/joins.md")]
 pub struct JoinsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/dsl.md")]
+pub struct DslDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/semantics.md")]
 pub struct SemanticsDoctests;
