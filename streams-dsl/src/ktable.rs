@@ -7,11 +7,11 @@ use std::sync::Arc;
 use streams_core::serde::{SerdeRef, Serdes};
 use streams_core::{Change, ProcessorContext, Record, Result};
 
-use crate::builder::Shared;
+use crate::builder::{store_builder, Shared};
 use crate::grouped::KGroupedTable;
 use crate::kstream::KStream;
-use crate::options::Grouped;
-use crate::processors::{FnProcessor, TableOp};
+use crate::options::{Grouped, Materialized};
+use crate::processors::{FnProcessor, TableOp, TableSource};
 use crate::Data;
 
 /// A table: for each key, its latest value.
@@ -41,6 +41,44 @@ impl<K: Data, V: Data> KTable<K, V> {
             value_serde,
             store,
         }
+    }
+
+    /// Adds node `node` after `parent`, writing the row each record sets (`row`) into store
+    /// `store`, declared as `m` says with its serdes from `m`, else `key` and `value`: the table
+    /// of a stream (`to_table`) or of a table without a store (`materialize_as`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn of_rows<I: Data>(
+        b: &Shared,
+        node: String,
+        store: String,
+        parent: &str,
+        key: Option<SerdeRef<K>>,
+        value: Option<SerdeRef<V>>,
+        m: &Materialized<K, V>,
+        row: fn(&I) -> Option<&V>,
+    ) -> KTable<K, V> {
+        let mut inner = b.borrow_mut();
+        let k = inner.serde(
+            m.key_serde.clone().or(key),
+            &format!("the key of store `{store}`"),
+        );
+        let v = inner.serde(
+            m.value_serde.clone().or(value),
+            &format!("the value of store `{store}`"),
+        );
+        let sb = store_builder(&store, k.clone(), v.clone(), m);
+        let (n, s, parent) = (node.clone(), store.clone(), parent.to_string());
+        inner.apply(move |t| {
+            t.add_processor(
+                &n,
+                move |ctx| TableSource::<K, V, I>::init(ctx, &s, row),
+                &[&parent],
+            )?;
+            t.add_state_store(sb, &[&n])?;
+            Ok(())
+        });
+        drop(inner);
+        KTable::new(b.clone(), node, Some(k), Some(v), Some(store))
     }
 
     /// The name of the store holding this table, when it is materialized (queryable in the test driver).

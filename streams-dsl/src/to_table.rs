@@ -1,11 +1,9 @@
 //! [`KStream::to_table`]: a stream read as a table's changes (each record the latest value of
 //! its key), kept in a store, as Kafka Streams' `toTable`.
 
-use crate::builder::store_builder;
 use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::options::Materialized;
-use crate::processors::TableSource;
 use crate::Data;
 
 impl<K: Data, V: Data> KStream<K, V> {
@@ -45,30 +43,15 @@ impl<K: Data, V: Data> KStream<K, V> {
         } else {
             self.clone()
         };
-        let mut b = self.b.borrow_mut();
-        let k = b.serde(
-            materialized.key_serde.clone().or(input.key_serde.clone()),
-            &format!("the key of store `{store}`"),
-        );
-        let v = b.serde(
-            materialized
-                .value_serde
-                .clone()
-                .or(input.value_serde.clone()),
-            &format!("the value of store `{store}`"),
-        );
-        let sb = store_builder(&store, k.clone(), v.clone(), &materialized);
-        let (n, s, parent) = (node.clone(), store.clone(), input.node.clone());
-        b.apply(move |t| {
-            t.add_processor(
-                &n,
-                move |ctx| TableSource::<K, V, V>::init(ctx, &s, |v| Some(v)),
-                &[&parent],
-            )?;
-            t.add_state_store(sb, &[&n])?;
-            Ok(())
-        });
-        drop(b);
-        KTable::new(self.b.clone(), node, Some(k), Some(v), Some(store))
+        KTable::of_rows::<V>(
+            &self.b,
+            node,
+            store,
+            &input.node,
+            input.key_serde.clone(),
+            input.value_serde.clone(),
+            &materialized,
+            |v| Some(v),
+        )
     }
 }

@@ -30,10 +30,8 @@ pub use global_table::GlobalKTable;
 use streams_core::serde::SerdeRef;
 use streams_core::Change;
 
-use crate::builder::store_builder;
 use crate::ktable::KTable;
 use crate::options::Materialized;
-use crate::processors::TableSource;
 use crate::Data;
 
 /// Options of a stream-table join: the name of its node (and of its repartition topic
@@ -126,29 +124,20 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// Stores this table as `m` says, in a new node after it.
     pub(crate) fn materialize_as(&self, m: Materialized<K, V>) -> KTable<K, V> {
-        let mut b = self.b.borrow_mut();
-        let node = b.new_name("KTABLE-MATERIALIZE-");
-        let store = b.store_name(&m, "KTABLE-MATERIALIZE-STATE-STORE-");
-        let k = b.serde(
-            m.key_serde.clone().or(self.key_serde.clone()),
-            &format!("the key of store `{store}`"),
-        );
-        let v = b.serde(
-            m.value_serde.clone().or(self.value_serde.clone()),
-            &format!("the value of store `{store}`"),
-        );
-        let sb = store_builder(&store, k.clone(), v.clone(), &m);
-        let (n, s, parent) = (node.clone(), store.clone(), self.node.clone());
-        b.apply(move |t| {
-            t.add_processor(
-                &n,
-                move |ctx| TableSource::<K, V, Change<V>>::init(ctx, &s, |c| c.new_value.as_ref()),
-                &[&parent],
-            )?;
-            t.add_state_store(sb, &[&n])?;
-            Ok(())
-        });
-        drop(b);
-        KTable::new(self.b.clone(), node, Some(k), Some(v), Some(store))
+        let (node, store) = {
+            let mut b = self.b.borrow_mut();
+            let node = b.new_name("KTABLE-MATERIALIZE-");
+            (node, b.store_name(&m, "KTABLE-MATERIALIZE-STATE-STORE-"))
+        };
+        KTable::of_rows::<Change<V>>(
+            &self.b,
+            node,
+            store,
+            &self.node,
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            &m,
+            |c| c.new_value.as_ref(),
+        )
     }
 }
