@@ -7,6 +7,7 @@ mod naming;
 mod processor_api;
 mod stream;
 mod table;
+mod time_limit;
 mod to_table_print;
 mod topics;
 
