@@ -3,7 +3,8 @@
 //! every so many records. Prints the CPU seconds of each workload, so that a change to the engine
 //! (nodes, contexts, stores) can be compared before and after without the Kafka client's cost
 //! and noise: `cargo run --release -p streams-bench --example engine -- [records] [rounds]
-//! [commit every]` (1,000,000 records, 3 rounds, a commit every 100,000 records by default).
+//! [commit every] [workloads]` (1,000,000 records, 3 rounds, a commit every 100,000 records, and
+//! `passthrough,count,wordcount` by default).
 
 use std::time::Instant;
 
@@ -93,10 +94,13 @@ fn main() {
     let commit_every: u64 = args
         .next()
         .map_or(100_000, |a| a.parse().expect("commit every"));
+    let workloads = args
+        .next()
+        .unwrap_or_else(|| "passthrough,count,wordcount".to_string());
     let input: Vec<_> = (0..records).map(record).collect();
     println!("| workload | records | CPU s per round | best | wall s (last) |");
     println!("|---|--:|---|--:|--:|");
-    for workload in ["passthrough", "count", "wordcount"] {
+    for workload in workloads.split(',') {
         let mut cpu = Vec::new();
         let mut wall = 0.0;
         for _ in 0..rounds {
